@@ -1,0 +1,386 @@
+//! `WorkerPool.spec`: field names and defaults follow DESIGN.md section 1.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::status::WorkerPoolStatus;
+
+/// A pool of background workers scaled from queue depth and metrics.
+// Each printcolumn repeats `type_`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "workerpool.dev",
+    version = "v1alpha1",
+    kind = "WorkerPool",
+    plural = "workerpools",
+    shortname = "wp",
+    namespaced,
+    status = "WorkerPoolStatus",
+    derive = "PartialEq",
+    doc = "WorkerPool scales a Deployment (or anything with a /scale subresource) from Redis queue depth and Prometheus queries.",
+    printcolumn(
+        name = "Target",
+        type_ = "string",
+        json_path = ".spec.scaleTargetRef.name"
+    ),
+    printcolumn(name = "Min", type_ = "integer", json_path = ".spec.minReplicas"),
+    printcolumn(name = "Max", type_ = "integer", json_path = ".spec.maxReplicas"),
+    printcolumn(
+        name = "Current",
+        type_ = "integer",
+        json_path = ".status.currentReplicas"
+    ),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".status.desiredReplicas"
+    ),
+    printcolumn(
+        name = "Active",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Active\")].status"
+    ),
+    printcolumn(
+        name = "Value",
+        type_ = "string",
+        json_path = ".status.triggers[0].value",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("self.maxReplicas >= (self.minReplicas > 1 ? self.minReplicas : 1)").message("maxReplicas must be >= max(1, minReplicas)").field_path(".maxReplicas"))]
+#[x_kube(validation = Rule::new("self.triggers.all(t, !has(t.name) || self.triggers.exists_one(u, has(u.name) && u.name == t.name))").message("trigger names must be unique").field_path(".triggers"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkerPoolSpec {
+    /// The workload to scale: anything with a `/scale` subresource.
+    pub scale_target_ref: ScaleTargetRef,
+    /// Fewest replicas. 0 enables scale-to-zero after `cooldownSeconds` of inactivity.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 0))]
+    pub min_replicas: i32,
+    /// Most replicas; must be >= max(1, minReplicas).
+    #[schemars(range(min = 1))]
+    pub max_replicas: i32,
+    /// How often the triggers are read.
+    #[serde(default = "default_polling_interval")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub polling_interval_seconds: i32,
+    /// How long every trigger must be inactive before scaling to zero
+    /// (only when minReplicas is 0).
+    #[serde(default = "default_cooldown")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub cooldown_seconds: i32,
+    /// Stop all writes to the target (also: annotation `workerpool.dev/paused: "true"`).
+    #[serde(default)]
+    pub paused: bool,
+    /// Work signals; desired replicas is the maximum over triggers.
+    #[schemars(length(min = 1, max = 16))]
+    pub triggers: Vec<Trigger>,
+    /// Scale-up/down rate limits and stabilization, as autoscaling/v2 HPA behavior.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behavior: Option<Behavior>,
+    /// What to do when a trigger keeps failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+fn default_polling_interval() -> i32 {
+    5
+}
+fn default_cooldown() -> i32 {
+    300
+}
+
+/// Names the scaled workload, as `autoscaling/v2` CrossVersionObjectReference.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScaleTargetRef {
+    /// API version of the target; default apps/v1.
+    #[serde(default = "default_target_api_version")]
+    pub api_version: String,
+    /// Kind of the target; default Deployment.
+    #[serde(default = "default_target_kind")]
+    pub kind: String,
+    /// Name of the target in the WorkerPool's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+fn default_target_api_version() -> String {
+    "apps/v1".into()
+}
+fn default_target_kind() -> String {
+    "Deployment".into()
+}
+
+/// One work signal. Exactly one source (`redis` or `prometheus`) is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("(has(self.redis) ? 1 : 0) + (has(self.prometheus) ? 1 : 0) == 1").message("exactly one source (redis or prometheus) must be set"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Trigger {
+    /// Unique name within the pool; default `<type>-<index>` (e.g. `redis-0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
+    )]
+    pub name: Option<String>,
+    /// Redis queue depth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisTrigger>,
+    /// A Prometheus instant query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusTrigger>,
+    /// Work items one replica should hold; > 0.
+    #[x_kube(validation = Rule::new("self > 0.0").message("targetPerReplica must be > 0"))]
+    pub target_per_replica: f64,
+    /// The trigger is active when its value is above this.
+    #[serde(default)]
+    pub activation_threshold: f64,
+}
+
+/// Where a Secret's key lives (in the WorkerPool's namespace).
+#[derive(
+    KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// A whole Secret (in the WorkerPool's namespace).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Redis queue depth. Exactly one measure is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("(has(self.list) ? 1 : 0) + (has(self.lists) ? 1 : 0) + (has(self.celery) ? 1 : 0) + (has(self.stream) ? 1 : 0) + (has(self.sortedSet) ? 1 : 0) == 1").message("exactly one of list, lists, celery, stream, sortedSet must be set"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedisTrigger {
+    /// `redis://host:port/db` or `rediss://` for TLS.
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^rediss?://"))]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+    /// ACL user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_secret_ref: Option<SecretKeyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RedisTls>,
+    /// LLEN of one list (a missing key is an empty list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub list: Option<String>,
+    /// Sum of LLENs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub lists: Option<Vec<String>>,
+    /// A Celery queue on kombu's Redis transport.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub celery: Option<CeleryMeasure>,
+    /// A Redis stream (consumer group lag/pending, or length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamMeasure>,
+    /// A sorted set (delayed jobs): ZCARD, or due entries only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorted_set: Option<SortedSetMeasure>,
+}
+
+/// TLS settings for `rediss://`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedisTls {
+    /// Skip server certificate verification (testing only).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// PEM CA bundle to verify the server with, instead of the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+/// Celery queue depth: the queue list plus kombu's priority lists.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CeleryMeasure {
+    #[schemars(length(min = 1))]
+    pub queue: String,
+    /// Also count tasks workers have prefetched but not acknowledged
+    /// (kombu's `unacked` hash); default true, because prefetch hides them from LLEN.
+    #[serde(default = "default_true")]
+    pub include_in_flight: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Which number of a stream to read.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum StreamMeasureKind {
+    /// Entries not yet delivered to the group (`XINFO GROUPS` lag; Redis >= 7).
+    #[default]
+    Lag,
+    /// Entries delivered but not acknowledged (`XINFO GROUPS` pending).
+    Pending,
+    /// All entries in the stream (`XLEN`).
+    Length,
+}
+
+/// A Redis stream measure.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.measure == 'Length' || has(self.group)").message("group is required unless measure is Length"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StreamMeasure {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Consumer group; required for Lag and Pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub measure: StreamMeasureKind,
+}
+
+/// A sorted set of scheduled jobs (score = due time in unix seconds).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SortedSetMeasure {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Count only entries with score <= now (ZCOUNT -inf now); else ZCARD.
+    #[serde(default)]
+    pub due_only: bool,
+}
+
+/// What an empty Prometheus result means.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum OnEmpty {
+    /// An empty result is an error: usually a broken query or scrape, not "no work".
+    #[default]
+    Error,
+    /// An empty result is 0.
+    Zero,
+}
+
+/// A Prometheus instant query whose result is one number.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusTrigger {
+    /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus:9090`.
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://"))]
+    pub url: String,
+    /// PromQL returning a scalar or a single-sample vector.
+    #[schemars(length(min = 1, max = 16384))]
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_secret_ref: Option<SecretKeyRef>,
+    /// A Secret with keys `username` and `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth_secret_ref: Option<SecretRef>,
+    /// Extra request headers, e.g. `X-Scope-OrgID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub on_empty: OnEmpty,
+}
+
+/// Scaling behavior, with the meaning of autoscaling/v2 `HorizontalPodAutoscalerBehavior`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Behavior {
+    /// Default: no stabilization; Percent 100/15s and Pods 4/15s, Max.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_up: Option<ScalingRules>,
+    /// Default: 300 s stabilization; Percent 100/15s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down: Option<ScalingRules>,
+    /// Ratio change ignored around the current count; default 0.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub tolerance: Option<f64>,
+}
+
+/// One direction's rules, as autoscaling/v2 `HPAScalingRules`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScalingRules {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub stabilization_window_seconds: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select_policy: Option<SelectPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 10))]
+    pub policies: Option<Vec<ScalingPolicy>>,
+}
+
+/// Which policy wins when several allow different changes.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum SelectPolicy {
+    /// The policy allowing the largest change.
+    #[default]
+    Max,
+    /// The policy allowing the smallest change.
+    Min,
+    /// No scaling in this direction.
+    Disabled,
+}
+
+/// Pods or Percent.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyType {
+    Pods,
+    Percent,
+}
+
+/// At most `value` pods (or percent) of change per `periodSeconds`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScalingPolicy {
+    #[serde(rename = "type")]
+    pub type_: PolicyType,
+    #[schemars(range(min = 1))]
+    pub value: i32,
+    #[schemars(range(min = 1, max = 1800))]
+    pub period_seconds: i32,
+}
+
+/// Replicas to run while a trigger keeps failing.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Fallback {
+    /// Consecutive failed polls of a trigger before the fallback applies.
+    #[serde(default = "default_failure_threshold")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub failure_threshold: i32,
+    /// Replicas to run (clamped to min/max; never below current). Unset: hold current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+}
+
+fn default_failure_threshold() -> i32 {
+    3
+}

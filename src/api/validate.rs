@@ -1,0 +1,386 @@
+//! Re-validation of a spec into a [`Policy`], with one error style naming
+//! the field. The CRD schema rejects most mistakes at `kubectl apply`; this
+//! catches the rest (and everything, for `simulate`/`check`, which read
+//! manifests from files) so no bad spec ever reaches the decision.
+
+use std::collections::HashSet;
+
+use super::spec::*;
+use crate::decision::{FallbackPolicy, Policy, RatePolicy, Rules, SelectPolicy, TriggerPolicy};
+
+/// A spec mistake: the JSON path of the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
+    SpecError {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The default name of the trigger at `index`: `<type>-<index>`.
+pub fn default_trigger_name(trigger: &Trigger, index: usize) -> String {
+    let kind = if trigger.prometheus.is_some() {
+        "prometheus"
+    } else {
+        "redis"
+    };
+    format!("{kind}-{index}")
+}
+
+/// Checks every rule of DESIGN.md section 1 and returns the defaulted policy.
+pub fn validate(spec: &WorkerPoolSpec) -> Result<Policy, SpecError> {
+    let t = &spec.scale_target_ref;
+    if t.name.trim().is_empty() {
+        return Err(err("spec.scaleTargetRef.name", "must not be empty"));
+    }
+    if t.kind.trim().is_empty() {
+        return Err(err("spec.scaleTargetRef.kind", "must not be empty"));
+    }
+    if t.api_version.trim().is_empty() {
+        return Err(err("spec.scaleTargetRef.apiVersion", "must not be empty"));
+    }
+    if spec.min_replicas < 0 {
+        return Err(err(
+            "spec.minReplicas",
+            format!("must be >= 0, got {}", spec.min_replicas),
+        ));
+    }
+    if spec.max_replicas < spec.min_replicas.max(1) {
+        return Err(err(
+            "spec.maxReplicas",
+            format!(
+                "must be >= max(1, minReplicas) = {}, got {}",
+                spec.min_replicas.max(1),
+                spec.max_replicas
+            ),
+        ));
+    }
+    if !(1..=3600).contains(&spec.polling_interval_seconds) {
+        return Err(err(
+            "spec.pollingIntervalSeconds",
+            format!("must be in 1..3600, got {}", spec.polling_interval_seconds),
+        ));
+    }
+    if !(0..=86400).contains(&spec.cooldown_seconds) {
+        return Err(err(
+            "spec.cooldownSeconds",
+            format!("must be in 0..86400, got {}", spec.cooldown_seconds),
+        ));
+    }
+    if spec.triggers.is_empty() || spec.triggers.len() > 16 {
+        return Err(err(
+            "spec.triggers",
+            format!("must have 1 to 16 triggers, got {}", spec.triggers.len()),
+        ));
+    }
+
+    let mut names = HashSet::new();
+    let mut triggers = Vec::with_capacity(spec.triggers.len());
+    for (i, trig) in spec.triggers.iter().enumerate() {
+        let at = format!("spec.triggers[{i}]");
+        let name = match &trig.name {
+            Some(n) => {
+                validate_name(n).map_err(|m| err(format!("{at}.name"), m))?;
+                n.clone()
+            }
+            None => default_trigger_name(trig, i),
+        };
+        if !names.insert(name.clone()) {
+            return Err(err(
+                format!("{at}.name"),
+                format!("duplicate trigger name {name:?}"),
+            ));
+        }
+        match (&trig.redis, &trig.prometheus) {
+            (Some(r), None) => validate_redis(r, &format!("{at}.redis"))?,
+            (None, Some(p)) => validate_prometheus(p, &format!("{at}.prometheus"))?,
+            _ => {
+                return Err(err(
+                    at,
+                    "exactly one source (redis or prometheus) must be set",
+                ))
+            }
+        }
+        if !(trig.target_per_replica.is_finite() && trig.target_per_replica > 0.0) {
+            return Err(err(
+                format!("{at}.targetPerReplica"),
+                format!("must be a number > 0, got {}", trig.target_per_replica),
+            ));
+        }
+        if !trig.activation_threshold.is_finite() {
+            return Err(err(
+                format!("{at}.activationThreshold"),
+                "must be a finite number",
+            ));
+        }
+        triggers.push(TriggerPolicy {
+            name,
+            target_per_replica: trig.target_per_replica,
+            activation_threshold: trig.activation_threshold,
+        });
+    }
+
+    let behavior = spec.behavior.clone().unwrap_or_default();
+    let scale_up = rules(
+        behavior.scale_up.as_ref(),
+        Rules::default_scale_up(),
+        "spec.behavior.scaleUp",
+    )?;
+    let scale_down = rules(
+        behavior.scale_down.as_ref(),
+        Rules::default_scale_down(),
+        "spec.behavior.scaleDown",
+    )?;
+    let tolerance = behavior.tolerance.unwrap_or(0.1);
+    if !(tolerance.is_finite() && (0.0..1.0).contains(&tolerance)) {
+        return Err(err(
+            "spec.behavior.tolerance",
+            format!("must be in [0, 1), got {tolerance}"),
+        ));
+    }
+
+    let fallback = match &spec.fallback {
+        None => None,
+        Some(f) => {
+            if !(1..=1000).contains(&f.failure_threshold) {
+                return Err(err(
+                    "spec.fallback.failureThreshold",
+                    format!("must be in 1..1000, got {}", f.failure_threshold),
+                ));
+            }
+            if let Some(r) = f.replicas {
+                if r < 0 {
+                    return Err(err(
+                        "spec.fallback.replicas",
+                        format!("must be >= 0, got {r}"),
+                    ));
+                }
+            }
+            Some(FallbackPolicy {
+                failure_threshold: f.failure_threshold as u32,
+                replicas: f.replicas,
+            })
+        }
+    };
+
+    Ok(Policy {
+        min_replicas: spec.min_replicas,
+        max_replicas: spec.max_replicas,
+        cooldown_ms: i64::from(spec.cooldown_seconds) * 1000,
+        triggers,
+        scale_up,
+        scale_down,
+        tolerance,
+        fallback,
+    })
+}
+
+fn validate_name(n: &str) -> Result<(), String> {
+    let ok_chars = n
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+    let ok_ends = n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && n.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    if n.is_empty() || n.len() > 63 || !ok_chars || !ok_ends {
+        return Err(format!(
+            "must be 1-63 lowercase letters, digits, '-', '_' or '.', starting and ending alphanumeric, got {:?}",
+            truncate(n)
+        ));
+    }
+    Ok(())
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() > 40 {
+        format!("{}...", s.chars().take(40).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
+fn validate_redis(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
+    let url = url::Url::parse(&r.url).map_err(|e| {
+        err(
+            format!("{at}.url"),
+            format!("invalid URL {:?}: {e}", truncate(&r.url)),
+        )
+    })?;
+    match url.scheme() {
+        "redis" | "rediss" => {}
+        s => {
+            return Err(err(
+                format!("{at}.url"),
+                format!("scheme must be redis:// or rediss://, got {s}://"),
+            ))
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(err(format!("{at}.url"), "must name a host"));
+    }
+    if !url.path().is_empty()
+        && url.path() != "/"
+        && url.path().trim_start_matches('/').parse::<u32>().is_err()
+    {
+        return Err(err(
+            format!("{at}.url"),
+            format!("database must be a number, got {:?}", url.path()),
+        ));
+    }
+    if r.tls.is_some() && url.scheme() != "rediss" {
+        return Err(err(
+            format!("{at}.tls"),
+            "is set but the URL is redis:// (use rediss:// for TLS)",
+        ));
+    }
+    let measures = [
+        r.list.is_some(),
+        r.lists.is_some(),
+        r.celery.is_some(),
+        r.stream.is_some(),
+        r.sorted_set.is_some(),
+    ];
+    if measures.iter().filter(|m| **m).count() != 1 {
+        return Err(err(
+            at,
+            "exactly one of list, lists, celery, stream, sortedSet must be set",
+        ));
+    }
+    let nonempty = |v: &str, f: &str| {
+        if v.is_empty() {
+            Err(err(format!("{at}.{f}"), "must not be empty"))
+        } else {
+            Ok(())
+        }
+    };
+    if let Some(l) = &r.list {
+        nonempty(l, "list")?;
+    }
+    if let Some(ls) = &r.lists {
+        if ls.is_empty() || ls.len() > 64 {
+            return Err(err(format!("{at}.lists"), "must name 1 to 64 lists"));
+        }
+        for (j, l) in ls.iter().enumerate() {
+            nonempty(l, &format!("lists[{j}]"))?;
+        }
+    }
+    if let Some(c) = &r.celery {
+        nonempty(&c.queue, "celery.queue")?;
+    }
+    if let Some(s) = &r.stream {
+        nonempty(&s.name, "stream.name")?;
+        if s.measure != StreamMeasureKind::Length && s.group.as_deref().is_none_or(str::is_empty) {
+            return Err(err(
+                format!("{at}.stream.group"),
+                format!("is required for measure {:?}", s.measure),
+            ));
+        }
+    }
+    if let Some(z) = &r.sorted_set {
+        nonempty(&z.name, "sortedSet.name")?;
+    }
+    Ok(())
+}
+
+fn validate_prometheus(p: &PrometheusTrigger, at: &str) -> Result<(), SpecError> {
+    let url = url::Url::parse(&p.url).map_err(|e| {
+        err(
+            format!("{at}.url"),
+            format!("invalid URL {:?}: {e}", truncate(&p.url)),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(err(
+            format!("{at}.url"),
+            format!(
+                "scheme must be http:// or https://, got {}://",
+                url.scheme()
+            ),
+        ));
+    }
+    if p.query.trim().is_empty() {
+        return Err(err(format!("{at}.query"), "must not be empty"));
+    }
+    if p.bearer_token_secret_ref.is_some() && p.basic_auth_secret_ref.is_some() {
+        return Err(err(
+            at,
+            "set bearerTokenSecretRef or basicAuthSecretRef, not both",
+        ));
+    }
+    for (k, v) in p.headers.iter().flatten() {
+        let name_ok = !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b));
+        if !name_ok {
+            return Err(err(
+                format!("{at}.headers"),
+                format!("invalid header name {:?}", truncate(k)),
+            ));
+        }
+        if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(err(
+                format!("{at}.headers.{k}"),
+                "header value must not contain CR, LF or NUL",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn rules(r: Option<&ScalingRules>, default: Rules, at: &str) -> Result<Rules, SpecError> {
+    let Some(r) = r else { return Ok(default) };
+    let window = r
+        .stabilization_window_seconds
+        .map_or(default.stabilization_window_ms, |w| i64::from(w) * 1000);
+    if let Some(w) = r.stabilization_window_seconds {
+        if !(0..=3600).contains(&w) {
+            return Err(err(
+                format!("{at}.stabilizationWindowSeconds"),
+                format!("must be in 0..3600, got {w}"),
+            ));
+        }
+    }
+    let select_policy = r.select_policy.unwrap_or(SelectPolicy::Max);
+    let policies = match &r.policies {
+        None => default.policies,
+        Some(ps) => {
+            if ps.is_empty() && select_policy != SelectPolicy::Disabled {
+                return Err(err(
+                    format!("{at}.policies"),
+                    "must have at least one policy unless selectPolicy is Disabled",
+                ));
+            }
+            let mut out = Vec::with_capacity(ps.len());
+            for (j, p) in ps.iter().enumerate() {
+                if p.value < 1 {
+                    return Err(err(
+                        format!("{at}.policies[{j}].value"),
+                        format!("must be >= 1, got {}", p.value),
+                    ));
+                }
+                if !(1..=1800).contains(&p.period_seconds) {
+                    return Err(err(
+                        format!("{at}.policies[{j}].periodSeconds"),
+                        format!("must be in 1..1800, got {}", p.period_seconds),
+                    ));
+                }
+                out.push(RatePolicy {
+                    kind: p.type_,
+                    value: p.value,
+                    period_ms: i64::from(p.period_seconds) * 1000,
+                });
+            }
+            out
+        }
+    };
+    Ok(Rules {
+        stabilization_window_ms: window,
+        select_policy,
+        policies,
+    })
+}

@@ -1,0 +1,115 @@
+//! `workerpool-operator simulate`: replays a metric trace through the exact
+//! decision the controller runs, with the target assumed to follow each
+//! decision before the next poll.
+
+use std::io::Write;
+
+use super::trace::Trace;
+use crate::decision::{decide, History, Policy, Reading, ScaleEventKind};
+
+/// One poll of a simulation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimStep {
+    pub time_ms: i64,
+    pub values: Vec<Option<f64>>,
+    pub current: i32,
+    pub desired: i32,
+    pub event: Option<ScaleEventKind>,
+    pub explanation: String,
+}
+
+/// A simulation that cannot run, e.g. a trace column naming no trigger.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SimulateError(pub String);
+
+/// Runs `trace` through `policy` from `start` replicas.
+pub fn simulate(policy: &Policy, trace: &Trace, start: i32) -> Result<Vec<SimStep>, SimulateError> {
+    let names: Vec<&str> = policy.triggers.iter().map(|t| t.name.as_str()).collect();
+    for c in &trace.columns {
+        if !names.contains(&c.as_str()) {
+            return Err(SimulateError(format!(
+                "trace line 1: column {c:?} names no trigger (triggers: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    // Map each trigger to its trace column.
+    let mut column_of = Vec::with_capacity(names.len());
+    for n in &names {
+        match trace.columns.iter().position(|c| c == n) {
+            Some(i) => column_of.push(i),
+            None => {
+                return Err(SimulateError(format!(
+                    "trace has no column for trigger {n:?} (header: time,{})",
+                    trace.columns.join(",")
+                )))
+            }
+        }
+    }
+    if start < 0 {
+        return Err(SimulateError(format!("--start must be >= 0, got {start}")));
+    }
+    let mut history = History::default();
+    let mut current = start;
+    let mut steps = Vec::with_capacity(trace.rows.len());
+    let mut readings = Vec::with_capacity(names.len());
+    for row in &trace.rows {
+        readings.clear();
+        readings.extend(column_of.iter().map(|&c| match row.values[c] {
+            Some(v) => Reading::Value(v),
+            None => Reading::Failed("no value in trace".into()),
+        }));
+        let d = decide(policy, row.time_ms, current, &readings, &history);
+        history.commit(policy, &d, row.time_ms, d.desired != d.current);
+        steps.push(SimStep {
+            time_ms: row.time_ms,
+            values: column_of.iter().map(|&c| row.values[c]).collect(),
+            current: d.current,
+            desired: d.desired,
+            event: d.event,
+            explanation: d.explanation,
+        });
+        current = d.desired;
+    }
+    Ok(steps)
+}
+
+/// Writes the timeline as CSV: `time,<trigger names...>,current,desired,event`.
+pub fn write_csv(
+    out: &mut impl Write,
+    policy: &Policy,
+    trace: &Trace,
+    steps: &[SimStep],
+) -> std::io::Result<()> {
+    let mut header = String::from("time");
+    for t in &policy.triggers {
+        header.push(',');
+        header.push_str(&csv_cell(&t.name));
+    }
+    header.push_str(",current,desired,event");
+    writeln!(out, "{header}")?;
+    let column_of: Vec<usize> = policy
+        .triggers
+        .iter()
+        .map(|t| trace.columns.iter().position(|c| *c == t.name).unwrap_or(0))
+        .collect();
+    for (row, step) in trace.rows.iter().zip(steps) {
+        let mut line = row.time_text.clone();
+        for &c in &column_of {
+            line.push(',');
+            line.push_str(&csv_cell(&row.cells[c]));
+        }
+        let event = step.event.map_or("", ScaleEventKind::as_str);
+        writeln!(out, "{line},{},{},{event}", step.current, step.desired)?;
+    }
+    Ok(())
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

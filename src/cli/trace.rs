@@ -1,0 +1,165 @@
+//! The metric trace `simulate` replays: CSV with a header
+//! `time,<trigger name>,...`, one row per poll, time in seconds from 0; an
+//! empty cell means that trigger failed on that poll.
+
+use std::io::Read;
+
+/// One poll of a trace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceRow {
+    /// Milliseconds from the start of the trace.
+    pub time_ms: i64,
+    /// The time cell as written, echoed in the output.
+    pub time_text: String,
+    /// Per column (in header order): the value, or None when the read failed.
+    pub values: Vec<Option<f64>>,
+    /// The cells as written, echoed in the output.
+    pub cells: Vec<String>,
+}
+
+/// A parsed trace: trigger names from the header and the rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trace {
+    pub columns: Vec<String>,
+    pub rows: Vec<TraceRow>,
+}
+
+/// A trace that could not be read, naming the line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TraceError(pub String);
+
+/// Parses a trace. Every error names its line (1 = the header).
+pub fn parse(input: impl Read) -> Result<Trace, TraceError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(input);
+    let mut records = reader.records();
+    let header = match records.next() {
+        None => {
+            return Err(TraceError(
+                "line 1: empty trace, expected header `time,<trigger name>,...`".into(),
+            ))
+        }
+        Some(r) => r.map_err(|e| TraceError(format!("line 1: {e}")))?,
+    };
+    if header.get(0).map(|h| h.trim_start_matches('\u{feff}')) != Some("time") {
+        return Err(TraceError(format!(
+            "line 1: first column must be `time`, got {:?}",
+            header.get(0).unwrap_or_default()
+        )));
+    }
+    let columns: Vec<String> = header.iter().skip(1).map(str::to_string).collect();
+    if columns.is_empty() {
+        return Err(TraceError("line 1: no trigger columns after `time`".into()));
+    }
+    for (i, c) in columns.iter().enumerate() {
+        if c.is_empty() {
+            return Err(TraceError(format!(
+                "line 1: column {} has an empty name",
+                i + 2
+            )));
+        }
+        if columns[..i].contains(c) {
+            return Err(TraceError(format!("line 1: column {c:?} appears twice")));
+        }
+    }
+    let mut rows = Vec::new();
+    let mut last_time: Option<i64> = None;
+    for record in records {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            TraceError(format!("line {line}: {e}"))
+        })?;
+        let line = record.position().map_or(0, |p| p.line());
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        if record.len() != columns.len() + 1 {
+            return Err(TraceError(format!(
+                "line {line}: expected {} cells, got {}",
+                columns.len() + 1,
+                record.len()
+            )));
+        }
+        let time_text = record.get(0).unwrap_or_default().to_string();
+        let time: f64 = time_text.parse().map_err(|_| {
+            TraceError(format!(
+                "line {line}: time {time_text:?} is not a number of seconds"
+            ))
+        })?;
+        if !(0.0..=1e9).contains(&time) {
+            return Err(TraceError(format!(
+                "line {line}: time {time_text:?} must be between 0 and 1e9 seconds"
+            )));
+        }
+        let time_ms = (time * 1000.0).round() as i64;
+        if let Some(prev) = last_time {
+            if time_ms <= prev {
+                return Err(TraceError(format!(
+                    "line {line}: time {time_text} is not after the previous row"
+                )));
+            }
+        }
+        last_time = Some(time_ms);
+        let mut values = Vec::with_capacity(columns.len());
+        let mut cells = Vec::with_capacity(columns.len());
+        for (j, cell) in record.iter().skip(1).enumerate() {
+            cells.push(cell.to_string());
+            if cell.is_empty() {
+                values.push(None);
+                continue;
+            }
+            let v: f64 = cell.parse().map_err(|_| {
+                TraceError(format!(
+                    "line {line}: {} value {cell:?} is not a number",
+                    columns[j]
+                ))
+            })?;
+            if !v.is_finite() {
+                return Err(TraceError(format!(
+                    "line {line}: {} value {cell:?} is not finite",
+                    columns[j]
+                )));
+            }
+            values.push(Some(v));
+        }
+        rows.push(TraceRow {
+            time_ms,
+            time_text,
+            values,
+            cells,
+        });
+    }
+    if rows.is_empty() {
+        return Err(TraceError("trace has a header but no rows".into()));
+    }
+    Ok(Trace { columns, rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_values_and_failures() {
+        let t = parse("time,orders,rate\n0,10,\n5,20,1.5\n".as_bytes()).unwrap();
+        assert_eq!(t.columns, vec!["orders", "rate"]);
+        assert_eq!(t.rows[0].values, vec![Some(10.0), None]);
+        assert_eq!(t.rows[1].time_ms, 5000);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse("time,orders\n0,1\n5,abc\n".as_bytes()).unwrap_err();
+        assert!(e.0.starts_with("line 3:"), "{e}");
+        let e = parse("time,orders\n0,1\n0,2\n".as_bytes()).unwrap_err();
+        assert!(e.0.starts_with("line 3:"), "{e}");
+        let e = parse("t,orders\n".as_bytes()).unwrap_err();
+        assert!(e.0.starts_with("line 1:"), "{e}");
+        let e = parse("time,orders\n0,1,2\n".as_bytes()).unwrap_err();
+        assert!(e.0.starts_with("line 2:"), "{e}");
+    }
+}

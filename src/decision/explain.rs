@@ -1,0 +1,133 @@
+//! The human explanation of a decision: every input and every limit that bit.
+//! It becomes `status.lastDecision` and the Event message, so it is what a
+//! person reads when asking "why did it scale?".
+
+use std::fmt::Write;
+
+use super::{Decision, Limit, Policy};
+
+pub(super) fn explain(
+    policy: &Policy,
+    d: &Decision,
+    fallback_target: Option<i32>,
+    zeroed: bool,
+    inactive_ms: Option<i64>,
+) -> String {
+    let mut s = String::with_capacity(128);
+    if d.desired == d.current {
+        let _ = write!(s, "{} -> {} (no change): ", d.current, d.desired);
+    } else {
+        let _ = write!(s, "{} -> {}: ", d.current, d.desired);
+    }
+    for (i, (t, p)) in d.triggers.iter().zip(&policy.triggers).enumerate() {
+        if i > 0 {
+            s.push_str("; ");
+        }
+        match (t.value, t.proposed, &t.error) {
+            (Some(v), Some(n), _) => {
+                let verb = if t.within_tolerance {
+                    "within tolerance, keeps"
+                } else {
+                    "wants"
+                };
+                let _ = write!(
+                    s,
+                    "{}={} {} {} ({}/replica",
+                    t.name, v, verb, n, p.target_per_replica
+                );
+                if !t.active {
+                    let _ = write!(s, ", inactive at <= {}", p.activation_threshold);
+                }
+                s.push(')');
+            }
+            (_, _, Some(e)) => {
+                let _ = write!(
+                    s,
+                    "{} failed ({} in a row): {}",
+                    t.name, t.consecutive_failures, e
+                );
+            }
+            _ => {
+                let _ = write!(s, "{} not read", t.name);
+            }
+        }
+    }
+    if let Some(f) = fallback_target {
+        let _ = write!(
+            s,
+            "; fallback {} applied after {} failed polls",
+            f,
+            fail_threshold(policy)
+        );
+    }
+    if zeroed {
+        let secs = inactive_ms.unwrap_or(0) / 1000;
+        let _ = write!(
+            s,
+            "; all triggers inactive for {}s >= cooldown {}s, scaling to zero",
+            secs,
+            policy.cooldown_ms / 1000
+        );
+    }
+    for limit in &d.limits {
+        s.push_str("; ");
+        let _ = match *limit {
+            Limit::MaxReplicas(n) => write!(s, "capped at maxReplicas {n}"),
+            Limit::MinReplicas(n) => write!(s, "raised to minReplicas {n}"),
+            Limit::OutOfRange(n) => write!(
+                s,
+                "current count outside [{}, {}], moving to {n}",
+                policy.min_replicas, policy.max_replicas
+            ),
+            Limit::ScaleUpStabilized(n) => write!(
+                s,
+                "scale-up stabilization window {}s holds {n} (lowest recent recommendation)",
+                policy.scale_up.stabilization_window_ms / 1000
+            ),
+            Limit::ScaleDownStabilized(n) => write!(
+                s,
+                "scale-down stabilization window {}s holds {n} (highest recent recommendation)",
+                policy.scale_down.stabilization_window_ms / 1000
+            ),
+            Limit::ScaleUpPolicy(n) => write!(
+                s,
+                "scale-up policies allow at most {n} now ({})",
+                rules_text(&policy.scale_up)
+            ),
+            Limit::ScaleDownPolicy(n) => write!(
+                s,
+                "scale-down policies allow no fewer than {n} now ({})",
+                rules_text(&policy.scale_down)
+            ),
+            Limit::FailingTriggerHold(n) => write!(
+                s,
+                "a trigger failed: holding at least {n} (no scale-down while blind)"
+            ),
+            Limit::CooldownPending { inactive_ms } => write!(
+                s,
+                "inactive for {}s of cooldown {}s, keeping 1",
+                inactive_ms / 1000,
+                policy.cooldown_ms / 1000
+            ),
+            Limit::Disabled => write!(s, "scale-up selectPolicy is Disabled"),
+        };
+    }
+    s
+}
+
+fn fail_threshold(policy: &Policy) -> u32 {
+    policy.fallback.map_or(0, |f| f.failure_threshold)
+}
+
+fn rules_text(rules: &super::Rules) -> String {
+    let mut s = format!("{:?}", rules.select_policy);
+    s.push_str(" of");
+    for p in &rules.policies {
+        let unit = match p.kind {
+            super::PolicyType::Pods => " pods",
+            super::PolicyType::Percent => "%",
+        };
+        let _ = write!(s, " {}{}/{}s", p.value, unit, p.period_ms / 1000);
+    }
+    s
+}

@@ -1,0 +1,107 @@
+//! The validated, defaulted form of a WorkerPool spec that the decision reads.
+//!
+//! Built once per spec generation by [`crate::api::validate`]; everything
+//! after that trusts it (parse at the edge, as Linkerd's policy controller does).
+
+pub use crate::api::{PolicyType, SelectPolicy};
+
+/// Everything the decision needs from a spec, with HPA defaults applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub min_replicas: i32,
+    pub max_replicas: i32,
+    pub cooldown_ms: i64,
+    pub triggers: Vec<TriggerPolicy>,
+    pub scale_up: Rules,
+    pub scale_down: Rules,
+    pub tolerance: f64,
+    pub fallback: Option<FallbackPolicy>,
+}
+
+/// One trigger's scaling parameters (its source lives in the spec).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TriggerPolicy {
+    pub name: String,
+    pub target_per_replica: f64,
+    pub activation_threshold: f64,
+}
+
+/// One direction's behavior, as autoscaling/v2 `HPAScalingRules` after defaulting.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rules {
+    pub stabilization_window_ms: i64,
+    pub select_policy: SelectPolicy,
+    pub policies: Vec<RatePolicy>,
+}
+
+/// At most `value` pods (or percent) of change per `period_ms`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RatePolicy {
+    pub kind: PolicyType,
+    pub value: i32,
+    pub period_ms: i64,
+}
+
+/// Replicas to run while a trigger keeps failing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FallbackPolicy {
+    pub failure_threshold: u32,
+    pub replicas: Option<i32>,
+}
+
+impl Rules {
+    /// HPA's default scale-up rules (`GenerateHPAScaleUpRules`): no window,
+    /// Percent 100/15s and Pods 4/15s, Max.
+    pub fn default_scale_up() -> Self {
+        Rules {
+            stabilization_window_ms: 0,
+            select_policy: SelectPolicy::Max,
+            policies: vec![
+                RatePolicy {
+                    kind: PolicyType::Percent,
+                    value: 100,
+                    period_ms: 15_000,
+                },
+                RatePolicy {
+                    kind: PolicyType::Pods,
+                    value: 4,
+                    period_ms: 15_000,
+                },
+            ],
+        }
+    }
+
+    /// HPA's default scale-down rules (`GenerateHPAScaleDownRules`): 300 s
+    /// window, Percent 100/15s.
+    pub fn default_scale_down() -> Self {
+        Rules {
+            stabilization_window_ms: 300_000,
+            select_policy: SelectPolicy::Max,
+            policies: vec![RatePolicy {
+                kind: PolicyType::Percent,
+                value: 100,
+                period_ms: 15_000,
+            }],
+        }
+    }
+
+    /// Longest `periodSeconds` among the policies (HPA's `getLongestPolicyPeriod`).
+    pub fn longest_period_ms(&self) -> i64 {
+        self.policies.iter().map(|p| p.period_ms).max().unwrap_or(0)
+    }
+}
+
+impl Policy {
+    /// How far back the history must reach for every window and policy.
+    pub fn history_horizon_ms(&self) -> i64 {
+        [
+            self.scale_up.stabilization_window_ms,
+            self.scale_down.stabilization_window_ms,
+            self.scale_up.longest_period_ms(),
+            self.scale_down.longest_period_ms(),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
+}

@@ -1,0 +1,9 @@
+//! workerpool-operator: autoscale background workers from queue depth.
+//!
+//! - [`api`]: the `WorkerPool` resource and its validation;
+//! - [`decision`]: the scaling math, pure;
+//! - [`cli`]: the `crd`, `simulate` and `check` commands.
+
+pub mod api;
+pub mod cli;
+pub mod decision;
