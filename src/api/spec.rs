@@ -63,10 +63,10 @@ pub struct WorkerPoolSpec {
     pub scale_target_ref: ScaleTargetRef,
     /// Fewest replicas. 0 enables scale-to-zero after `cooldownSeconds` of inactivity.
     #[serde(default = "default_min_replicas")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub min_replicas: i32,
     /// Most replicas; must be >= max(1, minReplicas).
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 2147483647))]
     pub max_replicas: i32,
     /// How often the triggers are read.
     #[serde(default = "default_polling_interval")]
@@ -361,7 +361,7 @@ pub enum PolicyType {
 pub struct ScalingPolicy {
     #[serde(rename = "type")]
     pub type_: PolicyType,
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 2147483647))]
     pub value: i32,
     #[schemars(range(min = 1, max = 1800))]
     pub period_seconds: i32,
@@ -377,7 +377,7 @@ pub struct Fallback {
     pub failure_threshold: i32,
     /// Replicas to run (clamped to min/max; never below current). Unset: hold current.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub replicas: Option<i32>,
 }
 

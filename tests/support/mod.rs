@@ -1,0 +1,4 @@
+//! Shared test support (each integration test includes what it uses).
+#![allow(dead_code)]
+
+pub mod crd_schema;
