@@ -6,4 +6,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod decision;
+pub mod runtime;
+pub mod sources;

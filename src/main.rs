@@ -19,8 +19,27 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator (kubeconfig or in-cluster).
+    Run(Box<RunArgs>),
     /// Print the WorkerPool CustomResourceDefinition as YAML.
     Crd,
+    /// Validate a manifest, read its triggers once from the live Redis/Prometheus,
+    /// and print the decision the operator would make and why.
+    /// Exit 0: all triggers read; 1: a trigger failed; 2: invalid manifest or usage.
+    Check {
+        /// WorkerPool manifest (YAML; other documents in the file are ignored).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// A Secret value a trigger names: `name/key=value`, or `name/key=@file`. Repeatable.
+        #[arg(long = "secret", value_name = "NAME/KEY=VALUE", value_parser = cli::check::parse_secret_flag)]
+        secrets: Vec<cli::check::SecretFlag>,
+        /// Replicas the target runs now (default: minReplicas).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+        current: Option<i32>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = cli::check::Format::Text)]
+        output: cli::check::Format,
+    },
     /// Replay a metric trace through the scaling decision; prints the replica timeline as CSV.
     Simulate {
         /// WorkerPool manifest (YAML; other documents in the file are ignored).
@@ -38,9 +57,67 @@ enum Command {
     },
 }
 
+/// Flags of `run`; every flag also reads an environment variable.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch WorkerPools in this namespace only (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of the HTTP port serving /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// Elect a leader with a coordination.k8s.io/v1 Lease; only the leader scales.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
+    leader_election: bool,
+    #[arg(long, env = "LEASE_NAME", default_value = "workerpool-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace, else "default").
+    #[arg(long, env = "LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Seconds a lease is valid without renewal (a standby takes over after it).
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// This instance's identity in the Lease and in Events (default: pod name or host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    #[arg(long, env = "POD_NAMESPACE", hide = true)]
+    pod_namespace: Option<String>,
+    /// Most WorkerPools polled at the same time.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 512)]
+    concurrency: u16,
+    /// Longest time between two status writes of an unchanged WorkerPool.
+    #[arg(long, env = "STATUS_RESYNC_SECONDS", default_value_t = 30)]
+    status_resync_seconds: u64,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Path to a kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    // More than one rustls crypto backend is linked (dependencies disagree);
+    // pick ring, the one kube is built with, before any TLS client exists.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Command::Check {
+        file,
+        secrets,
+        current,
+        output,
+    } = &args.command
+    {
+        return ExitCode::from(cli::check::run(file, secrets, *current, *output));
+    }
     let result = match args.command {
+        Command::Run(run_args) => run(*run_args),
         Command::Crd => api::crd_yaml()
             .map_err(|e| e.to_string())
             .map(|y| print!("{y}")),
@@ -50,6 +127,7 @@ fn main() -> ExitCode {
             start,
             svg,
         } => simulate(&file, &trace, start, svg.as_deref()),
+        Command::Check { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,4 +172,85 @@ fn simulate(
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_lease_manager=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting tokio: {e}"))?;
+    runtime.block_on(async move {
+        let config = match &args.kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| format!("no kubeconfig or in-cluster config: {e}"))?,
+        };
+        let client =
+            kube::Client::try_from(config).map_err(|e| format!("kubernetes client: {e}"))?;
+        let identity = args
+            .identity
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("workerpool-operator-{}", std::process::id()));
+        let leader_election =
+            args.leader_election
+                .then(|| workerpool_operator::runtime::leader::LeaseConfig {
+                    name: args.lease_name.clone(),
+                    namespace: args
+                        .lease_namespace
+                        .clone()
+                        .or(args.pod_namespace.clone())
+                        .unwrap_or_else(|| "default".into()),
+                    identity: identity.clone(),
+                    duration: std::time::Duration::from_secs(args.lease_duration_seconds.max(2)),
+                    grace: std::time::Duration::from_secs((args.lease_duration_seconds / 3).max(1)),
+                });
+        let cfg = workerpool_operator::runtime::RunConfig {
+            namespace: args.namespace.clone(),
+            metrics_addr: args.metrics_addr,
+            leader_election,
+            concurrency: args.concurrency.max(1),
+            settings: workerpool_operator::controller::Settings {
+                status_resync: std::time::Duration::from_secs(args.status_resync_seconds.max(1)),
+                ..Default::default()
+            },
+            instance: Some(identity),
+        };
+        let operator = workerpool_operator::runtime::Operator::start(client, cfg)
+            .await
+            .map_err(|e| format!("binding {}: {e}", args.metrics_addr))?;
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        operator.shutdown(std::time::Duration::from_secs(5)).await;
+        Ok(())
+    })
+}
+
+/// SIGTERM (Kubernetes) or SIGINT (a terminal).
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -19,16 +19,26 @@ struct Case {
 
 fn corpus() -> Vec<Case> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/bad");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files
         .into_iter()
         .map(|p| {
             let text = std::fs::read_to_string(&p).unwrap();
             let first = text.lines().next().unwrap_or_default();
-            let expect = first.strip_prefix("# expect: ").unwrap_or_else(|| panic!("{}: no `# expect:` line", p.display()));
+            let expect = first
+                .strip_prefix("# expect: ")
+                .unwrap_or_else(|| panic!("{}: no `# expect:` line", p.display()));
             let (kind, arg) = expect.split_once(' ').unwrap();
-            Case { file: p.file_name().unwrap().to_string_lossy().into(), kind: kind.into(), arg: arg.into(), text }
+            Case {
+                file: p.file_name().unwrap().to_string_lossy().into(),
+                kind: kind.into(),
+                arg: arg.into(),
+                text,
+            }
         })
         .collect()
 }
@@ -48,7 +58,10 @@ fn schema_rejects_what_it_should_naming_the_field() {
             Ok(_) => failures.push(format!("{}: accepted by the CRD schema", c.file)),
             Err(errs) => {
                 if !errs.iter().any(|e| e.contains(&c.arg)) {
-                    failures.push(format!("{}: errors do not name {}: {errs:?}", c.file, c.arg));
+                    failures.push(format!(
+                        "{}: errors do not name {}: {errs:?}",
+                        c.file, c.arg
+                    ));
                 }
             }
         }
@@ -60,14 +73,20 @@ fn schema_rejects_what_it_should_naming_the_field() {
 fn operator_rejects_every_schema_or_operator_case_without_panic() {
     let crd = CrdSchema::workerpool();
     let mut failures = vec![];
-    for c in corpus().iter().filter(|c| c.kind == "schema" || c.kind == "operator") {
+    for c in corpus()
+        .iter()
+        .filter(|c| c.kind == "schema" || c.kind == "operator")
+    {
         let result = std::panic::catch_unwind(|| manifest::parse(&c.text));
         match result {
             Err(_) => failures.push(format!("{}: panicked", c.file)),
             Ok(Ok(_)) => failures.push(format!("{}: accepted by the operator", c.file)),
             Ok(Err(e)) => {
                 if c.kind == "operator" && !e.0.contains(&c.arg) {
-                    failures.push(format!("{}: error does not name {}: {}", c.file, c.arg, e.0));
+                    failures.push(format!(
+                        "{}: error does not name {}: {}",
+                        c.file, c.arg, e.0
+                    ));
                 }
                 if e.0.lines().count() != 1 {
                     failures.push(format!("{}: error is not one line: {}", c.file, e.0));
@@ -77,7 +96,10 @@ fn operator_rejects_every_schema_or_operator_case_without_panic() {
         if c.kind == "operator" {
             let obj: serde_json::Value = serde_yaml::from_str(&c.text).unwrap();
             if let Err(errs) = crd.admit(&obj) {
-                failures.push(format!("{}: expected the schema to accept (operator-only check), got {errs:?}", c.file));
+                failures.push(format!(
+                    "{}: expected the schema to accept (operator-only check), got {errs:?}",
+                    c.file
+                ));
             }
         }
     }
@@ -89,7 +111,8 @@ fn runtime_cases_pass_admission_and_validation() {
     let crd = CrdSchema::workerpool();
     for c in corpus().iter().filter(|c| c.kind == "runtime") {
         let obj: serde_json::Value = serde_yaml::from_str(&c.text).unwrap();
-        crd.admit(&obj).unwrap_or_else(|e| panic!("{}: {e:?}", c.file));
+        crd.admit(&obj)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", c.file));
         manifest::parse(&c.text).unwrap_or_else(|e| panic!("{}: {e}", c.file));
     }
 }

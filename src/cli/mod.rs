@@ -1,5 +1,6 @@
-//! The commands that need no cluster: `crd`, `simulate` (and its chart).
+//! The commands that need no cluster: `crd`, `check`, `simulate` (and its chart).
 
+pub mod check;
 pub mod manifest;
 pub mod simulate;
 pub mod svg;

@@ -13,7 +13,9 @@ pub struct CrdSchema {
 impl CrdSchema {
     /// The schema of crds/workerpool.yaml (what `kubectl apply` installs).
     pub fn workerpool() -> Self {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workerpool.yaml")).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workerpool.yaml"))
+                .unwrap();
         let crd: Value = serde_yaml::from_str(&text).unwrap();
         let schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
         let validator = jsonschema::validator_for(&to_json_schema(&schema)).unwrap();
@@ -30,7 +32,9 @@ impl CrdSchema {
                     prune_and_default(s, v);
                 }
             }
-            o.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "metadata") || props.get(k).is_some());
+            o.retain(|k, _| {
+                matches!(k.as_str(), "apiVersion" | "kind" | "metadata") || props.get(k).is_some()
+            });
         }
         let mut errors: Vec<String> = self
             .validator
@@ -41,15 +45,25 @@ impl CrdSchema {
                 let msg = e.to_string();
                 match msg.strip_suffix(" is a required property") {
                     Some(prop) if e.schema_path().as_str().ends_with("/required") => {
-                        format!("{}{}{}: Required value", path, if path.is_empty() { "" } else { "." }, prop.trim_matches('"'))
+                        format!(
+                            "{}{}{}: Required value",
+                            path,
+                            if path.is_empty() { "" } else { "." },
+                            prop.trim_matches('"')
+                        )
                     }
                     _ => format!("{path}: {msg}"),
                 }
             })
             .collect();
         if errors.is_empty() {
-            if let Err(errs) = kube::core::cel::Validator::new().validate(&self.schema, &obj, None) {
-                errors.extend(errs.into_vec().into_iter().map(|e| format!("{}: {}", e.field_path, e.message)));
+            if let Err(errs) = kube::core::cel::Validator::new().validate(&self.schema, &obj, None)
+            {
+                errors.extend(
+                    errs.into_vec()
+                        .into_iter()
+                        .map(|e| format!("{}: {}", e.field_path, e.message)),
+                );
             }
         }
         if errors.is_empty() {
@@ -88,7 +102,11 @@ fn to_json_schema(v: &Value) -> Value {
                     continue;
                 }
                 if k == "properties" {
-                    let props = val.as_object().map(|p| p.iter().map(|(pk, pv)| (pk.clone(), to_json_schema(pv))).collect());
+                    let props = val.as_object().map(|p| {
+                        p.iter()
+                            .map(|(pk, pv)| (pk.clone(), to_json_schema(pv)))
+                            .collect()
+                    });
                     out.insert(k.clone(), Value::Object(props.unwrap_or_default()));
                 } else {
                     out.insert(k.clone(), to_json_schema(val));

@@ -1,4 +1,6 @@
 //! Shared test support (each integration test includes what it uses).
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod crd_schema;
+pub mod redis;

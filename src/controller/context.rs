@@ -1,0 +1,196 @@
+//! What every reconcile shares: the client, caches, metric sources, the
+//! event recorder, and each pool's in-memory state. Passed as an `Arc`,
+//! never a global (as controller-rs does).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Secret;
+use kube::discovery::ApiResource;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::Client;
+
+use crate::api::WorkerPool;
+use crate::decision::{History, Policy};
+use crate::runtime::metrics::Metrics;
+use crate::sources::{MetricSource, Sources};
+
+/// Tunables of the controller.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Longest time between two status writes of an unchanged pool.
+    pub status_resync: Duration,
+    /// Requeue delay for a pool that cannot be polled (invalid spec, no target...).
+    pub retry_delay: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            status_resync: Duration::from_secs(30),
+            retry_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A target as the index keys it: namespace, kind, name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TargetKey {
+    pub namespace: String,
+    pub kind: String,
+    pub name: String,
+}
+
+/// A pool's spec, parsed and built once per generation (and per version of
+/// the Secrets it names).
+pub struct Prepared {
+    pub generation: Option<i64>,
+    pub secret_versions: Vec<Option<String>>,
+    pub policy: Arc<Policy>,
+    pub sources: Vec<Arc<dyn MetricSource>>,
+    pub polling: Duration,
+    pub read_timeout: Duration,
+    pub resolved: Option<ApiResource>,
+}
+
+/// What the operator remembers about one pool between polls.
+#[derive(Default)]
+pub struct PoolState {
+    pub prepared: Option<Prepared>,
+    /// The decision's memory (loaded from status.history on first sight).
+    pub history: Option<History>,
+    /// When the next poll is due.
+    pub next_due: Option<Instant>,
+    /// Target replicas after the last poll (what a scale set, or what was seen).
+    pub expected_replicas: Option<i32>,
+    pub last_status_signature: Option<String>,
+    pub last_status_write: Option<Instant>,
+    /// Reason of the last Warning Event, to send one per episode, not per poll.
+    pub last_warning: Option<String>,
+    /// Trigger names currently failing (one Event per failure episode).
+    pub failing: HashSet<String>,
+    /// The target this pool is indexed under (see `Context::index_target`).
+    pub indexed_target: Option<TargetKey>,
+    /// Consecutive reconcile errors, for backoff.
+    pub errors: u32,
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub sources: Sources,
+    pub deployments: Store<Deployment>,
+    pub statefulsets: Store<StatefulSet>,
+    pub hpas: Store<HorizontalPodAutoscaler>,
+    pub secrets: Store<Secret>,
+    pub settings: Settings,
+    leader: Arc<AtomicBool>,
+    stopping: AtomicBool,
+    pools: Mutex<HashMap<ObjectRef<WorkerPool>, Arc<tokio::sync::Mutex<PoolState>>>>,
+    targets: Mutex<HashMap<TargetKey, HashSet<ObjectRef<WorkerPool>>>>,
+}
+
+impl Context {
+    #[allow(clippy::too_many_arguments)] // wiring only; every part is distinct
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        sources: Sources,
+        deployments: Store<Deployment>,
+        statefulsets: Store<StatefulSet>,
+        hpas: Store<HorizontalPodAutoscaler>,
+        secrets: Store<Secret>,
+        leader: Arc<AtomicBool>,
+        settings: Settings,
+    ) -> Self {
+        Context {
+            client,
+            recorder,
+            metrics,
+            sources,
+            deployments,
+            statefulsets,
+            hpas,
+            secrets,
+            settings,
+            leader,
+            stopping: AtomicBool::new(false),
+            pools: Mutex::default(),
+            targets: Mutex::default(),
+        }
+    }
+
+    /// Only the leader scales and writes status.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire) && !self.stopping.load(Ordering::Acquire)
+    }
+
+    /// After SIGTERM: no more writes.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    pub fn state(&self, key: &ObjectRef<WorkerPool>) -> Arc<tokio::sync::Mutex<PoolState>> {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        let len = pools.len();
+        let entry = pools.entry(key.clone()).or_default().clone();
+        if pools.len() != len {
+            self.metrics.pools.set(pools.len() as i64);
+        }
+        entry
+    }
+
+    /// Forgets every pool for which `keep` is false (deleted pools).
+    pub fn retain_pools(&self, keep: impl Fn(&ObjectRef<WorkerPool>) -> bool) {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        let before = pools.len();
+        pools.retain(|k, _| keep(k));
+        if pools.len() == before {
+            return;
+        }
+        self.metrics.pools.set(pools.len() as i64);
+        drop(pools);
+        let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        targets.retain(|_, set| {
+            set.retain(|k| keep(k));
+            !set.is_empty()
+        });
+    }
+
+    /// Remembers that `pool` scales `target` (instead of `old`), so a change
+    /// of the target wakes it. Called only when the pool's target changes.
+    pub fn index_target(
+        &self,
+        old: Option<&TargetKey>,
+        target: TargetKey,
+        pool: &ObjectRef<WorkerPool>,
+    ) {
+        let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = old {
+            if let Some(set) = targets.get_mut(old) {
+                set.remove(pool);
+                if set.is_empty() {
+                    targets.remove(old);
+                }
+            }
+        }
+        targets.entry(target).or_default().insert(pool.clone());
+    }
+
+    /// Pools that scale this target.
+    pub fn pools_for(&self, target: &TargetKey) -> Vec<ObjectRef<WorkerPool>> {
+        let targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        targets
+            .get(target)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,15 @@
+//! The operator's Kubernetes side: the Controller over WorkerPools, and the
+//! one place where Kubernetes I/O happens.
+
+pub mod context;
+pub mod error;
+pub mod rbac;
+pub mod reconcile;
+pub mod run;
+pub mod secrets;
+pub mod status;
+pub mod target;
+
+pub use context::{Context, Settings};
+pub use error::{Error, Result};
+pub use run::{Caches, Scope};

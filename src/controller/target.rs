@@ -1,0 +1,157 @@
+//! The scale target: its current replicas (from the watch caches for
+//! Deployments and StatefulSets, from `/scale` for anything else) and the one
+//! PATCH that scales it.
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{pinned_kind, ApiResource};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::Client;
+
+use crate::api::ScaleTargetRef;
+
+/// What the poll found about the target.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TargetState {
+    /// `spec.replicas` of the target, and its uid (a recreated target is a new one).
+    Found {
+        replicas: i32,
+        uid: Option<String>,
+    },
+    NotFound,
+}
+
+/// Which built-in kind a reference names, if one the operator caches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CachedKind {
+    Deployment,
+    StatefulSet,
+}
+
+pub fn cached_kind(r: &ScaleTargetRef) -> Option<CachedKind> {
+    match (r.api_version.as_str(), r.kind.as_str()) {
+        ("apps/v1", "Deployment") => Some(CachedKind::Deployment),
+        ("apps/v1", "StatefulSet") => Some(CachedKind::StatefulSet),
+        _ => None,
+    }
+}
+
+/// Reads the target from the caches; None when the kind is not cached.
+pub fn from_cache(
+    r: &ScaleTargetRef,
+    namespace: &str,
+    deployments: &Store<Deployment>,
+    statefulsets: &Store<StatefulSet>,
+) -> Option<TargetState> {
+    let key_d = || ObjectRef::<Deployment>::new(&r.name).within(namespace);
+    let key_s = || ObjectRef::<StatefulSet>::new(&r.name).within(namespace);
+    Some(match cached_kind(r)? {
+        CachedKind::Deployment => match deployments.get(&key_d()) {
+            Some(d) => TargetState::Found {
+                // An absent spec.replicas means 1 (the API server defaults it).
+                replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                uid: d.metadata.uid.clone(),
+            },
+            None => TargetState::NotFound,
+        },
+        CachedKind::StatefulSet => match statefulsets.get(&key_s()) {
+            Some(s) => TargetState::Found {
+                replicas: s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                uid: s.metadata.uid.clone(),
+            },
+            None => TargetState::NotFound,
+        },
+    })
+}
+
+/// The API resource of an arbitrary scale target kind (found by discovery).
+pub async fn resolve(client: &Client, r: &ScaleTargetRef) -> Result<ApiResource, kube::Error> {
+    let (group, version) = match r.api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", r.api_version.as_str()),
+    };
+    let gvk = GroupVersionKind::gvk(group, version, &r.kind);
+    let (ar, _caps) = pinned_kind(client, &gvk).await?;
+    Ok(ar)
+}
+
+/// Reads `/scale` of a target the operator does not cache.
+pub async fn get_scale(
+    client: &Client,
+    ar: &ApiResource,
+    namespace: &str,
+    name: &str,
+) -> Result<TargetState, kube::Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, ar);
+    match api.get_scale(name).await {
+        Ok(scale) => Ok(TargetState::Found {
+            replicas: scale.spec.and_then(|s| s.replicas).unwrap_or(0),
+            uid: scale.metadata.uid,
+        }),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(TargetState::NotFound),
+        Err(e) => Err(e),
+    }
+}
+
+/// Scales the target: one merge PATCH of `spec.replicas` on its `/scale`.
+pub async fn patch_scale(
+    client: &Client,
+    r: &ScaleTargetRef,
+    resolved: Option<&ApiResource>,
+    namespace: &str,
+    replicas: i32,
+) -> Result<(), kube::Error> {
+    let patch = Patch::Merge(serde_json::json!({ "spec": { "replicas": replicas } }));
+    let pp = PatchParams::default();
+    match (cached_kind(r), resolved) {
+        (Some(CachedKind::Deployment), _) => {
+            Api::<Deployment>::namespaced(client.clone(), namespace)
+                .patch_scale(&r.name, &pp, &patch)
+                .await?;
+        }
+        (Some(CachedKind::StatefulSet), _) => {
+            Api::<StatefulSet>::namespaced(client.clone(), namespace)
+                .patch_scale(&r.name, &pp, &patch)
+                .await?;
+        }
+        (None, Some(ar)) => {
+            Api::<DynamicObject>::namespaced_with(client.clone(), namespace, ar)
+                .patch_scale(&r.name, &pp, &patch)
+                .await?;
+        }
+        (None, None) => {
+            let ar = resolve(client, r).await?;
+            Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &ar)
+                .patch_scale(&r.name, &pp, &patch)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The name of an HPA in `namespace` that scales the same object, if any:
+/// two autoscalers on one target fight, so the pool stands down.
+pub fn conflicting_hpa(
+    hpas: &Store<HorizontalPodAutoscaler>,
+    namespace: &str,
+    r: &ScaleTargetRef,
+) -> Option<String> {
+    let group = |api_version: &str| {
+        api_version
+            .split_once('/')
+            .map_or("", |(g, _)| g)
+            .to_string()
+    };
+    hpas.state().iter().find_map(|h| {
+        if h.metadata.namespace.as_deref() != Some(namespace) {
+            return None;
+        }
+        let t = &h.spec.as_ref()?.scale_target_ref;
+        let same = t.name == r.name
+            && t.kind == r.kind
+            && group(t.api_version.as_deref().unwrap_or("")) == group(&r.api_version);
+        same.then(|| h.metadata.name.clone().unwrap_or_default())
+    })
+}

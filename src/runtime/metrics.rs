@@ -1,0 +1,168 @@
+//! The operator's own metrics (DESIGN.md section 4), exposed on `/metrics`
+//! in the Prometheus text format. One registry, owned by the Context.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub namespace: String,
+    pub workerpool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    pub namespace: String,
+    pub workerpool: String,
+    pub trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScaleLabels {
+    pub namespace: String,
+    pub workerpool: String,
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub namespace: String,
+    pub workerpool: String,
+    pub trigger: String,
+    pub reason: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~16 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// Every metric the operator exports. Names are listed in README and used by
+/// the chart's Grafana dashboard.
+pub struct Metrics {
+    registry: Registry,
+    pub desired_replicas: Family<PoolLabels, Gauge>,
+    pub current_replicas: Family<PoolLabels, Gauge>,
+    pub trigger_value: Family<TriggerLabels, Gauge<f64, AtomicU64>>,
+    pub trigger_errors: Family<ErrorLabels, Counter>,
+    pub scales: Family<ScaleLabels, Counter>,
+    pub status_writes: Counter,
+    pub polls: Counter,
+    pub reconcile_duration: Histogram,
+    pub poll_lag: Histogram,
+    pub is_leader: Gauge,
+    pub pools: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            desired_replicas: Family::default(),
+            current_replicas: Family::default(),
+            trigger_value: Family::default(),
+            trigger_errors: Family::default(),
+            scales: Family::default(),
+            status_writes: Counter::default(),
+            polls: Counter::default(),
+            reconcile_duration: latency_histogram(),
+            poll_lag: latency_histogram(),
+            is_leader: Gauge::default(),
+            pools: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "workerpool_desired_replicas",
+            "Replicas the last decision wanted",
+            m.desired_replicas.clone(),
+        );
+        registry.register(
+            "workerpool_current_replicas",
+            "Replicas of the scale target when last polled",
+            m.current_replicas.clone(),
+        );
+        registry.register(
+            "workerpool_trigger_value",
+            "Last value read from a trigger",
+            m.trigger_value.clone(),
+        );
+        // prometheus-client appends _total to counters.
+        registry.register(
+            "workerpool_trigger_errors",
+            "Failed trigger reads, by reason",
+            m.trigger_errors.clone(),
+        );
+        registry.register(
+            "workerpool_scale",
+            "Scales of a target, by direction (up, down)",
+            m.scales.clone(),
+        );
+        registry.register(
+            "workerpool_status_writes",
+            "WorkerPool status writes",
+            m.status_writes.clone(),
+        );
+        registry.register(
+            "workerpool_polls",
+            "Completed polls (trigger reads plus decision)",
+            m.polls.clone(),
+        );
+        registry.register(
+            "workerpool_reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "workerpool_poll_lag_seconds",
+            "Delay between when a poll was due and when its triggers were read",
+            m.poll_lag.clone(),
+        );
+        registry.register(
+            "workerpool_is_leader",
+            "1 when this instance holds the leader lease",
+            m.is_leader.clone(),
+        );
+        registry.register(
+            "workerpool_pools",
+            "WorkerPools this instance is polling",
+            m.pools.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The registry in the Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Forgets a deleted pool's series so /metrics does not grow forever.
+    pub fn forget_pool(&self, namespace: &str, workerpool: &str, triggers: &[String]) {
+        let pool = PoolLabels {
+            namespace: namespace.into(),
+            workerpool: workerpool.into(),
+        };
+        self.desired_replicas.remove(&pool);
+        self.current_replicas.remove(&pool);
+        for t in triggers {
+            self.trigger_value.remove(&TriggerLabels {
+                namespace: namespace.into(),
+                workerpool: workerpool.into(),
+                trigger: t.clone(),
+            });
+        }
+    }
+}

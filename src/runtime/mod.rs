@@ -1,0 +1,184 @@
+//! The boring, dangerous parts, owned once (as kubert does): the HTTP port,
+//! leader election, and an orderly shutdown around the controller.
+
+pub mod http;
+pub mod leader;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::controller::{self, Caches, Context, Scope, Settings};
+use crate::sources::Sources;
+use leader::LeaseConfig;
+use metrics::Metrics;
+
+/// Everything `run` needs besides a client.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Watch one namespace; None = all.
+    pub namespace: Option<String>,
+    pub metrics_addr: SocketAddr,
+    /// None = no leader election (this instance always leads).
+    pub leader_election: Option<LeaseConfig>,
+    /// Most pools reconciled at once.
+    pub concurrency: u16,
+    pub settings: Settings,
+    /// Reporting instance for Events (the pod name).
+    pub instance: Option<String>,
+}
+
+/// A running operator.
+pub struct Operator {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub http_addr: SocketAddr,
+    pub ready: Arc<AtomicBool>,
+    pub leader: Arc<AtomicBool>,
+    pub metrics: Arc<Metrics>,
+    ctx: Arc<Context>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Operator {
+    /// Starts the controller, the HTTP port and (if configured) leader
+    /// election. Fails only if the HTTP port cannot be bound.
+    pub async fn start(client: Client, cfg: RunConfig) -> std::io::Result<Operator> {
+        let metrics = Arc::new(Metrics::new());
+        let (stop, stop_rx) = watch::channel(false);
+        let leader = Arc::new(AtomicBool::new(cfg.leader_election.is_none()));
+        let leader_known = Arc::new(AtomicBool::new(cfg.leader_election.is_none()));
+        let ready = Arc::new(AtomicBool::new(false));
+        let scope = Scope {
+            namespace: cfg.namespace.clone(),
+        };
+        let caches = Caches::new(&client, &scope);
+        let reporter = Reporter {
+            controller: "workerpool-operator".into(),
+            instance: cfg.instance.clone(),
+        };
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            Recorder::new(client.clone(), reporter),
+            metrics.clone(),
+            Sources::new(),
+            caches.deployments.clone(),
+            caches.statefulsets.clone(),
+            caches.hpas.clone(),
+            caches.secrets.clone(),
+            leader.clone(),
+            cfg.settings.clone(),
+        ));
+
+        let health = http::Health {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        };
+        let (http_addr, serve) =
+            http::bind(cfg.metrics_addr, health, stopped(stop_rx.clone())).await?;
+        info!(%http_addr, "serving /metrics, /healthz, /readyz");
+        let mut tasks = vec![tokio::spawn(async move {
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        })];
+
+        if let Some(lease) = cfg.leader_election.clone() {
+            tasks.push(tokio::spawn(leader::hold(
+                client.clone(),
+                lease,
+                leader.clone(),
+                leader_known.clone(),
+                stop_rx.clone(),
+            )));
+        }
+
+        // Ready once every cache has listed and leadership is known.
+        let (r, known, l, m) = (
+            ready.clone(),
+            leader_known.clone(),
+            leader.clone(),
+            metrics.clone(),
+        );
+        let stores = (
+            caches.deployments.clone(),
+            caches.statefulsets.clone(),
+            caches.hpas.clone(),
+            caches.secrets.clone(),
+        );
+        let mut ready_stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let synced = async {
+                let _ = stores.0.wait_until_ready().await;
+                let _ = stores.1.wait_until_ready().await;
+                let _ = stores.2.wait_until_ready().await;
+                let _ = stores.3.wait_until_ready().await;
+            };
+            tokio::select! { _ = synced => {}, _ = ready_stop.changed() => return }
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tokio::select! { _ = tick.tick() => {}, _ = ready_stop.changed() => return }
+                m.is_leader.set(i64::from(l.load(Ordering::Acquire)));
+                if known.load(Ordering::Acquire) && !r.swap(true, Ordering::AcqRel) {
+                    info!("ready");
+                }
+            }
+        }));
+
+        let concurrency = cfg.concurrency;
+        let run_ctx = ctx.clone();
+        tasks.push(tokio::spawn(controller::run::run(
+            client,
+            scope,
+            caches,
+            run_ctx,
+            concurrency,
+            stopped(stop_rx),
+        )));
+        Ok(Operator {
+            http_addr,
+            ready,
+            leader,
+            metrics,
+            ctx,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops scaling at once, releases the lease, drains the controller and
+    /// the HTTP port; gives up waiting after `timeout`.
+    pub async fn shutdown(self, timeout: Duration) {
+        self.ctx.stop();
+        let _ = self.stop.send(true);
+        let all = futures::future::join_all(self.tasks);
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            tracing::warn!("shutdown timed out; exiting anyway");
+        }
+    }
+
+    /// Simulates a crash for tests: stops everything without releasing the
+    /// lease or finishing in-flight work.
+    pub fn abort(self) {
+        self.ctx.stop();
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! A test cluster: the in-repo Kubernetes API emulator with the real CRD
+//! installed, plus helpers to run the real operator against it and to poll
+//! for outcomes with a deadline (never sleep-and-hope).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube_emulator::{Emulator, Gvr};
+use serde_json::{json, Value};
+use workerpool_operator::controller::Settings;
+use workerpool_operator::runtime::leader::LeaseConfig;
+use workerpool_operator::runtime::{Operator, RunConfig};
+
+pub struct Cluster {
+    pub emu: Emulator,
+    pub client: kube::Client,
+    pub ns: String,
+}
+
+/// Polls `f` until it returns Some, or panics naming `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Cluster {
+    /// Starts an emulator, installs crds/workerpool.yaml and creates `ns`.
+    pub async fn start(ns: &str) -> Cluster {
+        // RUST_LOG=workerpool_operator=debug shows the operator's logs in test output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let emu = Emulator::start().await.expect("emulator");
+        let client = emu.client().expect("client");
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workerpool.yaml"))
+                .unwrap();
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
+        Api::<CustomResourceDefinition>::all(client.clone())
+            .create(&PostParams::default(), &crd)
+            .await
+            .expect("create CRD");
+        let namespace: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("create namespace");
+        Cluster {
+            emu,
+            client,
+            ns: ns.to_string(),
+        }
+    }
+
+    /// Creates a Deployment with `replicas`.
+    pub async fn deployment(&self, name: &str, replicas: i32) {
+        let d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": self.ns},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "w", "image": "worker"}]}}
+            }
+        }))
+        .unwrap();
+        Api::<Deployment>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &d)
+            .await
+            .expect("create deployment");
+    }
+
+    pub fn replicas(&self, deployment: &str) -> Option<i64> {
+        self.emu
+            .get_json(Gvr::new("apps", "v1", "deployments"), &self.ns, deployment)?["spec"]
+            ["replicas"]
+            .as_i64()
+    }
+
+    /// Applies a WorkerPool (server-side apply, as `kubectl apply --server-side`).
+    pub async fn apply_pool(&self, pool: Value) {
+        let name = pool["metadata"]["name"].as_str().unwrap().to_string();
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.ns,
+            &kube::discovery::ApiResource::from_gvk_with_plural(
+                &kube::core::GroupVersionKind::gvk("workerpool.dev", "v1alpha1", "WorkerPool"),
+                "workerpools",
+            ),
+        );
+        api.patch(
+            &name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(pool),
+        )
+        .await
+        .expect("apply WorkerPool");
+    }
+
+    pub fn pool(&self, name: &str) -> Value {
+        self.emu
+            .get_json(
+                Gvr::new("workerpool.dev", "v1alpha1", "workerpools"),
+                &self.ns,
+                name,
+            )
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn condition(&self, pool: &str, type_: &str) -> Option<(String, String, String)> {
+        let p = self.pool(pool);
+        p["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == type_)
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap_or("").to_string(),
+                    c["reason"].as_str().unwrap_or("").to_string(),
+                    c["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
+    }
+
+    /// events.k8s.io/v1 Events about `pool` with `reason`.
+    pub fn events(&self, pool: &str, reason: &str) -> Vec<Value> {
+        self.emu
+            .list_json(Gvr::new("events.k8s.io", "v1", "events"), Some(&self.ns))
+            .into_iter()
+            .filter(|e| e["regarding"]["name"] == pool && e["reason"] == reason)
+            .collect()
+    }
+
+    /// Starts the real operator in-process against this cluster.
+    pub async fn operator(&self, lease: Option<LeaseConfig>) -> Operator {
+        let cfg = RunConfig {
+            namespace: None,
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            leader_election: lease,
+            concurrency: 64,
+            settings: Settings {
+                status_resync: Duration::from_secs(30),
+                retry_delay: Duration::from_secs(2),
+            },
+            instance: Some("test".into()),
+        };
+        Operator::start(self.emu.client().unwrap(), cfg)
+            .await
+            .expect("start operator")
+    }
+}
+
+/// GET over plain HTTP/1.0 (for /metrics, /readyz): (status code, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
+}
