@@ -52,4 +52,10 @@ if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 
-cargo test --workspace --all-targets "$@"
+# No arguments: everything. With arguments (e.g. `--test e2e_controller`),
+# exactly the targets they name.
+if [ $# -eq 0 ]; then
+  cargo test --workspace --all-targets
+else
+  cargo test --workspace "$@"
+fi
