@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::cluster::{eventually, Cluster};
+use support::prometheus::{Exporter, PrometheusProcess};
 use support::redis::{connect, shared_url};
 
 const T: Duration = Duration::from_secs(40);
@@ -243,5 +244,66 @@ async fn five_second_polling_reacts_within_one_interval() {
             "reaction {d:?} > one interval"
         );
     }
+    let _: () = redis::cmd("DEL").arg(&key).query(&mut r).unwrap();
+}
+
+/// A real Prometheus scraping an exporter drives a pool together with a
+/// Redis list: the pool follows whichever wants more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_query_and_redis_list_drive_one_pool_by_the_max() {
+    let exporter = Exporter::serve(
+        "# TYPE shop_checkouts_in_flight gauge\nshop_checkouts_in_flight{pod=\"a\"} 7\nshop_checkouts_in_flight{pod=\"b\"} 5\n",
+    )
+    .await;
+    let prom = PrometheusProcess::start(&[exporter.addr]);
+    let c = Cluster::start("prom-shop").await;
+    c.deployment("checkout-worker", 1).await;
+    let key = unique("checkout-retries");
+    let mut r = connect(&shared_url());
+    c.apply_pool(pool(
+        "checkout",
+        "checkout-worker",
+        1,
+        json!([
+            {"name": "in-flight", "prometheus": {"url": prom.url(), "query": "sum(shop_checkouts_in_flight)"},
+             "targetPerReplica": 4},
+            {"name": "retries", "redis": {"url": shared_url(), "list": key}, "targetPerReplica": 10}
+        ]),
+    ))
+    .await;
+    let _op = c.operator(None).await;
+
+    // sum = 12 at 4/replica -> 3 (the list is empty: 0).
+    eventually("scaled to 3 by the Prometheus query", T, || async {
+        (c.replicas("checkout-worker") == Some(3)).then_some(())
+    })
+    .await;
+    assert_eq!(trigger_value(&c, "checkout", "in-flight"), Some(12.0));
+
+    // 70 retries at 10/replica -> 7 beats the query's 3.
+    let _: () = redis::cmd("RPUSH")
+        .arg(&key)
+        .arg((0..70).collect::<Vec<i32>>())
+        .query(&mut r)
+        .unwrap();
+    eventually("scaled to 7 by the list", T, || async {
+        (c.replicas("checkout-worker") == Some(7)).then_some(())
+    })
+    .await;
+
+    // The exporter now reports 60 in flight: 15 beats the list's 7.
+    exporter.set(
+        "# TYPE shop_checkouts_in_flight gauge\nshop_checkouts_in_flight{pod=\"a\"} 31\nshop_checkouts_in_flight{pod=\"b\"} 29\n",
+    );
+    eventually("scaled to 15 by the query", T, || async {
+        (c.replicas("checkout-worker") == Some(15)).then_some(())
+    })
+    .await;
+    let decision = c.pool("checkout")["status"]["lastDecision"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(decision.contains("in-flight=60 wants 15"), "{decision}");
+    assert!(decision.contains("retries=70"), "{decision}");
     let _: () = redis::cmd("DEL").arg(&key).query(&mut r).unwrap();
 }

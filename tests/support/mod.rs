@@ -3,4 +3,5 @@
 
 pub mod cluster;
 pub mod crd_schema;
+pub mod prometheus;
 pub mod redis;

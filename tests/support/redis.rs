@@ -91,3 +91,73 @@ pub fn connect(url: &str) -> redis::Connection {
             panic!("cannot reach Redis at {url} ({e}); run the tests through scripts/test.sh")
         })
 }
+
+/// A `redis-server` started with arguments the test chooses (a TLS port,
+/// say), owning its directory. Ready once its log says so, because a TLS
+/// or ACL-only server does not answer a plain PING. Killed on drop.
+pub struct RedisWithArgs {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl RedisWithArgs {
+    /// Starts `redis-server --bind 127.0.0.1 --save "" --appendonly no
+    /// --logfile <dir>/redis.log <args>` in `dir`; `port` is what the test
+    /// connects to (it must appear in `args`, as `--port` or `--tls-port`).
+    pub fn start(port: u16, dir: tempfile::TempDir, args: &[String]) -> Self {
+        let log = dir.path().join("redis.log");
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--logfile")
+            .arg(&log)
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: scripts/test.sh installs it (apt-get install redis-server)");
+        let mut r = RedisWithArgs {
+            port,
+            dir,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Ready to accept connections") {
+                return r;
+            }
+            let exited = r.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                r.stop();
+                panic!("redis-server {args:?} did not start (exit: {exited:?}); its log:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisWithArgs {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs one command on a fresh synchronous connection (admin steps of a test).
+pub fn command<T: redis::FromRedisValue>(url: &str, args: &[&str]) -> T {
+    let mut c = connect(url);
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(&mut c)
+        .unwrap_or_else(|e| panic!("{args:?} on {url}: {e}"))
+}
