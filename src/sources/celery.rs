@@ -1,25 +1,38 @@
 //! Celery queue depth on kombu's Redis transport (DESIGN.md 3.2).
 //!
 //! # The layout, as observed with Celery 5.7.0 / kombu 5.7.0
-//! (tests/sources_celery.rs checks it against a real worker every run):
+//! tests/sources_celery.rs checks every point below against what a real
+//! Celery publisher and a real prefork worker write, on every run:
 //! * A task sent to queue `Q` with priority `p` is `LPUSH`ed to the list
 //!   `Q` (p in 0..=2), `Q\x06\x163` (3..=5), `Q\x06\x166` (6..=8) or
 //!   `Q\x06\x169` (9): kombu rounds down to its `priority_steps`
 //!   `[0, 3, 6, 9]` and joins with its separator `"\x06\x16"`; step 0 is the
-//!   bare queue name (`Channel._q_for_pri`). Workers `BRPOP` these lists.
-//!   Queued = the sum of their lengths, as kombu's own `Channel._size`.
+//!   bare queue name (`Channel._q_for_pri`). A list that empties is
+//!   deleted, as Redis does. Workers `BRPOP` the lists in that order, so
+//!   priority 0 runs first. Queued = the sum of their lengths, which is
+//!   kombu's own count (`Channel._size`, `queue_declare(passive=True)`).
+//!   Every other key kombu writes is bookkeeping named `_kombu.*` (e.g.
+//!   the set `_kombu.binding.Q`), besides `unacked` and `unacked_index`.
 //! * A message a worker has taken but not acknowledged is a field of the
-//!   hash `unacked` (delivery tag → JSON `[message, exchange, routing_key]`,
-//!   written by Python's `json.dumps`, so it ends `, "Q"]`), and its tag is
-//!   in the sorted set `unacked_index` (`QoS.append`). These are the tasks
-//!   `celery inspect reserved` lists (prefetched, waiting for a pool slot)
+//!   hash `unacked`: delivery tag (also the message's
+//!   `properties.delivery_tag`) → JSON `[message, exchange, routing_key]`
+//!   (`QoS.append`), e.g. `[{"body": "...", "headers": {"id": <task id>,
+//!   ...}, "properties": {...}}, "", "Q"]`: Celery's default routing for
+//!   `apply_async(queue="Q")` publishes to the default exchange `""` with
+//!   routing key `Q`. Python's `json.dumps` writes it, so the value ends
+//!   `, "Q"]`. The sorted set `unacked_index` holds the same tags (score:
+//!   when taken). The task ids in `unacked` for `Q` are exactly those
+//!   `celery inspect reserved` lists (prefetched, waiting for the pool),
 //!   plus, only with `task_acks_late=True`, those `inspect active` lists:
 //!   by default Celery acknowledges a task as it starts, so a running task
 //!   is in neither the lists nor `unacked`. In-flight therefore counts the
-//!   work a scale-out can still spread, which is what prefetch hides.
-//! * Messages of a worker that died stay in `unacked` until another worker
-//!   restores them after `visibility_timeout` (1 h): they are still work,
-//!   and are counted as in-flight.
+//!   work a scale-out can still spread, which is what prefetch hides: a
+//!   worker with concurrency 1 and prefetch multiplier 4 keeps 4 messages
+//!   in `unacked` (4 reserved besides the running task, or 3 reserved and
+//!   the running one with late acks).
+//! * Messages of a worker that died (SIGKILL) stay in `unacked` until
+//!   another worker restores them after `visibility_timeout` (1 h): they
+//!   are still work, and are counted as in-flight.
 //!
 //! Not supported (they are kombu transport options the spec has no field
 //! for): custom `priority_steps`, `sep`, `unacked_key`, `global_keyprefix`;
@@ -48,7 +61,7 @@ use std::time::Duration;
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{RedisError, Script};
 
-use super::redis::{key_text, Endpoint, OpError};
+use super::redis::{has_code, key_text, Endpoint, OpError};
 use super::{MetricSource, ReadFuture, SourceError};
 
 /// kombu's `PRIORITY_STEPS` (kombu/transport/redis.py).
@@ -85,7 +98,6 @@ return {queued, inflight}
 #[derive(Debug)]
 pub(super) struct CelerySource {
     endpoint: Arc<Endpoint>,
-    queue: String,
     lists: [String; 4],
     tail: String,
     include_in_flight: bool,
@@ -93,6 +105,8 @@ pub(super) struct CelerySource {
     script: Script,
     /// Set once the server refused the script (ACL): use HSCAN from then on.
     script_denied: AtomicBool,
+    /// [`MetricSource::describe`]'s text, made once rather than every read.
+    what: String,
 }
 
 impl CelerySource {
@@ -104,9 +118,19 @@ impl CelerySource {
     ) -> Self {
         let lists = priority_lists(&queue);
         let tail = format!("{}]", python_json_string(&queue));
+        let what = format!(
+            "Celery queue {} ({}) on {}",
+            key_text(&queue),
+            if include_in_flight {
+                "queued + unacked"
+            } else {
+                "queued"
+            },
+            endpoint.display()
+        );
         CelerySource {
+            what,
             endpoint,
-            queue,
             lists,
             tail,
             include_in_flight,
@@ -129,7 +153,7 @@ impl CelerySource {
             let r: Result<(i64, i64), RedisError> = inv.invoke_async(&mut conn).await;
             match r {
                 Ok((queued, inflight)) => return Ok((queued + inflight) as f64),
-                Err(e) if e.code() == Some("NOPERM") => {
+                Err(e) if has_code(&e, "NOPERM") => {
                     self.script_denied.store(true, Ordering::Relaxed);
                 }
                 Err(e) => return Err(self.wrong_type_or(e)),
@@ -177,11 +201,11 @@ impl CelerySource {
     }
 
     fn wrong_type_or(&self, e: RedisError) -> OpError {
-        if e.code() == Some("WRONGTYPE") || e.detail().is_some_and(|d| d.contains("WRONGTYPE")) {
+        if has_code(&e, "WRONGTYPE") {
             OpError::Source(SourceError::BadResult(format!(
                 "{}: wrong type: the queue's lists must be lists and {UNACKED_KEY:?} a hash \
                  (is this database used by something other than kombu?)",
-                self.describe()
+                self.what
             )))
         } else {
             OpError::Redis(e)
@@ -192,24 +216,14 @@ impl CelerySource {
 impl MetricSource for CelerySource {
     fn read(&self) -> ReadFuture<'_> {
         Box::pin(async move {
-            let what = self.describe();
             self.endpoint
-                .run(&what, self.timeout, |conn| self.read_once(conn))
+                .run(&self.what, self.timeout, |conn| self.read_once(conn))
                 .await
         })
     }
 
     fn describe(&self) -> String {
-        format!(
-            "Celery queue {} ({}) on {}",
-            key_text(&self.queue),
-            if self.include_in_flight {
-                "queued + unacked"
-            } else {
-                "queued"
-            },
-            self.endpoint.display()
-        )
+        self.what.clone()
     }
 }
 

@@ -1,0 +1,262 @@
+//! How fast the Redis source reads many lists at once through its one
+//! shared connection (DESIGN.md 3.1), against a floor: `redis-benchmark`
+//! pipelining the same `LLEN`s on one connection (or, without
+//! redis-benchmark, the redis crate pipelining them on one connection).
+//!
+//! ```text
+//! cargo run --release --example redis_read_bench -- --keys 5000 --rounds 50
+//! ```
+//!
+//! Each round reads `--keys` list lengths concurrently, each through its own
+//! source built by the real `Sources::build` (as `--keys` WorkerPools naming
+//! one Redis would), all sharing one connection. Uses `$REDIS_URL`, or
+//! starts a `redis-server` of its own on a free port. Prints one line for
+//! ours, one for the floor, and their ratio.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde_json::json;
+use workerpool_operator::api::Trigger;
+use workerpool_operator::sources::{MetricSource, Sources};
+
+#[derive(Parser)]
+#[command(about = "Time N concurrent list reads through the shared Redis source connection")]
+struct Args {
+    /// Lists read per round (one source each).
+    #[arg(long, default_value_t = 5000)]
+    keys: usize,
+    /// Timed rounds (after one warm-up round).
+    #[arg(long, default_value_t = 50)]
+    rounds: usize,
+    /// The Redis to read; without it a redis-server is started here.
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
+}
+
+/// A redis-server started by the bench, killed on drop.
+struct OwnRedis(Child);
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis() -> anyhow::Result<(String, OwnRedis)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("no REDIS_URL and no redis-server to start (apt-get install redis-server)")?;
+    let own = OwnRedis(child);
+    let url = format!("redis://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis::Client::open(url.as_str())?
+        .get_connection_with_timeout(Duration::from_millis(200))
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            bail!("redis-server on port {port} did not answer within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((url, own))
+}
+
+/// Time per round: median and mean.
+fn summary(rounds: &[Duration]) -> (Duration, Duration) {
+    let mut sorted = rounds.to_vec();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
+    let mean = rounds.iter().sum::<Duration>() / u32::try_from(rounds.len()).unwrap_or(u32::MAX);
+    (median, mean)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// The floor with redis-benchmark: `keys`-deep pipelines of LLEN on random
+/// keys of the same set, one connection. None if it is not installed.
+fn redis_benchmark(
+    url: &str,
+    prefix: &str,
+    keys: usize,
+    rounds: usize,
+) -> anyhow::Result<Option<Duration>> {
+    let out = match Command::new("redis-benchmark")
+        .args(["-u", url, "-c", "1", "-P", &keys.to_string()])
+        .args([
+            "-n",
+            &(keys * rounds).to_string(),
+            "-r",
+            &keys.to_string(),
+            "--csv",
+        ])
+        .args(["LLEN", &format!("{prefix}:__rand_int__")])
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context("running redis-benchmark"),
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "redis-benchmark failed: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // "test","rps",...  then  "LLEN ...","123456.78",...
+    let rps: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("\"LLEN"))
+        .find_map(|l| l.split(',').nth(1))
+        .map(|v| v.trim_matches('"'))
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no LLEN rate in redis-benchmark output: {text}"))?;
+    Ok(Some(Duration::from_secs_f64(keys as f64 / rps)))
+}
+
+/// The fallback floor: the redis crate pipelining `keys` LLENs per round
+/// on one multiplexed connection.
+async fn pipelined(url: &str, names: &[String], rounds: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut pipe = redis::pipe();
+    for k in names {
+        pipe.cmd("LLEN").arg(k);
+    }
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..=rounds {
+        let t0 = Instant::now();
+        let v: Vec<i64> = pipe.query_async(&mut conn).await?;
+        times.push(t0.elapsed());
+        if v.len() != names.len() {
+            bail!(
+                "pipeline returned {} replies for {} keys",
+                v.len(),
+                names.len()
+            );
+        }
+    }
+    times.remove(0); // warm-up
+    Ok(times)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.keys == 0 || args.rounds == 0 {
+        bail!("--keys and --rounds must be at least 1");
+    }
+    let (url, _own) = match &args.redis_url {
+        Some(u) => (u.clone(), None),
+        None => {
+            let (u, own) = start_redis()?;
+            (u, Some(own))
+        }
+    };
+
+    // The lists: length i % 10, names as redis-benchmark's __rand_int__ spells them.
+    let prefix = format!("bench:{}", std::process::id());
+    let names: Vec<String> = (0..args.keys)
+        .map(|i| format!("{prefix}:{i:012}"))
+        .collect();
+    let mut conn = redis::Client::open(url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut fill = redis::pipe();
+    for (i, k) in names.iter().enumerate() {
+        fill.cmd("DEL").arg(k).ignore();
+        for _ in 0..i % 10 {
+            fill.cmd("RPUSH").arg(k).arg("x").ignore();
+        }
+    }
+    fill.query_async::<()>(&mut conn).await?;
+
+    let sources = Sources::new();
+    let triggers: Vec<Arc<dyn MetricSource>> = names
+        .iter()
+        .map(|k| {
+            let t: Trigger = serde_json::from_value(json!({
+                "redis": {"url": url, "list": k},
+                "targetPerReplica": 1.0,
+            }))?;
+            Ok(sources.build(&t, &BTreeMap::new(), Duration::from_secs(10))?)
+        })
+        .collect::<anyhow::Result<_>>()?;
+
+    let mut ours = Vec::with_capacity(args.rounds);
+    for round in 0..=args.rounds {
+        let t0 = Instant::now();
+        let values = futures::future::join_all(triggers.iter().map(|s| s.read())).await;
+        let took = t0.elapsed();
+        for (i, v) in values.into_iter().enumerate() {
+            let v = v.with_context(|| format!("round {round}, {}", names[i]))?;
+            if v != (i % 10) as f64 {
+                bail!("round {round}: {} read {v}, want {}", names[i], i % 10);
+            }
+        }
+        if round > 0 {
+            ours.push(took); // round 0 connects and warms up
+        }
+    }
+    if sources.redis_endpoints() != 1 {
+        bail!("{} endpoints for one Redis", sources.redis_endpoints());
+    }
+
+    let (floor_name, floor) = match redis_benchmark(&url, &prefix, args.keys, args.rounds)? {
+        Some(per_round) => (
+            format!("redis-benchmark -c 1 -P {} LLEN", args.keys),
+            per_round,
+        ),
+        None => {
+            let times = pipelined(&url, &names, args.rounds).await?;
+            (
+                "redis crate pipeline (no redis-benchmark)".to_string(),
+                summary(&times).0,
+            )
+        }
+    };
+    let (median, mean) = summary(&ours);
+    let per_read = |d: Duration| d.as_secs_f64() * 1e9 / args.keys as f64;
+    println!(
+        "ours:  {} sources, 1 shared connection: {} per {} reads (median of {} rounds; mean {}), {:.0} ns/read",
+        args.keys,
+        ms(median),
+        args.keys,
+        args.rounds,
+        ms(mean),
+        per_read(median)
+    );
+    println!(
+        "floor: {floor_name}: {} per {} reads ({} requests), {:.0} ns/read",
+        ms(floor),
+        args.keys,
+        args.keys * args.rounds,
+        per_read(floor)
+    );
+    println!(
+        "ratio: ours/floor = {:.2}",
+        median.as_secs_f64() / floor.as_secs_f64()
+    );
+
+    let mut clean = redis::pipe();
+    for k in &names {
+        clean.cmd("DEL").arg(k).ignore();
+    }
+    clean.query_async::<()>(&mut conn).await?;
+    Ok(())
+}
