@@ -103,11 +103,12 @@ async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<B
     let content_type = header(CONTENT_TYPE);
     let user_agent = header(USER_AGENT);
 
-    let delay = shared.faults.lock().delay(verb, &path);
+    let agent = (!user_agent.is_empty()).then_some(user_agent.as_str());
+    let delay = shared.faults.lock().delay_for(verb, &path, agent);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let forced = shared.faults.lock().take_forced(verb, &path);
+    let forced = shared.faults.lock().take_forced_for(verb, &path, agent);
     let result = match forced {
         Some(e) => Err(e),
         None => match Limited::new(body, MAX_BODY).collect().await {

@@ -152,12 +152,35 @@ impl Context {
     pub fn retain_pools(&self, keep: impl Fn(&ObjectRef<WorkerPool>) -> bool) {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         let before = pools.len();
-        pools.retain(|k, _| keep(k));
+        let mut gone = Vec::new();
+        pools.retain(|k, state| {
+            let kept = keep(k);
+            if !kept {
+                gone.push((k.clone(), state.clone()));
+            }
+            kept
+        });
         if pools.len() == before {
             return;
         }
         self.metrics.pools.set(pools.len() as i64);
         drop(pools);
+        for (key, state) in gone {
+            // The pool's trigger names are in its state, which a reconcile
+            // still running for it may hold: wait for it off this thread.
+            let metrics = self.metrics.clone();
+            tokio::spawn(async move {
+                let triggers: Vec<String> = state
+                    .lock()
+                    .await
+                    .prepared
+                    .as_ref()
+                    .map(|p| p.policy.triggers.iter().map(|t| t.name.clone()).collect())
+                    .unwrap_or_default();
+                let ns = key.namespace.as_deref().unwrap_or_default();
+                metrics.forget_pool(ns, &key.name, &triggers);
+            });
+        }
         let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
         targets.retain(|_, set| {
             set.retain(|k| keep(k));

@@ -687,17 +687,84 @@ fn referenced_secrets(pool: &WorkerPool) -> Vec<String> {
 /// last leader made but could not record (it died between the /scale PATCH
 /// and the status write): the target shows a count the status does not, so
 /// that change is remembered as a scale event now — which keeps the rate
-/// policies conservative — and as a recent recommendation.
+/// policies conservative.
+///
+/// The restored recommendations end at the last status write, which may be
+/// up to `status_resync` old (an unchanged decision is not rewritten), so
+/// the last leader's later recommendations are unknown. As HPA's
+/// `maybeInitScaleDownStabilizationWindow` does for a fresh start, the
+/// current count counts as a recommendation now: a restart inside a
+/// scale-down window never scales in before a full window has passed.
 fn restore_history(pool: &WorkerPool, current: i32, now_ms: i64) -> History {
     let Some(status) = pool.status.as_ref() else {
         return History::default();
     };
     let mut h = status.history.clone().unwrap_or_default();
+    if h.recommendations.is_empty() {
+        return h;
+    }
     if let Some(recorded) = status.current_replicas {
-        if recorded != current && !h.recommendations.is_empty() {
+        if recorded != current {
             h.record_scale(now_ms, recorded, current);
-            h.record_recommendation(now_ms, current);
         }
     }
+    h.record_recommendation(now_ms, current);
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool_with_status(status: serde_json::Value) -> WorkerPool {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool",
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"scaleTargetRef": {"name": "w"}, "maxReplicas": 10,
+                     "triggers": [{"redis": {"url": "redis://r", "list": "q"}, "targetPerReplica": 1}]},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn restored_history_counts_the_current_count_as_a_recommendation_now() {
+        // Last written at t=1000 recommending 5; restarted at t=9000.
+        let p = pool_with_status(serde_json::json!({
+            "currentReplicas": 5,
+            "history": {"recommendations": [{"from": 0, "to": 1000, "replicas": 5}]}
+        }));
+        let h = restore_history(&p, 5, 9000);
+        assert_eq!(
+            h.recommendations.last().map(|s| (s.to, s.replicas)),
+            Some((9000, 5))
+        );
+        assert!(h.scale_up_events.is_empty() && h.scale_down_events.is_empty());
+    }
+
+    #[test]
+    fn a_scale_the_status_missed_is_remembered_as_a_scale_event() {
+        let p = pool_with_status(serde_json::json!({
+            "currentReplicas": 2,
+            "history": {"recommendations": [{"from": 0, "to": 1000, "replicas": 2}]}
+        }));
+        let h = restore_history(&p, 4, 2000);
+        assert_eq!(h.scale_up_events.len(), 1);
+        assert_eq!(
+            (h.scale_up_events[0].at, h.scale_up_events[0].change),
+            (2000, 2)
+        );
+        assert_eq!(
+            h.recommendations.last().map(|s| (s.to, s.replicas)),
+            Some((2000, 4))
+        );
+    }
+
+    #[test]
+    fn no_status_or_no_recommendations_restore_nothing_new() {
+        let p = pool_with_status(serde_json::Value::Null);
+        assert_eq!(restore_history(&p, 3, 1000), History::default());
+        let p = pool_with_status(serde_json::json!({"currentReplicas": 1}));
+        assert_eq!(restore_history(&p, 3, 1000), History::default());
+    }
 }

@@ -149,7 +149,9 @@ impl Metrics {
         out
     }
 
-    /// Forgets a deleted pool's series so /metrics does not grow forever.
+    /// Forgets a deleted pool's series (gauges and counters, as
+    /// kube-state-metrics does for deleted objects) so /metrics does not
+    /// grow forever as pools come and go.
     pub fn forget_pool(&self, namespace: &str, workerpool: &str, triggers: &[String]) {
         let pool = PoolLabels {
             namespace: namespace.into(),
@@ -157,12 +159,71 @@ impl Metrics {
         };
         self.desired_replicas.remove(&pool);
         self.current_replicas.remove(&pool);
+        for direction in ["up", "down"] {
+            self.scales.remove(&ScaleLabels {
+                namespace: namespace.into(),
+                workerpool: workerpool.into(),
+                direction,
+            });
+        }
         for t in triggers {
             self.trigger_value.remove(&TriggerLabels {
                 namespace: namespace.into(),
                 workerpool: workerpool.into(),
                 trigger: t.clone(),
             });
+            for reason in crate::sources::SourceError::METRIC_LABELS {
+                self.trigger_errors.remove(&ErrorLabels {
+                    namespace: namespace.into(),
+                    workerpool: workerpool.into(),
+                    trigger: t.clone(),
+                    reason,
+                });
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_pool_leaves_no_series_behind() {
+        let m = Metrics::new();
+        for (pool, trigger) in [("gone", "orders"), ("kept", "orders")] {
+            let p = PoolLabels {
+                namespace: "shop".into(),
+                workerpool: pool.into(),
+            };
+            m.desired_replicas.get_or_create(&p).set(3);
+            m.current_replicas.get_or_create(&p).set(2);
+            m.trigger_value
+                .get_or_create(&TriggerLabels {
+                    namespace: "shop".into(),
+                    workerpool: pool.into(),
+                    trigger: trigger.into(),
+                })
+                .set(7.0);
+            m.trigger_errors
+                .get_or_create(&ErrorLabels {
+                    namespace: "shop".into(),
+                    workerpool: pool.into(),
+                    trigger: trigger.into(),
+                    reason: "timeout",
+                })
+                .inc();
+            m.scales
+                .get_or_create(&ScaleLabels {
+                    namespace: "shop".into(),
+                    workerpool: pool.into(),
+                    direction: "down",
+                })
+                .inc();
+        }
+        m.forget_pool("shop", "gone", &["orders".into()]);
+        let text = m.encode();
+        assert!(!text.contains("workerpool=\"gone\""), "{text}");
+        assert_eq!(text.matches("workerpool=\"kept\"").count(), 5, "{text}");
     }
 }

@@ -72,6 +72,17 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// Every value [`SourceError::metric_label`] can return.
+    pub const METRIC_LABELS: [&'static str; 7] = [
+        "timeout",
+        "connection",
+        "not_found",
+        "bad_result",
+        "auth",
+        "secret_missing",
+        "config",
+    ];
+
     /// The `reason` label of `workerpool_trigger_errors_total`.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -242,6 +253,16 @@ impl Redactor {
             // Longest first, so a secret containing another is redacted whole.
             self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         }
+    }
+
+    /// A password, and the `Authorization: Basic` value carrying it (a
+    /// server or proxy may echo the header back in an error body).
+    fn add_basic_auth(&mut self, username: &str, password: &str) {
+        use base64::Engine as _;
+        self.add(password);
+        let header =
+            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        self.add(&header);
     }
 
     /// One line, with every known secret replaced.

@@ -147,11 +147,11 @@ impl PrometheusSource {
             };
             let username = secret_text(secrets, &key("username"))?;
             let password = secret_text(secrets, &key("password"))?;
-            redact.add(&password);
+            redact.add_basic_auth(&username, &password);
             Auth::Basic { username, password }
         } else if !url_user.is_empty() || url_password.is_some() {
             let password = url_password.unwrap_or_default();
-            redact.add(&password);
+            redact.add_basic_auth(&url_user, &password);
             Auth::Basic {
                 username: url_user,
                 password,

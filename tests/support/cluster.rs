@@ -184,3 +184,149 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         .unwrap_or_default();
     Some((code, body))
 }
+
+/// Every `spec.replicas` a Deployment took, as a watch on it saw them (a
+/// watch resumes from its last resourceVersion after a drop, and the
+/// emulator keeps the history, so no value is missed across outages).
+pub struct ReplicaRecorder {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(Instant, i64)>>>,
+    last_rv: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    deployment: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Retries a dropped test watch every 200 ms (the default backoff grows to
+/// 30 s, which would only slow the tests down).
+struct QuickRetry;
+
+impl Iterator for QuickRetry {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::from_millis(200))
+    }
+}
+
+impl kube::runtime::utils::Backoff for QuickRetry {
+    fn reset(&mut self) {}
+}
+
+impl ReplicaRecorder {
+    /// Every value seen so far, in order, with when it was seen.
+    pub fn timeline(&self) -> Vec<(Instant, i64)> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Every value seen so far, in order.
+    pub fn values(&self) -> Vec<i64> {
+        self.timeline().into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Waits until the watch has seen the Deployment's current revision,
+    /// then asserts that every value it ever took was in [min, max].
+    /// Returns the values.
+    pub async fn assert_within(&self, c: &Cluster, min: i64, max: i64) -> Vec<i64> {
+        eventually(
+            "the replica watch caught up with the Deployment",
+            Duration::from_secs(60),
+            || async {
+                let d = c.emu.get_json(
+                    Gvr::new("apps", "v1", "deployments"),
+                    &c.ns,
+                    &self.deployment,
+                )?;
+                let rv = d["metadata"]["resourceVersion"].as_str()?.to_string();
+                (self.last_rv.lock().unwrap().as_deref() == Some(rv.as_str())).then_some(())
+            },
+        )
+        .await;
+        let values = self.values();
+        assert!(!values.is_empty(), "the replica watch saw nothing");
+        for v in &values {
+            assert!(
+                (min..=max).contains(v),
+                "{} took {v} replicas, outside [{min}, {max}]: {values:?}",
+                self.deployment
+            );
+        }
+        values
+    }
+}
+
+impl Drop for ReplicaRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Cluster {
+    /// Starts recording every `spec.replicas` of a Deployment (it may not exist yet).
+    pub fn record_replicas(&self, deployment: &str) -> ReplicaRecorder {
+        use futures::StreamExt;
+        use kube::runtime::{watcher, WatchStreamExt};
+        let api = Api::<Deployment>::namespaced(self.emu.client().expect("client"), &self.ns);
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={deployment}"));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let last_rv = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let (s, rv) = (seen.clone(), last_rv.clone());
+        let task = tokio::spawn(async move {
+            let mut events = watcher(api, cfg).backoff(QuickRetry).boxed();
+            while let Some(ev) = events.next().await {
+                let d = match ev {
+                    Ok(watcher::Event::Apply(d)) | Ok(watcher::Event::InitApply(d)) => d,
+                    _ => continue,
+                };
+                let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let mut seen = s.lock().unwrap();
+                if seen.last().map(|(_, v)| *v) != Some(i64::from(replicas)) {
+                    seen.push((Instant::now(), i64::from(replicas)));
+                }
+                *rv.lock().unwrap() = d.metadata.resource_version.clone();
+            }
+        });
+        ReplicaRecorder {
+            seen,
+            last_rv,
+            deployment: deployment.to_string(),
+            task,
+        }
+    }
+
+    /// How many times Events with `reason` were reported about `pool`
+    /// (kube's Recorder folds a repeat into one Event with `series.count`).
+    pub fn event_count(&self, pool: &str, reason: &str) -> i64 {
+        self.events(pool, reason)
+            .iter()
+            .map(|e| e["series"]["count"].as_i64().unwrap_or(1))
+            .sum()
+    }
+
+    /// A client whose requests carry `User-Agent: agent`, which the
+    /// emulator's request log keeps: tests tell operators apart by it.
+    pub fn client_as(&self, agent: &str) -> kube::Client {
+        let _ = self.emu.client();
+        let mut cfg = kube::Config::new(self.emu.url().parse().expect("emulator url"));
+        cfg.headers.push((
+            reqwest::header::USER_AGENT,
+            reqwest::header::HeaderValue::from_str(agent).expect("user agent"),
+        ));
+        kube::Client::try_from(cfg).expect("client")
+    }
+
+    /// Starts the real operator in-process with its own client and settings.
+    pub async fn operator_with(
+        &self,
+        client: kube::Client,
+        lease: Option<LeaseConfig>,
+        settings: Settings,
+    ) -> Operator {
+        let cfg = RunConfig {
+            namespace: None,
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            leader_election: lease,
+            concurrency: 64,
+            settings,
+            instance: Some("test".into()),
+        };
+        Operator::start(client, cfg).await.expect("start operator")
+    }
+}
