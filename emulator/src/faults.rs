@@ -36,11 +36,7 @@ impl Matcher {
         }
     }
 
-    pub fn matches(&self, verb: Option<Verb>, path: &str) -> bool {
-        self.matches_client(verb, path, None)
-    }
-
-    /// As [`Matcher::matches`], for a request from `user_agent`.
+    /// Whether a request (from `user_agent`, if known) is one this rule names.
     pub fn matches_client(&self, verb: Option<Verb>, path: &str, user_agent: Option<&str>) -> bool {
         self.verb.is_none_or(|v| Some(v) == verb)
             && path.contains(&self.path_contains)
@@ -67,11 +63,6 @@ pub struct FaultRules {
 }
 
 impl FaultRules {
-    /// The added latency of a request (rules add up).
-    pub fn delay(&self, verb: Option<Verb>, path: &str) -> Duration {
-        self.delay_for(verb, path, None)
-    }
-
     /// The added latency of a request from `user_agent` (rules add up).
     pub fn delay_for(&self, verb: Option<Verb>, path: &str, user_agent: Option<&str>) -> Duration {
         self.latency
@@ -82,6 +73,7 @@ impl FaultRules {
     }
 
     /// The forced failure for this request, consuming one use of the rule.
+    #[cfg(test)]
     pub fn take_forced(&mut self, verb: Option<Verb>, path: &str) -> Option<ApiError> {
         self.take_forced_for(verb, path, None)
     }
