@@ -135,7 +135,11 @@ async fn real_celery_queue_with_priorities_drives_a_pool_and_two_triggers_take_t
         (c.replicas("payments-worker") == Some(8)).then_some(())
     })
     .await;
-    assert_eq!(trigger_value(&c, "payments", "payments"), Some(73.0));
+    // The status is written right after the /scale PATCH.
+    eventually("status shows the Celery queue's 73", T, || async {
+        (trigger_value(&c, "payments", "payments") == Some(73.0)).then_some(())
+    })
+    .await;
 
     // Two triggers: Celery wants 8, 20 retries at 5/replica want 4 -> 8.
     let _: () = redis::cmd("RPUSH")
@@ -165,12 +169,15 @@ async fn real_celery_queue_with_priorities_drives_a_pool_and_two_triggers_take_t
         || async { (c.replicas("mixed-worker") == Some(16)).then_some(()) },
     )
     .await;
-    let decision = c.pool("mixed")["status"]["lastDecision"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(decision.contains("retries=80 wants 16"), "{decision}");
-    assert!(decision.contains("celery=73"), "{decision}");
+    // The status is written right after the /scale PATCH.
+    eventually("the last decision names both triggers", T, || async {
+        let decision = c.pool("mixed")["status"]["lastDecision"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (decision.contains("retries=80 wants 16") && decision.contains("celery=73")).then_some(())
+    })
+    .await;
 
     // Drain the Celery queue the way a worker would (all four lists): the
     // Celery-only pool goes back to minReplicas 1.
@@ -278,7 +285,10 @@ async fn prometheus_query_and_redis_list_drive_one_pool_by_the_max() {
         (c.replicas("checkout-worker") == Some(3)).then_some(())
     })
     .await;
-    assert_eq!(trigger_value(&c, "checkout", "in-flight"), Some(12.0));
+    eventually("status shows the query's 12", T, || async {
+        (trigger_value(&c, "checkout", "in-flight") == Some(12.0)).then_some(())
+    })
+    .await;
 
     // 70 retries at 10/replica -> 7 beats the query's 3.
     let _: () = redis::cmd("RPUSH")
@@ -299,11 +309,15 @@ async fn prometheus_query_and_redis_list_drive_one_pool_by_the_max() {
         (c.replicas("checkout-worker") == Some(15)).then_some(())
     })
     .await;
-    let decision = c.pool("checkout")["status"]["lastDecision"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(decision.contains("in-flight=60 wants 15"), "{decision}");
-    assert!(decision.contains("retries=70"), "{decision}");
+    // The status is written right after the /scale PATCH.
+    eventually("the last decision names both triggers", T, || async {
+        let decision = c.pool("checkout")["status"]["lastDecision"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (decision.contains("in-flight=60 wants 15") && decision.contains("retries=70"))
+            .then_some(())
+    })
+    .await;
     let _: () = redis::cmd("DEL").arg(&key).query(&mut r).unwrap();
 }

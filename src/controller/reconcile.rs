@@ -53,6 +53,31 @@ pub async fn reconcile(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<Actio
     result
 }
 
+/// Polls are due on shared 100 ms slots, so the reads of pools polled in
+/// the same slot reach each Redis endpoint together and leave as one
+/// pipeline (see `sources::redis`): round trips per second stay near ten per
+/// endpoint instead of one per pool. Costs at most one slot of reaction time.
+const POLL_SLOT: Duration = Duration::from_millis(100);
+
+fn on_slot(t: Instant) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let since = t.saturating_duration_since(epoch).as_nanos();
+    let slot = POLL_SLOT.as_nanos();
+    let rounded = since.div_ceil(slot) * slot;
+    epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
+}
+
+/// The resync period of one pool's status: `base` plus up to 20 % picked by
+/// the pool's name, so pools created together do not all rewrite their
+/// status in the same second forever after.
+fn resync_period(base: Duration, key: &ObjectRef<WorkerPool>) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    base + base.mul_f64((h.finish() % 1000) as f64 / 5000.0)
+}
+
 /// Backoff with jitter for failed reconciles: 1 s doubling to 16 s, ±25 %
 /// (short enough that a pool resumes within seconds of the API returning).
 pub fn error_policy(pool: Arc<WorkerPool>, _err: &Error, ctx: Arc<Context>) -> Action {
@@ -274,10 +299,18 @@ impl Poll<'_> {
         }
         history.commit(&policy, &d, now_ms, applied);
         ctx.metrics.polls.inc();
-        info!(
-            workerpool = %self.name, namespace = %self.ns, current, desired = d.desired,
-            event = d.event.map_or("", ScaleEventKind::as_str), "{}", d.explanation
-        );
+        // A line per decision that changes something; the steady state at
+        // 1 s polling over thousands of pools would otherwise be a log flood.
+        if d.desired != current || d.event.is_some() {
+            info!(
+                workerpool = %self.name, namespace = %self.ns, current, desired = d.desired,
+                event = d.event.map_or("", ScaleEventKind::as_str), "{}", d.explanation
+            );
+        } else {
+            debug!(
+                workerpool = %self.name, namespace = %self.ns, current, "{}", d.explanation
+            );
+        }
 
         // 8. Events: every scale, every new failure, the start of a fallback.
         if let Some(ev) = d.event {
@@ -331,6 +364,7 @@ impl Poll<'_> {
         // 10. Next poll on a fixed schedule (no drift from reconcile time).
         let next = st.next_due.map_or(now + polling, |due| due + polling);
         let next = if next <= now { now + polling } else { next };
+        let next = on_slot(next);
         st.next_due = Some(next);
         debug!(workerpool = %self.name, lag, "polled");
         Ok(Action::requeue(
@@ -578,9 +612,9 @@ impl Poll<'_> {
             return Ok(());
         }
         let sig = status::signature(&status);
-        let due = st
-            .last_status_write
-            .is_none_or(|t| t.elapsed() >= self.ctx.settings.status_resync);
+        let due = st.last_status_write.is_none_or(|t| {
+            t.elapsed() >= resync_period(self.ctx.settings.status_resync, self.key)
+        });
         if st.last_status_signature.as_deref() == Some(sig.as_str()) && !due {
             return Ok(());
         }
