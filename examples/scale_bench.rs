@@ -1,0 +1,728 @@
+//! Scale benchmark: the real operator against the in-repo Kubernetes API
+//! emulator and real `redis-server`s, with N WorkerPools polling N lists.
+//!
+//! ```sh
+//! cargo run --release --example scale_bench -- --pools 5000 --interval-ms 1000 --seconds 60
+//! ```
+//!
+//! # How the processes are split (and why)
+//! The operator must be measured alone (CPU, peak RSS), so it runs in its
+//! own process: by default this same binary re-executed as `__operator
+//! --kubeconfig ...` (which does exactly what `workerpool-operator run`
+//! does, through the library, so it can never be a stale build of `src/`);
+//! `--operator-bin target/release/workerpool-operator` runs the real binary
+//! instead. The emulator runs inside this (driver) process, which lets the
+//! driver see every write the moment the emulator receives it (its write
+//! feed): reaction time is measured from the driver's depth change to the
+//! `/scale` PATCH arriving at the emulator, with no watch in between.
+//! The driver, the emulator and Redis share the machine's cores with the
+//! operator; the driver's own CPU is printed so the load is visible.
+//!
+//! # What is measured (in a window after warm-up)
+//! - polls/s: `workerpool_polls_total` delta vs N / interval.
+//! - poll lag p50/p99 and the on-time share: `workerpool_poll_lag_seconds`
+//!   delta, interpolated inside its buckets (1 ms doubling; "on time" =
+//!   the 256 ms bucket, the closest to the 250 ms target).
+//! - reaction p50/p99: depth change (just before the write is sent to
+//!   Redis) to the first `/scale` PATCH of that pool's Deployment.
+//! - operator CPU from `/proc/<pid>/stat`, peak RSS from `VmHWM`.
+//! - Redis round trips per tick: the server's `total_reads_processed`
+//!   (read events on client sockets, i.e. round trips; a pipeline bigger
+//!   than 16 KiB counts as a few) minus the driver's own commands, per
+//!   interval; LLEN commands per tick from `INFO commandstats`.
+//! - API writes/s from the emulator's write feed: `/scale` PATCHes, status
+//!   writes, Events.
+//!
+//! The depth schedule flips a steady trickle of pools (`--changes-per-s`,
+//! default N/100) between 20 and 50 items (2 and 5 replicas at 10 per
+//! replica), at times spread over the interval; each flip must cause one
+//! `/scale` PATCH.
+//!
+//! Pool phases: pools are created after the operator is ready, spread over
+//! `--create-spread-ms` (default: one interval), as pools created over time
+//! would be; `--create-spread-ms 0` creates them all before the operator
+//! starts (an operator restart: every pool due at the same instant).
+//!
+//! The second line is the raw floor: the same N LLENs per tick sent by a
+//! minimal tokio loop (one multiplexed connection per endpoint, all N at
+//! once), in its own process, and `redis-benchmark` pipelining the same
+//! number of LLENs flat out; the ratio is operator CPU per 1,000 polls to
+//! the loop's CPU per 1,000 LLENs.
+
+// A crate root resolves `mod x;` next to itself, hence the paths.
+#[path = "scale_bench/floor.rs"]
+mod floor;
+#[path = "scale_bench/measure.rs"]
+mod measure;
+#[path = "scale_bench/operator.rs"]
+mod operator;
+#[path = "scale_bench/redis_fleet.rs"]
+mod redis_fleet;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+use kube_emulator::{Emulator, Verb};
+use serde_json::json;
+
+use measure::Histogram;
+use operator::OperatorProcess;
+use redis_fleet::{Fleet, ServerStats};
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Scale benchmark of workerpool-operator against the API emulator and real Redis")]
+struct Args {
+    /// WorkerPools (each with its own Deployment and Redis list).
+    #[arg(long, default_value_t = 1000)]
+    pools: usize,
+    /// Polling interval (pollingIntervalSeconds is whole seconds: a multiple of 1000).
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+    /// Length of the measured window.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// redis-servers to start (on free ports); pools are spread over them.
+    /// With REDIS_URL set (comma-separated URLs), those are used instead.
+    #[arg(long, default_value_t = 1)]
+    redis_endpoints: usize,
+    /// Depth changes per second (default N/100, at least 1).
+    #[arg(long)]
+    changes_per_s: Option<f64>,
+    /// Create the pools over this long once the operator is ready (default:
+    /// one interval); 0 creates them before the operator starts.
+    #[arg(long)]
+    create_spread_ms: Option<u64>,
+    /// Seconds between the last pool created and the measured window.
+    #[arg(long, default_value_t = 5)]
+    warmup_s: u64,
+    /// The operator's --concurrency (its default is 512).
+    #[arg(long, default_value_t = 512)]
+    concurrency: u16,
+    /// Run this binary with `run ...` instead of re-executing this one.
+    #[arg(long)]
+    operator_bin: Option<PathBuf>,
+    /// RUST_LOG of the operator (the binary's default when unset).
+    #[arg(long, default_value = "info,kube_lease_manager=warn")]
+    operator_log_level: String,
+    /// Seconds of the raw-floor loop (default min(seconds, 15)); 0 skips it.
+    #[arg(long)]
+    floor_seconds: Option<u64>,
+    /// Raw floor: `pipe` (one explicit pipeline per endpoint per tick) or
+    /// `concurrent` (N concurrent LLENs on the multiplexed connection).
+    #[arg(long, default_value = "pipe")]
+    floor_mode: String,
+    /// Where the operator's log goes (default: a temporary file, removed).
+    #[arg(long)]
+    operator_log: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    match argv.get(1).map(String::as_str) {
+        Some("__operator") => return operator::child_main(&argv[2..]),
+        Some("__floor") => return floor::child_main(&argv[2..]),
+        _ => {}
+    }
+    let args = Args::parse();
+    if args.interval_ms < 1000 || args.interval_ms % 1000 != 0 {
+        bail!("--interval-ms must be a multiple of 1000 (pollingIntervalSeconds is whole seconds)");
+    }
+    if args.pools == 0 {
+        bail!("--pools must be at least 1");
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(drive(args))
+}
+
+/// Shared between the depth changer and the write-feed reader.
+#[derive(Default)]
+struct Tally {
+    measuring: bool,
+    /// Pool index -> when its depth was changed (not yet reacted to).
+    pending: HashMap<usize, Instant>,
+    reactions: Vec<Duration>,
+    /// Slowest reactions: (pool, when changed, reaction).
+    slow: Vec<(usize, Instant, Duration)>,
+    /// Pool index -> last /scale PATCH seen (to explain unexpected ones).
+    last_scale: HashMap<usize, Instant>,
+    /// Unexpected scales: (pool, time since that pool's previous PATCH).
+    unexpected: Vec<(usize, Option<Duration>)>,
+    unexpected_scales: u64,
+    scale_patches: u64,
+    status_writes: u64,
+    events: u64,
+    other_writes: u64,
+    failed_writes: u64,
+    lost: u64,
+    /// Status writes per whole second of the window (to show bursts).
+    status_per_s: HashMap<u64, u64>,
+    t0: Option<Instant>,
+}
+
+const NS: &str = "bench";
+const PER_REPLICA: u64 = 10;
+const LOW: u64 = 20;
+const HIGH: u64 = 50;
+
+async fn drive(args: Args) -> anyhow::Result<()> {
+    let n = args.pools;
+    let interval = Duration::from_millis(args.interval_ms);
+    let load_start = measure::loadavg();
+    let tmp = tempfile::tempdir()?;
+    let prefix = format!("scale_bench:{}", std::process::id());
+    let key = |i: usize| format!("{prefix}:q-{i}");
+
+    // 1. Redis: K servers (or REDIS_URL), every list at the low depth.
+    let fleet = Fleet::start(args.redis_endpoints, tmp.path())?;
+    let k = fleet.len();
+    let endpoint_of = |i: usize| i % k;
+    let keys: Vec<String> = (0..n).map(key).collect();
+    let mut depth = vec![LOW; n];
+    let mut conns = fleet.connect().await?;
+    let init: Vec<(usize, u64)> = (0..n).map(|i| (i, LOW)).collect();
+    fleet
+        .set_depths(&mut conns, &init, &keys, endpoint_of)
+        .await?;
+
+    // 2. The emulator, the CRD, Deployments at the replicas the depth wants.
+    let emu = Emulator::start().await?;
+    let client = emu.client()?;
+    let crd_text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workerpool.yaml"))?;
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&crd_text)?;
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+        .context("create CRD")?;
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}}))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .context("create namespace")?;
+    let t = Instant::now();
+    for i in 0..n {
+        emu.create_json("apps/v1/deployments", NS, deployment(i, LOW / PER_REPLICA))
+            .map_err(|e| anyhow::anyhow!("create deployment: {}", e.message))?;
+    }
+    eprintln!(
+        "scale_bench: {n} Deployments created in {:.1?}",
+        t.elapsed()
+    );
+
+    // 3. Watch the emulator's writes from now on.
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let mut feed = emu.requests().subscribe_writes();
+    let feed_tally = tally.clone();
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let w = match feed.recv().await {
+                Ok(w) => w,
+                Err(RecvError::Lagged(k)) => {
+                    feed_tally.lock().unwrap().lost += k;
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let mut t = feed_tally.lock().unwrap();
+            let scale = w.verb == Verb::Patch && w.path.ends_with("/scale");
+            if scale && w.code < 400 {
+                // .../deployments/w-<i>/scale
+                let idx = w
+                    .path
+                    .rsplit('/')
+                    .nth(1)
+                    .and_then(|s| s.strip_prefix("w-"))
+                    .and_then(|s| s.parse::<usize>().ok());
+                let prev = idx.and_then(|i| t.last_scale.insert(i, w.at));
+                match idx.and_then(|i| t.pending.remove(&i).map(|at| (i, at))) {
+                    Some((i, at)) => {
+                        let r = w.at.saturating_duration_since(at);
+                        if t.measuring {
+                            t.reactions.push(r);
+                            t.slow.push((i, at, r));
+                            t.slow.sort_by_key(|s| std::cmp::Reverse(s.2));
+                            t.slow.truncate(8);
+                        }
+                    }
+                    None if t.measuring => {
+                        t.unexpected_scales += 1;
+                        if t.unexpected.len() < 8 {
+                            let since = prev.map(|p| w.at.saturating_duration_since(p));
+                            t.unexpected.push((idx.unwrap_or(usize::MAX), since));
+                        }
+                    }
+                    None => {}
+                }
+            }
+            if !t.measuring {
+                continue;
+            }
+            if w.code >= 400 {
+                t.failed_writes += 1;
+            } else if scale {
+                t.scale_patches += 1;
+            } else if w.path.contains("/workerpools/") && w.path.ends_with("/status") {
+                t.status_writes += 1;
+                if let Some(t0) = t.t0 {
+                    *t.status_per_s
+                        .entry(w.at.saturating_duration_since(t0).as_secs())
+                        .or_default() += 1;
+                }
+            } else if w.path.contains("/events") {
+                t.events += 1;
+            } else {
+                t.other_writes += 1;
+            }
+        }
+    });
+    // The request log keeps every request; keep it small.
+    let requests = emu.requests();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            requests.clear();
+        }
+    });
+
+    // 4. Pools: all before the operator starts, or spread once it is ready.
+    let spread = Duration::from_millis(args.create_spread_ms.unwrap_or(args.interval_ms));
+    let pool_json = |i: usize| pool(i, &fleet.urls()[endpoint_of(i)], &keys[i], interval);
+    if spread.is_zero() {
+        create_pools(&emu, n, Duration::ZERO, &pool_json).await?;
+    }
+    let kubeconfig = tmp.path().join("kubeconfig.yaml");
+    emu.write_kubeconfig(&kubeconfig)?;
+    let log_path = args
+        .operator_log
+        .clone()
+        .unwrap_or_else(|| tmp.path().join("operator.log"));
+    let mut op = OperatorProcess::spawn(
+        args.operator_bin.as_deref(),
+        &kubeconfig,
+        args.concurrency,
+        &args.operator_log_level,
+        &log_path,
+    )?;
+    op.wait_ready(Duration::from_secs(120)).await?;
+    let started = Instant::now();
+    if !spread.is_zero() {
+        create_pools(&emu, n, spread, &pool_json).await?;
+    }
+    eprintln!(
+        "scale_bench: operator pid {} ready; {n} pools in place {:.1?} after; warming up {} s",
+        op.pid(),
+        started.elapsed(),
+        args.warmup_s
+    );
+    tokio::time::sleep(Duration::from_secs(args.warmup_s)).await;
+
+    // 5. The measured window.
+    let bench_cpu_a = measure::proc_cpu_seconds(std::process::id())?;
+    let machine_a = measure::machine_cpu();
+    let rss_a = measure::proc_rss_kib(op.pid())?;
+    let redis_a = fleet.stats(&mut conns).await?;
+    let metrics_a = op.scrape().await?;
+    let op_cpu_a = measure::proc_cpu_seconds(op.pid())?;
+    let t0 = Instant::now();
+    {
+        let mut t = tally.lock().unwrap();
+        t.measuring = true;
+        t.t0 = Some(t0);
+    }
+    let rate = args.changes_per_s.unwrap_or((n as f64 / 100.0).max(1.0));
+    let mut driver_cmds = vec![0u64; k];
+    let mut next_pool = 0usize;
+    let mut changes = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let window = Duration::from_secs(args.seconds);
+    // Change times jittered inside each 100 ms step, so they fall at every
+    // phase of a pool's polling cycle (matters for small N).
+    let mut rng = (std::process::id() as u64) | 1;
+    let mut rss_trace = Vec::new();
+    while t0.elapsed() < window {
+        tick.tick().await;
+        if rss_trace.len() < (t0.elapsed().as_secs() / 10 + 1) as usize {
+            rss_trace.push(measure::proc_rss_kib(op.pid())?.rss / 1024);
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        tokio::time::sleep(Duration::from_millis(rng % 100)).await;
+        // rate/10 per step on average, randomly rounded (a fixed carry would
+        // put every change at the same phase of the second).
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let u = (rng >> 11) as f64 / (1u64 << 53) as f64;
+        let want = (rate * 0.1 + u) as usize;
+        let mut batch = Vec::new();
+        {
+            let t = tally.lock().unwrap();
+            let mut tried = 0;
+            while batch.len() < want && tried < n {
+                let i = next_pool;
+                next_pool = (next_pool + 1) % n;
+                tried += 1;
+                if !t.pending.contains_key(&i) {
+                    batch.push(i);
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let sets: Vec<(usize, u64)> = batch
+            .iter()
+            .map(|&i| (i, if depth[i] == LOW { HIGH } else { LOW }))
+            .collect();
+        let now = Instant::now();
+        {
+            let mut t = tally.lock().unwrap();
+            for &(i, d) in &sets {
+                depth[i] = d;
+                t.pending.insert(i, now);
+            }
+        }
+        let sent = fleet
+            .set_depths(&mut conns, &sets, &keys, endpoint_of)
+            .await?;
+        for (e, c) in sent.into_iter().enumerate() {
+            driver_cmds[e] += c;
+        }
+        changes += sets.len() as u64;
+    }
+    let op_cpu_b = measure::proc_cpu_seconds(op.pid())?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let metrics_b = op.scrape().await?;
+    let redis_b = fleet.stats(&mut conns).await?;
+    let bench_cpu_b = measure::proc_cpu_seconds(std::process::id())?;
+    let machine_b = measure::machine_cpu();
+    let rss = measure::proc_rss_kib(op.pid())?;
+    let fds = measure::proc_fds(op.pid());
+    let threads = measure::proc_threads(op.pid());
+    let (status_peak_s, status_median_s) = {
+        let t = tally.lock().unwrap();
+        let mut v: Vec<u64> = (0..args.seconds)
+            .map(|s| t.status_per_s.get(&s).copied().unwrap_or(0))
+            .collect();
+        v.sort();
+        (
+            v.last().copied().unwrap_or(0),
+            v.get(v.len() / 2).copied().unwrap_or(0),
+        )
+    };
+    let writes = {
+        let mut t = tally.lock().unwrap();
+        t.measuring = false;
+        (
+            t.scale_patches,
+            t.status_writes,
+            t.events,
+            t.other_writes,
+            t.failed_writes,
+            t.unexpected_scales,
+            t.lost,
+        )
+    };
+    // Reactions to the last changes may land after the window.
+    let grace = interval + Duration::from_secs(3);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && !tally.lock().unwrap().pending.is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mut reactions, missed) = {
+        let t = tally.lock().unwrap();
+        (t.reactions.clone(), t.pending.len())
+    };
+    reactions.sort();
+    {
+        // Diagnostics (stderr): the slowest reactions and unexpected scales,
+        // to look up in the operator log; one pool's stored size.
+        let t = tally.lock().unwrap();
+        for (i, at, r) in &t.slow {
+            eprintln!(
+                "scale_bench: slow reaction p-{i}: changed at t0+{:.3}s, /scale after {:.3}s",
+                at.saturating_duration_since(t0).as_secs_f64(),
+                r.as_secs_f64()
+            );
+        }
+        for (i, since) in &t.unexpected {
+            eprintln!(
+                "scale_bench: unexpected /scale p-{i}: {:?} after its previous /scale",
+                since
+            );
+        }
+        eprintln!("scale_bench: operator RSS MiB every 10 s of the window: {rss_trace:?}");
+        if let Some(p) = emu.get_json("workerpool.dev/v1alpha1/workerpools", NS, "p-0") {
+            eprintln!(
+                "scale_bench: p-0 stored JSON {} bytes (status {} bytes, {} managedFields)",
+                p.to_string().len(),
+                p["status"].to_string().len(),
+                p["metadata"]["managedFields"]
+                    .as_array()
+                    .map_or(0, |a| a.len())
+            );
+        }
+    }
+    let rss_final = measure::proc_rss_kib(op.pid())?;
+    let log_summary = op.stop(Duration::from_secs(10)).await;
+
+    // 6. The raw floor.
+    let floor_s = args.floor_seconds.unwrap_or(args.seconds.min(15));
+    let floor = if floor_s > 0 {
+        let before = fleet.stats(&mut conns).await?;
+        let f = floor::run_child(
+            fleet.urls(),
+            &prefix,
+            n,
+            interval,
+            floor_s,
+            &args.floor_mode,
+        )
+        .await?;
+        let after = fleet.stats(&mut conns).await?;
+        let bench = floor::redis_benchmark(&fleet.urls()[0], &keys[0], f.llens);
+        Some((f, ServerStats::delta(&before, &after), bench))
+    } else {
+        None
+    };
+    fleet.cleanup(&mut conns, &keys, endpoint_of).await;
+
+    // 7. Report.
+    let ticks = elapsed / interval.as_secs_f64();
+    let polls =
+        metrics_b.counter("workerpool_polls_total") - metrics_a.counter("workerpool_polls_total");
+    let expected = n as f64 * ticks;
+    let lag = Histogram::delta(
+        &metrics_a.histogram("workerpool_poll_lag_seconds"),
+        &metrics_b.histogram("workerpool_poll_lag_seconds"),
+    );
+    let on_time = lag.share_at_most(0.256);
+    let cpu = op_cpu_b - op_cpu_a;
+    let rd = ServerStats::delta(&redis_a, &redis_b);
+    // Driver's own reads: its EVALs, and the INFO that took snapshot B.
+    let driver_reads: u64 = driver_cmds.iter().sum::<u64>() + k as u64;
+    let op_reads = rd.reads.saturating_sub(driver_reads);
+    let llens = rd.llen_calls;
+    let (scales, status, events, other, failed, unexpected, lost) = writes;
+    let trig_err = metrics_b.sum("workerpool_trigger_errors_total")
+        - metrics_a.sum("workerpool_trigger_errors_total");
+    let scale_metric =
+        metrics_b.sum("workerpool_scale_total") - metrics_a.sum("workerpool_scale_total");
+    let status_metric = metrics_b.counter("workerpool_status_writes_total")
+        - metrics_a.counter("workerpool_status_writes_total");
+    let load_end = measure::loadavg();
+    let per_s = |x: u64| x as f64 / elapsed;
+    let interval_ms = args.interval_ms;
+    let r50 = measure::percentile(&reactions, 0.50);
+    let r99 = measure::percentile_with_missed(&reactions, missed, 0.99);
+
+    println!(
+        "scale_bench N={n} interval={interval_ms}ms redis={k} window={elapsed:.0}s changes={changes} load={load_start}->{load_end}: \
+         polls/s {:.0}/{:.0} ({:.1}%), on time (lag<=256ms) {:.2}% | poll lag p50 {} p99 {} | \
+         reaction p50 {} p99 {} (n={}, missed {missed}, unexpected scales {unexpected}) | \
+         operator cpu {:.3} cores, {:.4} cpu-s/1000 polls | peak RSS {:.1} MiB (window start {:.1}, end {:.1}), {fds} fds, {threads} threads | \
+         redis round trips/tick {:.1} (LLEN/tick {:.0}, reads/LLEN {:.3}) | \
+         api writes/s: scale {:.1} status {:.1} (beyond scales {:.1}; N/30={:.1}; busiest second {status_peak_s}, median second {status_median_s}) events {:.1} other {:.1} failed {failed} lost {lost} | \
+         metrics: scale {scale_metric:.0} status {status_metric:.0} trigger errors {trig_err:.0}, /metrics {:.0} KiB in {:.0?} | \
+         driver+emulator cpu {:.2} cores, machine busy {:.0}% of {} cpus | operator log: {}",
+        polls / elapsed,
+        expected / elapsed,
+        100.0 * polls / expected,
+        100.0 * on_time,
+        measure::fmt_secs(lag.quantile(0.50)),
+        measure::fmt_secs(lag.quantile(0.99)),
+        measure::fmt_dur(r50),
+        measure::fmt_dur(r99),
+        reactions.len(),
+        cpu / elapsed,
+        1000.0 * cpu / polls.max(1.0),
+        rss.hwm as f64 / 1024.0,
+        rss_a.rss as f64 / 1024.0,
+        rss_final.rss as f64 / 1024.0,
+        op_reads as f64 / ticks,
+        llens as f64 / ticks,
+        op_reads as f64 / (llens.max(1)) as f64,
+        per_s(scales),
+        per_s(status),
+        per_s(status.saturating_sub(scales)),
+        n as f64 / 30.0,
+        per_s(events),
+        per_s(other),
+        metrics_b.bytes as f64 / 1024.0,
+        metrics_b.took,
+        (bench_cpu_b - bench_cpu_a) / elapsed,
+        measure::busy_percent(machine_a, machine_b),
+        measure::cpus(),
+        log_summary,
+    );
+    let ours_per_1000 = 1000.0 * cpu / polls.max(1.0);
+    match &floor {
+        Some((f, fd, bench)) => {
+            let floor_per_1000 = 1000.0 * f.cpu_s / (f.llens.max(1)) as f64;
+            let fticks = f.wall_s / interval.as_secs_f64();
+            println!(
+                "raw floor ({}): tokio loop, 1 multiplexed conn/endpoint, {n} LLEN per tick, {}s: \
+                 {} LLEN, {:.3} cores, {:.4} cpu-s/1000 LLEN, round trips/tick {:.1}, tick p99 {} | \
+                 {} | ratio ours/floor (cpu per 1000) {:.1}x",
+                args.floor_mode,
+                f.wall_s.round(),
+                f.llens,
+                f.cpu_s / f.wall_s,
+                floor_per_1000,
+                fd.reads.saturating_sub(k as u64) as f64 / fticks,
+                measure::fmt_secs(Some(f.tick_p99_s)),
+                bench,
+                if f.cpu_s > 0.0 { ours_per_1000 / floor_per_1000 } else { f64::NAN },
+            );
+        }
+        None => println!("raw floor: skipped (--floor-seconds 0)"),
+    }
+    let mut verdicts = Vec::new();
+    let mut check = |name: &str, ok: bool, got: String, want: &str| {
+        verdicts.push(format!(
+            "{name} {} ({got} vs {want})",
+            if ok { "MET" } else { "MISSED" }
+        ));
+    };
+    let interval_s = interval.as_secs_f64();
+    check(
+        "on-time",
+        on_time >= 0.99 && polls >= 0.99 * expected,
+        format!(
+            "{:.1}% on time, {:.1}% done",
+            100.0 * on_time,
+            100.0 * polls / expected
+        ),
+        ">=99%",
+    );
+    let lag99 = lag.quantile(0.99);
+    check(
+        "lag-p99",
+        lag99.is_some_and(|l| l <= 0.25),
+        measure::fmt_secs(lag99),
+        "<=250ms",
+    );
+    check(
+        "reaction-p99",
+        r99.is_some_and(|r| r.as_secs_f64() <= interval_s + 0.25),
+        measure::fmt_dur(r99),
+        &format!("<={:.2}s", interval_s + 0.25),
+    );
+    check(
+        "cpu",
+        cpu / elapsed <= 0.5,
+        format!("{:.2} cores", cpu / elapsed),
+        "<=0.5",
+    );
+    let rss_mib = rss.hwm as f64 / 1024.0;
+    if n == 1 {
+        check(
+            "idle-rss",
+            rss_mib <= 20.0,
+            format!("{rss_mib:.1} MiB"),
+            "<=20 MiB",
+        );
+    } else {
+        check(
+            "rss",
+            rss_mib <= 100.0,
+            format!("{rss_mib:.1} MiB"),
+            "<=100 MiB",
+        );
+    }
+    let rt = op_reads as f64 / ticks;
+    check(
+        "redis-rt/tick",
+        rt <= 10.0 * k as f64,
+        format!("{rt:.0}"),
+        &format!("<={}", 10 * k),
+    );
+    let extra = per_s(status.saturating_sub(scales));
+    check(
+        "status-writes",
+        extra <= n as f64 / 30.0 * 1.05,
+        format!("{extra:.1}/s beyond scales"),
+        &format!("<={:.1}/s", n as f64 / 30.0),
+    );
+    if let Some((f, _, _)) = floor.as_ref().filter(|(f, _, _)| f.cpu_s > 0.0) {
+        let ratio = ours_per_1000 / (1000.0 * f.cpu_s / (f.llens.max(1)) as f64);
+        check("floor-ratio", ratio <= 3.0, format!("{ratio:.1}x"), "<=3x");
+    }
+    println!("targets: {}", verdicts.join("; "));
+    Ok(())
+}
+
+fn deployment(i: usize, replicas: u64) -> serde_json::Value {
+    let name = format!("w-{i}");
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"containers": [{"name": "w", "image": "worker"}]}}
+        }
+    })
+}
+
+/// A pool whose replicas follow the depth at once both ways (no
+/// stabilization, no rate limit that bites), so each flip is one scale.
+fn pool(i: usize, url: &str, key: &str, interval: Duration) -> serde_json::Value {
+    json!({
+        "apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool",
+        "metadata": {"name": format!("p-{i}"), "namespace": NS},
+        "spec": {
+            "scaleTargetRef": {"name": format!("w-{i}")},
+            "minReplicas": 1,
+            "maxReplicas": 100,
+            "pollingIntervalSeconds": interval.as_secs(),
+            "triggers": [{"name": "queue", "redis": {"url": url, "list": key},
+                          "targetPerReplica": PER_REPLICA}],
+            "behavior": {
+                "scaleUp": {"stabilizationWindowSeconds": 0,
+                            "policies": [{"type": "Pods", "value": 1000, "periodSeconds": 1}]},
+                "scaleDown": {"stabilizationWindowSeconds": 0,
+                              "policies": [{"type": "Percent", "value": 100, "periodSeconds": 1}]}
+            }
+        }
+    })
+}
+
+/// Creates pools through the emulator's write path (validation, CEL,
+/// defaults; no HTTP), evenly over `spread`.
+async fn create_pools(
+    emu: &Emulator,
+    n: usize,
+    spread: Duration,
+    pool_json: &dyn Fn(usize) -> serde_json::Value,
+) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    for i in 0..n {
+        let at = t0 + spread.mul_f64(i as f64 / n as f64);
+        if i % 16 == 0 {
+            tokio::time::sleep_until(at.into()).await;
+        }
+        emu.create_json("workerpool.dev/v1alpha1/workerpools", NS, pool_json(i))
+            .map_err(|e| anyhow::anyhow!("create pool p-{i}: {}", e.message))?;
+    }
+    eprintln!(
+        "scale_bench: {n} WorkerPools created in {:.1?} (asked for {:.1?})",
+        t0.elapsed(),
+        spread
+    );
+    Ok(())
+}
