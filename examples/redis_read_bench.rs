@@ -11,7 +11,9 @@
 //! source built by the real `Sources::build` (as `--keys` WorkerPools naming
 //! one Redis would), all sharing one connection. Uses `$REDIS_URL`, or
 //! starts a `redis-server` of its own on a free port. Prints one line for
-//! ours, one for the floor, and their ratio.
+//! ours, the requests ours sent per round and its CPU
+//! (`Sources::redis_round_trips`: reads issued together leave as pipelines
+//! of up to about 1,000 commands), one line for the floor, and their ratio.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -71,6 +73,18 @@ fn start_redis() -> anyhow::Result<(String, OwnRedis)> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok((url, own))
+}
+
+/// CPU time used so far by every thread of this process (Linux
+/// `/proc/self/task/*/schedstat`, in ns); `None` elsewhere. The rounds'
+/// CPU is steadier than their wall time on a busy machine.
+fn process_cpu() -> Option<Duration> {
+    let mut ns: u64 = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(ns))
 }
 
 /// Time per round: median and mean.
@@ -199,7 +213,13 @@ async fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
 
     let mut ours = Vec::with_capacity(args.rounds);
+    let mut trips_before = 0;
+    let mut cpu_before = None;
     for round in 0..=args.rounds {
+        if round == 1 {
+            trips_before = sources.redis_round_trips();
+            cpu_before = process_cpu();
+        }
         let t0 = Instant::now();
         let values = futures::future::join_all(triggers.iter().map(|s| s.read())).await;
         let took = t0.elapsed();
@@ -213,6 +233,10 @@ async fn main() -> anyhow::Result<()> {
             ours.push(took); // round 0 connects and warms up
         }
     }
+    let trips = sources.redis_round_trips() - trips_before;
+    let cpu = process_cpu().zip(cpu_before).map(|(after, before)| {
+        (after.saturating_sub(before)) / u32::try_from(args.rounds).unwrap_or(u32::MAX)
+    });
     if sources.redis_endpoints() != 1 {
         bail!("{} endpoints for one Redis", sources.redis_endpoints());
     }
@@ -240,6 +264,12 @@ async fn main() -> anyhow::Result<()> {
         args.rounds,
         ms(mean),
         per_read(median)
+    );
+    println!(
+        "ours:  {:.1} requests (pipelines) to Redis per round of {} reads, {} CPU per round (all threads)",
+        trips as f64 / args.rounds as f64,
+        args.keys,
+        cpu.map_or_else(|| "?".to_string(), ms),
     );
     println!(
         "floor: {floor_name}: {} per {} reads ({} requests), {:.0} ns/read",

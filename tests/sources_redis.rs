@@ -424,6 +424,11 @@ async fn acl_user_reads_with_right_credentials_and_wrong_ones_are_an_auth_error(
     assert!(e.to_string().contains("permission"), "{e}");
     // ... and did not cost the good source its connection.
     assert_eq!(right.read().await, Ok(2.0));
+    // Read together (one pipeline on their shared endpoint), the refused
+    // read fails alone, with the same error.
+    let (ok, refused) = futures::future::join(right.read(), denied.read()).await;
+    assert_eq!(ok, Ok(2.0));
+    assert_eq!(refused, Err(e));
 
     // Celery in-flight counting without scripts (the user has -@scripting):
     // the HSCAN fallback counts what the Lua script counts.
@@ -558,6 +563,115 @@ async fn a_thousand_sources_on_one_endpoint_share_one_connection() {
     wait_for_clients(&mut admin, 0, T).await;
 }
 
+/// `INFO commandstats` calls of one command (0 if it never ran).
+fn command_calls(c: &mut redis::Connection, command: &str) -> u64 {
+    let text: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(c)
+        .expect("INFO commandstats");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_go_as_few_pipelines_and_a_refused_command_fails_only_its_read() {
+    let server = RedisProcess::start();
+    let url = server.url();
+    let mut admin = connect(&url);
+    let mut pipe = redis::pipe();
+    for i in 0..1000 {
+        for _ in 0..i % 7 {
+            pipe.cmd("RPUSH").arg(format!("l{i}")).arg("x").ignore();
+        }
+    }
+    // Among them a string, and the lists of a Celery queue.
+    pipe.cmd("SET").arg("l500").arg("not a list").ignore();
+    pipe.cmd("RPUSH").arg("cq").arg("a").ignore();
+    pipe.cmd("RPUSH")
+        .arg("cq\x06\x169")
+        .arg("b")
+        .arg("c")
+        .ignore();
+    pipe.query::<()>(&mut admin).expect("fill lists");
+
+    let s = Sources::new();
+    // Mostly `list`s; every 100th a `lists` of two (answered together in
+    // the same pipeline), and one Celery queue.
+    let mut sources: Vec<_> = (0..1000)
+        .map(|i| {
+            if i % 100 == 1 {
+                build(&s, json!({"url": url, "lists": [format!("l{i}"), "l2"]}))
+            } else {
+                build(&s, json!({"url": url, "list": format!("l{i}")}))
+            }
+        })
+        .collect();
+    sources.push(build(&s, json!({"url": url, "celery": {"queue": "cq"}})));
+    let want = |i: usize| -> f64 {
+        match i {
+            1000 => 3.0,
+            i if i % 100 == 1 => (i % 7 + 2) as f64,
+            i => (i % 7) as f64,
+        }
+    };
+    assert_eq!(s.redis_endpoints(), 1);
+
+    let rounds = 3;
+    let (mut per_round, mut server_reads) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let llen_before = command_calls(&mut admin, "llen");
+        let reads_before = info_field(&mut admin, "stats", "total_reads_processed");
+        let trips_before = s.redis_round_trips();
+        let values = futures::future::join_all(sources.iter().map(|s| s.read())).await;
+        per_round.push(s.redis_round_trips() - trips_before);
+        // The server's view: socket reads (this INFO is one of them).
+        server_reads.push(info_field(&mut admin, "stats", "total_reads_processed") - reads_before);
+        for (i, v) in values.into_iter().enumerate() {
+            if i == 500 {
+                let e = expect_err(v, "a string among the lists");
+                assert_eq!(e.metric_label(), "bad_result", "{e}");
+                assert!(
+                    e.to_string().contains("l500 is a string, not a list"),
+                    "{e}"
+                );
+            } else {
+                assert_eq!(v, Ok(want(i)), "round {round}, {}", sources[i].describe());
+            }
+        }
+        // Every read's LLENs reached the server: 1,000 + 10 extra of the
+        // `lists` + 4 of the Celery queue.
+        let llens = command_calls(&mut admin, "llen") - llen_before;
+        assert_eq!(llens, 1014, "round {round}");
+    }
+    // One request per pipeline, plus the one that explains the WRONGTYPE:
+    // here 2 per round once connected (one pipeline of 1,015 commands) and 4
+    // in the round that connects; one per read, 1,001, without batching.
+    // Socket reads agree (a 25 KB pipeline takes Redis two reads, and the
+    // INFO is one). A batch is sent once no read joined it for 0.2 ms, so a
+    // busy machine, more so in a debug build, may split a round: the bounds
+    // leave room for that.
+    let most = per_round
+        .iter()
+        .chain(&server_reads)
+        .copied()
+        .max()
+        .unwrap_or(0);
+    let least = per_round.iter().copied().min().unwrap_or(0);
+    assert!(
+        most <= 50 && least <= 5,
+        "per round of 1,001 reads: {per_round:?} requests, {server_reads:?} socket reads"
+    );
+    assert_eq!(
+        s.redis_round_trips_by_server().values().sum::<u64>(),
+        s.redis_round_trips(),
+        "{:?}",
+        s.redis_round_trips_by_server()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_server_gives_a_timeout_within_the_read_timeout() {
     let server = RedisProcess::start();
@@ -607,6 +721,57 @@ async fn a_paused_server_gives_a_timeout_within_the_read_timeout() {
         paused_at.elapsed() >= pause,
         "a read succeeded while the server was paused"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_gives_a_timeout_within_the_read_timeout() {
+    // Accepts connections and never writes a byte: neither the connection
+    // set-up nor a command gets an answer.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                held.lock().expect("held").push(conn);
+            }
+        });
+    }
+    let s = Sources::new();
+    let timeout = Duration::from_millis(300);
+    let url = format!("redis://127.0.0.1:{port}");
+    let single = build_with(
+        &s,
+        json!({"url": url, "list": "q"}),
+        &Secrets::new(),
+        timeout,
+    );
+    let group = build_with(
+        &s,
+        json!({"url": url, "lists": ["a", "b"]}),
+        &Secrets::new(),
+        timeout,
+    );
+    for round in 0..3 {
+        let t0 = Instant::now();
+        let (a, b) = futures::future::join(single.read(), group.read()).await;
+        let took = t0.elapsed();
+        for (source, r) in [(&single, a), (&group, b)] {
+            assert_eq!(
+                r,
+                Err(SourceError::Timeout {
+                    target: source.describe(),
+                    after: timeout
+                }),
+                "round {round}"
+            );
+        }
+        assert!(
+            took >= timeout && took < timeout + Duration::from_millis(400),
+            "round {round} took {took:?}"
+        );
+    }
 }
 
 /// Runs `openssl` with `args` in `dir`, failing the test with its output.

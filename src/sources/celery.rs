@@ -58,10 +58,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::MultiplexedConnection;
-use ::redis::{RedisError, Script};
+use ::redis::{RedisError, Script, Value};
+use tokio::time::Instant;
 
-use super::redis::{has_code, key_text, Endpoint, OpError};
+use super::redis::{has_code, key_text, within, Conn, Counted, Endpoint, OpError};
+use super::redis_batch::Commands;
 use super::{MetricSource, ReadFuture, SourceError};
 
 /// kombu's `PRIORITY_STEPS` (kombu/transport/redis.py).
@@ -98,11 +99,15 @@ return {queued, inflight}
 #[derive(Debug)]
 pub(super) struct CelerySource {
     endpoint: Arc<Endpoint>,
-    lists: [String; 4],
     tail: String,
     include_in_flight: bool,
     timeout: Duration,
     script: Script,
+    /// `LLEN` of each of the queue's lists, built once.
+    llens: Commands,
+    /// The script's `EVALSHA` for this queue (KEYS: the lists, then
+    /// `unacked`; ARGV: the tail), built once.
+    evalsha: Commands,
     /// Set once the server refused the script (ACL): use HSCAN from then on.
     script_denied: AtomicBool,
     /// [`MetricSource::describe`]'s text, made once rather than every read.
@@ -128,54 +133,106 @@ impl CelerySource {
             },
             endpoint.display()
         );
+        let script = Script::new(SCRIPT);
+        let llens = lists
+            .iter()
+            .map(|k| {
+                let mut llen = ::redis::cmd("LLEN");
+                llen.arg(k);
+                llen
+            })
+            .collect();
+        let mut evalsha = ::redis::cmd("EVALSHA");
+        evalsha
+            .arg(script.get_hash())
+            .arg(lists.len() + 1)
+            .arg(&lists)
+            .arg(UNACKED_KEY)
+            .arg(&tail);
         CelerySource {
             what,
             endpoint,
-            lists,
             tail,
             include_in_flight,
             timeout,
-            script: Script::new(SCRIPT),
+            script,
+            llens,
+            evalsha: Arc::new([evalsha]),
             script_denied: AtomicBool::new(false),
         }
     }
 
-    async fn read_once(&self, mut conn: MultiplexedConnection) -> Result<f64, OpError> {
+    /// Queued alone: the four `LLEN`s, answered together in the endpoint's
+    /// next pipeline. With in-flight: `EVALSHA` of the script, batched too;
+    /// loading the script after `NOSCRIPT` (after a server restart or
+    /// `SCRIPT FLUSH`) and the `HSCAN` fallback go on the connection directly.
+    /// Those two are boxed: the future of every read would otherwise carry
+    /// their state, and grow past what the allocator serves quickly.
+    async fn read_once(&self, conn: Conn) -> Result<f64, OpError> {
+        let ep = &*self.endpoint;
+        let deadline = conn.deadline;
         if !self.include_in_flight {
-            return Ok(self.queued(&mut conn).await? as f64);
+            let r = ep.query_group(conn, &self.llens).await?;
+            return Ok(self.queued(r)? as f64);
         }
         if !self.script_denied.load(Ordering::Relaxed) {
-            let mut inv = self.script.prepare_invoke();
-            for k in &self.lists {
-                inv.key(k);
-            }
-            inv.key(UNACKED_KEY).arg(&self.tail);
-            let r: Result<(i64, i64), RedisError> = inv.invoke_async(&mut conn).await;
+            let r: Result<(i64, i64), OpError> = match ep.query_one(conn, &self.evalsha).await {
+                // The server does not have the script (yet, or since a
+                // restart or SCRIPT FLUSH): load it, then run it again.
+                Err(OpError::Redis(e)) if has_code(&e, "NOSCRIPT") => {
+                    Box::pin(self.load_and_run(deadline)).await
+                }
+                other => other,
+            };
             match r {
                 Ok((queued, inflight)) => return Ok((queued + inflight) as f64),
-                Err(e) if has_code(&e, "NOPERM") => {
+                Err(OpError::Redis(e)) if has_code(&e, "NOPERM") => {
                     self.script_denied.store(true, Ordering::Relaxed);
                 }
-                Err(e) => return Err(self.wrong_type_or(e)),
+                Err(OpError::Redis(e)) => return Err(self.wrong_type_or(e)),
+                Err(e) => return Err(e),
             }
         }
-        let queued = self.queued(&mut conn).await?;
-        let inflight = self.in_flight_by_scan(&mut conn).await?;
-        Ok((queued + inflight) as f64)
+        Box::pin(self.read_without_script(deadline)).await
     }
 
-    async fn queued(&self, conn: &mut MultiplexedConnection) -> Result<i64, OpError> {
-        let mut pipe = ::redis::pipe();
-        for k in &self.lists {
-            pipe.cmd("LLEN").arg(k);
-        }
-        let r: Result<Vec<i64>, RedisError> = pipe.query_async(conn).await;
-        r.map(|v| v.iter().sum()).map_err(|e| self.wrong_type_or(e))
+    async fn load_and_run(&self, deadline: Instant) -> Result<(i64, i64), OpError> {
+        let ep = &*self.endpoint;
+        within(deadline, async {
+            let c = ep.connection(&self.what, deadline).await?;
+            self.script
+                .load_async(&mut ep.direct(c))
+                .await
+                .map_err(OpError::Redis)
+        })
+        .await?;
+        let c = ep.connection(&self.what, deadline).await?;
+        ep.query_one(c, &self.evalsha).await
+    }
+
+    /// Queued, then in-flight by [`CelerySource::in_flight_by_scan`].
+    async fn read_without_script(&self, deadline: Instant) -> Result<f64, OpError> {
+        let ep = &*self.endpoint;
+        let c = ep.connection(&self.what, deadline).await?;
+        let queued = ep.query_group(c, &self.llens).await?;
+        let queued = self.queued(queued)?;
+        let inflight = within(deadline, async {
+            let c = ep.connection(&self.what, deadline).await?;
+            self.in_flight_by_scan(&mut ep.direct(c)).await
+        });
+        Ok((queued + inflight.await?) as f64)
+    }
+
+    /// The sum of the `LLEN` replies.
+    fn queued(&self, replies: Vec<Value>) -> Result<i64, OpError> {
+        super::redis::replies::<i64>(replies)
+            .map(|v| v.iter().sum())
+            .map_err(|e| self.wrong_type_or(e))
     }
 
     /// The fallback when scripts are denied: HSCAN the hash (deduplicated
     /// by delivery tag, as SCAN may repeat a field).
-    async fn in_flight_by_scan(&self, conn: &mut MultiplexedConnection) -> Result<i64, OpError> {
+    async fn in_flight_by_scan(&self, conn: &mut Counted<'_>) -> Result<i64, OpError> {
         let mut cursor: u64 = 0;
         let mut seen: HashSet<Vec<u8>> = HashSet::new();
         let mut n = 0;

@@ -17,6 +17,7 @@
 mod celery;
 mod prometheus;
 mod redis;
+mod redis_batch;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -214,6 +215,23 @@ impl Sources {
     /// (endpoints whose sources were all dropped are forgotten, with their connection).
     pub fn redis_endpoints(&self) -> usize {
         self.inner.redis.live()
+    }
+
+    /// Requests sent to Redis by every source built from this `Sources`
+    /// since it was made, over every endpoint (dropped ones included): one
+    /// per pipeline, however many reads it batches, or per lone command
+    /// (a script load, an `HSCAN` page, the lookup that explains a wrong
+    /// type). Connection set-up (`HELLO`/`AUTH`/`SELECT`) is not counted.
+    /// The difference over a polling interval is the round trips per tick.
+    pub fn redis_round_trips(&self) -> u64 {
+        self.inner.redis.round_trips()
+    }
+
+    /// [`Sources::redis_round_trips`] of each live endpoint so far, keyed by
+    /// server as `redis[s]://host:port/db` (never with credentials;
+    /// endpoints differing only in credentials or TLS settings are summed).
+    pub fn redis_round_trips_by_server(&self) -> BTreeMap<String, u64> {
+        self.inner.redis.round_trips_by_server()
     }
 }
 

@@ -20,6 +20,23 @@
 //!
 //! Endpoints are held weakly: when the last source naming one is dropped
 //! (pool deleted, spec or Secret changed), its connection closes.
+//!
+//! # One pipeline per batch of reads
+//! Sharing the connection is not enough by itself: redis-rs carries each
+//! command separately (its own oneshot and reply routing), which cost more
+//! than Redis did at 5,000 pools. So reads are batched explicitly: every
+//! read's commands go through the endpoint's batcher
+//! ([`super::redis_batch`]), which sends the reads queued together as one
+//! pipeline and hands each read its own replies (a command the server
+//! refuses fails only its read). What cannot share a pipeline goes on the
+//! connection directly: loading the Celery script after `NOSCRIPT`, the
+//! `HSCAN` fallback, and the `TYPE` lookups that explain a `WRONGTYPE`.
+//! Every request either way is counted ([`Endpoint::round_trips`]).
+//!
+//! The read timeout is a deadline every wait of a read honours: the
+//! batcher answers a read by its deadline, and connecting or a direct
+//! request runs [`within`] it. (One `tokio::time::timeout` around the whole
+//! read did the same with a timer per read, a tenth of a read's cost.)
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,10 +44,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Value};
+use ::redis::aio::{ConnectionLike, MultiplexedConnection};
+use ::redis::{
+    AsyncConnectionConfig, Client, Cmd, FromRedisValue, IntoConnectionInfo, RedisError,
+    RedisFuture, Value,
+};
 use futures::future::{BoxFuture, FutureExt, Shared};
+use tokio::time::Instant;
 
+use super::redis_batch::{Batcher, Commands, Replies, RoundTrips, Unanswered};
 use super::{secret_text, MetricSource, ReadFuture, Redactor, SecretLookup, SourceError, Sources};
 use crate::api::{RedisTrigger, StreamMeasureKind, Trigger};
 
@@ -93,6 +115,7 @@ fn build_redis(
     };
     Ok(Arc::new(RedisSource {
         what: describe(&measure, endpoint.display()),
+        commands: commands(&measure),
         endpoint,
         measure,
         timeout,
@@ -103,6 +126,8 @@ fn build_redis(
 #[derive(Default)]
 pub(super) struct Endpoints {
     map: Mutex<HashMap<EndpointKey, Weak<Endpoint>>>,
+    /// Requests sent by every endpoint there has been (see [`RoundTrips`]).
+    round_trips: Arc<AtomicU64>,
 }
 
 impl Endpoints {
@@ -120,7 +145,7 @@ impl Endpoints {
         }
         map.retain(|_, w| w.strong_count() > 0);
         let key = settings.key.clone();
-        let ep = Arc::new(Endpoint::new(settings)?);
+        let ep = Arc::new(Endpoint::new(settings, self.round_trips.clone())?);
         map.insert(key, Arc::downgrade(&ep));
         Ok(ep)
     }
@@ -129,6 +154,22 @@ impl Endpoints {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, w| w.strong_count() > 0);
         map.len()
+    }
+
+    /// Requests sent to Redis by every endpoint since these were made.
+    pub(super) fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent so far by each live endpoint, by server (`redis[s]://host:port/db`;
+    /// endpoints that differ only in credentials or TLS settings are summed).
+    pub(super) fn round_trips_by_server(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        for ep in map.values().filter_map(Weak::upgrade) {
+            *out.entry(ep.display.clone()).or_insert(0) += ep.round_trips();
+        }
+        out
     }
 }
 
@@ -277,6 +318,9 @@ pub(super) struct Endpoint {
     slot: Mutex<Slot>,
     next_id: AtomicU64,
     redact: Redactor,
+    /// Sends the reads queued together as one pipeline.
+    batcher: Batcher,
+    trips: Arc<RoundTrips>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -287,20 +331,27 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-type Connecting = Shared<BoxFuture<'static, Result<MultiplexedConnection, SourceError>>>;
+/// The connection is shared as an `Arc`: handing it to a read is one
+/// reference count, not the several a `MultiplexedConnection` clone takes.
+type SharedConnection = Arc<MultiplexedConnection>;
+
+type Connecting = Shared<BoxFuture<'static, Result<SharedConnection, SourceError>>>;
 
 enum Slot {
     Idle,
     Connecting(u64, Connecting),
-    Ready(u64, MultiplexedConnection),
+    Ready(u64, SharedConnection),
 }
 
 /// A connection handed to one read: `id` names it for [`Endpoint::drop_connection`];
-/// `reused` says it was made before this read (so a dead one is worth one retry).
+/// `reused` says it was made before this read (so a dead one is worth one retry);
+/// `deadline` is when the read stops waiting, which every wait of the read
+/// must honour (see [`Endpoint::run`]).
 pub(super) struct Conn {
     pub(super) id: u64,
-    pub(super) conn: MultiplexedConnection,
+    pub(super) conn: SharedConnection,
     pub(super) reused: bool,
+    pub(super) deadline: Instant,
 }
 
 /// How long making a connection may take, whatever the read timeout: a
@@ -308,7 +359,7 @@ pub(super) struct Conn {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Endpoint {
-    fn new(settings: Settings) -> Result<Endpoint, SourceError> {
+    fn new(settings: Settings, all_round_trips: Arc<AtomicU64>) -> Result<Endpoint, SourceError> {
         let k = &settings.key;
         let mut info = settings
             .url
@@ -344,12 +395,15 @@ impl Endpoint {
         for s in [&k.password, &k.username].into_iter().flatten() {
             redact.add(s);
         }
+        let trips = Arc::new(RoundTrips::new(all_round_trips));
         Ok(Endpoint {
             display: k.display.clone(),
             client,
             slot: Mutex::new(Slot::Idle),
             next_id: AtomicU64::new(1),
             redact,
+            batcher: Batcher::new(trips.clone()),
+            trips,
         })
     }
 
@@ -357,13 +411,99 @@ impl Endpoint {
         &self.display
     }
 
+    /// Requests this endpoint's sources have sent: one per pipeline (a
+    /// batch of reads) or lone command.
+    pub(super) fn round_trips(&self) -> u64 {
+        self.trips.get()
+    }
+
+    /// Sends one command in the endpoint's next pipeline on `conn` and
+    /// returns its reply, by the read's deadline: the server's refusal of
+    /// this command is an `OpError::Redis` exactly as if the command had
+    /// been sent alone.
+    pub(super) async fn query_one<T: FromRedisValue>(
+        &self,
+        conn: Conn,
+        cmd: &Commands,
+    ) -> Result<T, OpError> {
+        match self
+            .batcher
+            .query(conn.id, conn.conn, cmd.clone(), conn.deadline)
+            .await
+        {
+            Ok(Replies::One(v)) => reply(v).map_err(OpError::Redis),
+            Ok(Replies::Group(_)) => Err(OpError::Redis(wrong_shape())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sends commands together in the endpoint's next pipeline on `conn` and
+    /// returns their replies by the read's deadline, a refused command as
+    /// its `Value::ServerError` (see [`replies`]). An `Err` is the
+    /// connection's, or the deadline's.
+    pub(super) async fn query_group(
+        &self,
+        conn: Conn,
+        cmds: &Commands,
+    ) -> Result<Vec<Value>, OpError> {
+        match self
+            .batcher
+            .query(conn.id, conn.conn, cmds.clone(), conn.deadline)
+            .await
+        {
+            Ok(Replies::Group(v)) => Ok(v),
+            Ok(Replies::One(v)) => Ok(vec![v]),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The connection itself, for what cannot share a batch's pipeline
+    /// (cursors, script loading, lookups on an error path); counted too.
+    /// What is sent on it must be bounded by the read's deadline
+    /// ([`within`]): only the batcher answers by the deadline by itself.
+    pub(super) fn direct(&self, conn: Conn) -> Counted<'_> {
+        Counted {
+            conn: MultiplexedConnection::clone(&conn.conn),
+            trips: &self.trips,
+        }
+    }
+
     fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The shared connection, made first if there is none. Concurrent
-    /// callers share one connect attempt.
-    pub(super) async fn connection(&self) -> Result<Conn, SourceError> {
+    /// The shared connection, made first if there is none, for a read
+    /// (`what`) that waits until `deadline`. Concurrent callers share one
+    /// connect attempt; a failure names what was read.
+    pub(super) async fn connection(&self, what: &str, deadline: Instant) -> Result<Conn, OpError> {
+        if let Some(c) = self.ready(deadline) {
+            return Ok(c);
+        }
+        // Boxed: the future of every read would otherwise carry the connect
+        // path's state, and outgrow the allocator's fast path.
+        match tokio::time::timeout_at(deadline, Box::pin(self.connect_shared(deadline))).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(OpError::Source(in_context(what, e))),
+            Err(_) => Err(OpError::TimedOut),
+        }
+    }
+
+    /// The shared connection if it is up.
+    fn ready(&self, deadline: Instant) -> Option<Conn> {
+        match &*self.slot() {
+            Slot::Ready(id, c) => Some(Conn {
+                id: *id,
+                conn: c.clone(),
+                reused: true,
+                deadline,
+            }),
+            _ => None,
+        }
+    }
+
+    /// [`Endpoint::connection`] when it is not up: joins the connect
+    /// attempt under way, or starts one.
+    async fn connect_shared(&self, deadline: Instant) -> Result<Conn, SourceError> {
         let (id, connecting) = {
             let mut slot = self.slot();
             match &*slot {
@@ -372,6 +512,7 @@ impl Endpoint {
                         id: *id,
                         conn: c.clone(),
                         reused: true,
+                        deadline,
                     })
                 }
                 Slot::Connecting(id, f) => (*id, f.clone()),
@@ -396,6 +537,7 @@ impl Endpoint {
             id,
             conn,
             reused: false,
+            deadline,
         })
     }
 
@@ -412,6 +554,7 @@ impl Endpoint {
             client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
+                .map(Arc::new)
                 .map_err(|e| connect_error(&redact, &e))
         });
         async move {
@@ -437,6 +580,10 @@ impl Endpoint {
     /// Runs `op` on the shared connection within `timeout`, reconnecting and
     /// retrying once when a reused connection turns out dead. `what` is the
     /// source's description, for errors.
+    ///
+    /// There is no timer around `op`: every wait in it is bounded by the
+    /// deadline it is handed in [`Conn`] (the batcher answers by then, and
+    /// anything else runs [`within`] it), which saves a timer per read.
     pub(super) async fn run<T, F, Fut>(
         &self,
         what: &str,
@@ -444,43 +591,43 @@ impl Endpoint {
         op: F,
     ) -> Result<T, SourceError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<T, OpError>>,
     {
-        let used = AtomicU64::new(0);
-        let attempt = async {
-            for _ in 0..2 {
-                let c = self.connection().await.map_err(|e| in_context(what, e))?;
-                used.store(c.id, Ordering::Relaxed);
-                match op(c.conn).await {
-                    Ok(v) => return Ok(v),
-                    Err(OpError::Redis(e)) if connection_lost(&e) => {
-                        self.drop_connection(c.id);
-                        if !c.reused {
-                            return Err(self.redis_error(what, &e));
-                        }
-                    }
-                    Err(OpError::Redis(e)) => return Err(self.redis_error(what, &e)),
-                    Err(OpError::Source(e)) => return Err(e),
-                }
-            }
-            Err(SourceError::Connection(format!(
-                "{what}: connection lost twice in a row"
-            )))
+        let deadline = Instant::now() + timeout;
+        let timed_out = || SourceError::Timeout {
+            target: what.to_string(),
+            after: timeout,
         };
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(r) => r,
-            Err(_) => {
-                let id = used.load(Ordering::Relaxed);
-                if id != 0 {
+        for _ in 0..2 {
+            let c = match self.connection(what, deadline).await {
+                Ok(c) => c,
+                Err(OpError::TimedOut) => return Err(timed_out()),
+                Err(OpError::Source(e)) => return Err(e),
+                Err(OpError::Redis(e)) => return Err(self.redis_error(what, &e)),
+            };
+            let (id, reused) = (c.id, c.reused);
+            match op(c).await {
+                Ok(v) => return Ok(v),
+                Err(OpError::TimedOut) => {
+                    // A half-open connection would time out every read until
+                    // the kernel gives up on it: make a new one.
                     self.drop_connection(id);
+                    return Err(timed_out());
                 }
-                Err(SourceError::Timeout {
-                    target: what.to_string(),
-                    after: timeout,
-                })
+                Err(OpError::Redis(e)) if connection_lost(&e) => {
+                    self.drop_connection(id);
+                    if !reused {
+                        return Err(self.redis_error(what, &e));
+                    }
+                }
+                Err(OpError::Redis(e)) => return Err(self.redis_error(what, &e)),
+                Err(OpError::Source(e)) => return Err(e),
             }
         }
+        Err(SourceError::Connection(format!(
+            "{what}: connection lost twice in a row"
+        )))
     }
 
     /// Maps a command's error to a [`SourceError`], one line, secrets removed.
@@ -538,11 +685,83 @@ fn connection_lost(e: &RedisError) -> bool {
     e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
 }
 
+/// One command's reply from a batch as `T`; the server's refusal of the
+/// command becomes the error the command alone would have given.
+pub(super) fn reply<T: FromRedisValue>(v: Value) -> Result<T, RedisError> {
+    match v {
+        Value::ServerError(e) => Err(e.into()),
+        v => Ok(::redis::from_redis_value(v)?),
+    }
+}
+
+/// A group's replies as `T`s, or the first command's refusal.
+pub(super) fn replies<T: FromRedisValue>(vs: Vec<Value>) -> Result<Vec<T>, RedisError> {
+    vs.into_iter().map(reply).collect()
+}
+
+/// A batch answered one command with a group or the reverse (a bug).
+fn wrong_shape() -> RedisError {
+    RedisError::from((
+        ::redis::ErrorKind::UnexpectedReturnType,
+        "batched reply of the wrong shape",
+    ))
+}
+
+/// The shared connection, used directly (not through the batcher), counting
+/// each request it sends in its endpoint's [`RoundTrips`].
+pub(super) struct Counted<'a> {
+    conn: MultiplexedConnection,
+    trips: &'a RoundTrips,
+}
+
+impl ConnectionLike for Counted<'_> {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.trips.add();
+        self.conn.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a ::redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.trips.add();
+        self.conn.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
+}
+
 /// What a read operation can fail with: a Redis error (mapped and maybe
-/// retried by [`Endpoint::run`]) or an already-explained error.
+/// retried by [`Endpoint::run`]), an already-explained error, or the
+/// read's deadline passing.
 pub(super) enum OpError {
     Redis(RedisError),
     Source(SourceError),
+    TimedOut,
+}
+
+impl From<Unanswered> for OpError {
+    fn from(e: Unanswered) -> Self {
+        match e {
+            Unanswered::Redis(e) => OpError::Redis(e),
+            Unanswered::TimedOut => OpError::TimedOut,
+        }
+    }
+}
+
+/// Runs a request sent on the connection directly within the read's
+/// deadline.
+pub(super) async fn within<T, F>(deadline: Instant, request: F) -> Result<T, OpError>
+where
+    F: Future<Output = Result<T, OpError>>,
+{
+    tokio::time::timeout_at(deadline, request)
+        .await
+        .unwrap_or(Err(OpError::TimedOut))
 }
 
 impl From<RedisError> for OpError {
@@ -578,6 +797,8 @@ enum Measure {
 struct RedisSource {
     endpoint: Arc<Endpoint>,
     measure: Measure,
+    /// What every read sends, built once ([`commands`]).
+    commands: Commands,
     timeout: Duration,
     /// [`describe`]'s text, made once: errors need it, and formatting it on
     /// every read was a tenth of the cost of a read (examples/redis_read_bench.rs).
@@ -635,50 +856,74 @@ fn describe(measure: &Measure, on: &str) -> String {
     }
 }
 
+/// The commands a measure's reads send, together in a batch's pipeline.
+/// A `dueOnly` sorted set's `ZCOUNT` names the time of the read, so it is
+/// built per read instead (its `ZCARD` here goes unused).
+fn commands(measure: &Measure) -> Commands {
+    fn cmd(name: &str, args: &[&str]) -> Cmd {
+        let mut c = ::redis::cmd(name);
+        for a in args {
+            c.arg(*a);
+        }
+        c
+    }
+    match measure {
+        Measure::List(k) => Arc::new([cmd("LLEN", &[k])]),
+        Measure::Lists(ks) => ks.iter().map(|k| cmd("LLEN", &[k])).collect(),
+        Measure::SortedSet { key, .. } => Arc::new([cmd("ZCARD", &[key])]),
+        Measure::StreamLength(k) => Arc::new([cmd("TYPE", &[k]), cmd("XLEN", &[k])]),
+        Measure::StreamGroup { stream, .. } => Arc::new([cmd("XINFO", &["GROUPS", stream])]),
+    }
+}
+
 impl RedisSource {
-    async fn read_once(&self, mut conn: MultiplexedConnection, what: &str) -> Result<f64, OpError> {
+    async fn read_once(&self, conn: Conn, what: &str) -> Result<f64, OpError> {
+        let ep = &*self.endpoint;
+        let deadline = conn.deadline;
+        let check = |keys, expected| Check {
+            ep,
+            what,
+            keys,
+            expected,
+            deadline,
+        };
         match &self.measure {
             Measure::List(k) => {
-                let n: Result<i64, RedisError> =
-                    ::redis::cmd("LLEN").arg(k).query_async(&mut conn).await;
-                Ok(checked(n, &mut conn, what, &[k], "list").await? as f64)
+                let n: Result<i64, OpError> = ep.query_one(conn, &self.commands).await;
+                Ok(check(&[k], "list").reply(n).await? as f64)
             }
             Measure::Lists(ks) => {
-                let mut pipe = ::redis::pipe();
-                for k in ks {
-                    pipe.cmd("LLEN").arg(k);
-                }
-                let n: Result<Vec<i64>, RedisError> = pipe.query_async(&mut conn).await;
+                let n = ep.query_group(conn, &self.commands).await?;
+                let v = replies::<i64>(n).map_err(OpError::Redis);
                 let keys: Vec<&String> = ks.iter().collect();
-                let v = checked(n, &mut conn, what, &keys, "list").await?;
+                let v = check(&keys, "list").reply(v).await?;
                 Ok(v.iter().sum::<i64>() as f64)
             }
             Measure::SortedSet { key, due_only } => {
-                let n: Result<i64, RedisError> = if *due_only {
+                let n: Result<i64, OpError> = if *due_only {
                     let now = SystemTime::now()
                         .duration_since(UNIX_EPOCH)
                         .map(|d| d.as_secs_f64())
                         .unwrap_or(0.0);
-                    ::redis::cmd("ZCOUNT")
-                        .arg(key)
-                        .arg("-inf")
-                        .arg(format!("{now:.3}"))
-                        .query_async(&mut conn)
-                        .await
+                    let mut c = ::redis::cmd("ZCOUNT");
+                    c.arg(key).arg("-inf").arg(format!("{now:.3}"));
+                    ep.query_one(conn, &Arc::from([c])).await
                 } else {
-                    ::redis::cmd("ZCARD").arg(key).query_async(&mut conn).await
+                    ep.query_one(conn, &self.commands).await
                 };
-                Ok(checked(n, &mut conn, what, &[key], "zset").await? as f64)
+                Ok(check(&[key], "zset").reply(n).await? as f64)
             }
             Measure::StreamLength(k) => {
-                let r: Result<(String, i64), RedisError> = ::redis::pipe()
-                    .cmd("TYPE")
-                    .arg(k)
-                    .cmd("XLEN")
-                    .arg(k)
-                    .query_async(&mut conn)
-                    .await;
-                let (kind, len) = checked(r, &mut conn, what, &[k], "stream").await?;
+                let v = ep.query_group(conn, &self.commands).await?;
+                let r = match <[Value; 2]>::try_from(v) {
+                    Ok([kind, len]) => {
+                        reply::<String>(kind).and_then(|kind| Ok((kind, reply::<i64>(len)?)))
+                    }
+                    Err(_) => Err(wrong_shape()),
+                };
+                let (kind, len) = check(&[k], "stream")
+                    .reply(r.map_err(OpError::Redis))
+                    .await?;
                 if kind == "none" {
                     return Err(OpError::Source(SourceError::NotFound(format!(
                         "{what}: stream {} does not exist",
@@ -692,19 +937,17 @@ impl RedisSource {
                 group,
                 kind,
             } => {
-                let r: Result<Value, RedisError> = ::redis::cmd("XINFO")
-                    .arg("GROUPS")
-                    .arg(stream)
-                    .query_async(&mut conn)
-                    .await;
+                let r: Result<Value, OpError> = ep.query_one(conn, &self.commands).await;
                 let groups = match r {
-                    Err(e) if e.detail().is_some_and(|d| d.contains("no such key")) => {
+                    Err(OpError::Redis(e))
+                        if e.detail().is_some_and(|d| d.contains("no such key")) =>
+                    {
                         return Err(OpError::Source(SourceError::NotFound(format!(
                             "{what}: stream {} does not exist",
                             key_text(stream)
                         ))))
                     }
-                    other => checked(other, &mut conn, what, &[stream], "stream").await?,
+                    other => check(&[stream], "stream").reply(other).await?,
                 };
                 group_value(&groups, group, *kind)
                     .map_err(|e| OpError::Source(e.in_context(what, stream, group)))
@@ -713,39 +956,61 @@ impl RedisSource {
     }
 }
 
-/// Passes a reply through, turning WRONGTYPE into an error that says what
-/// the key holds instead (one more round trip, on the error path only).
-async fn checked<T>(
-    r: Result<T, RedisError>,
-    conn: &mut MultiplexedConnection,
-    what: &str,
-    keys: &[&String],
-    expected: &str,
-) -> Result<T, OpError> {
-    match r {
-        Ok(v) => Ok(v),
-        Err(e) if has_code(&e, "WRONGTYPE") => {
-            let mut pipe = ::redis::pipe();
-            for k in keys {
-                pipe.cmd("TYPE").arg(k.as_str());
+/// Turns a `WRONGTYPE` reply into an error that says what the keys hold
+/// instead: one more round trip, on the error path only, on the connection
+/// directly (errors are rare, and need not wait for a batch).
+struct Check<'a> {
+    ep: &'a Endpoint,
+    what: &'a str,
+    keys: &'a [&'a String],
+    /// The type the keys should have, as `TYPE` names it.
+    expected: &'a str,
+    /// The read's.
+    deadline: Instant,
+}
+
+impl Check<'_> {
+    /// Passes a reply through, or explains a `WRONGTYPE`.
+    async fn reply<T>(&self, r: Result<T, OpError>) -> Result<T, OpError> {
+        match r {
+            Err(OpError::Redis(e)) if has_code(&e, "WRONGTYPE") => {
+                // Boxed, so that the future of every read does not carry it.
+                Err(Box::pin(self.wrong_type()).await)
             }
-            let types: Vec<String> = pipe.query_async(conn).await.unwrap_or_default();
-            let wrong: Vec<String> = keys
-                .iter()
-                .zip(&types)
-                .filter(|(_, t)| t.as_str() != expected && t.as_str() != "none")
-                .map(|(k, t)| format!("{} is a {t}", key_text(k)))
-                .collect();
-            let detail = if wrong.is_empty() {
-                format!("a key is not a {expected}")
-            } else {
-                format!("{}, not a {expected}", wrong.join(", "))
-            };
-            Err(OpError::Source(SourceError::BadResult(format!(
-                "{what}: wrong type: {detail}"
-            ))))
+            other => other,
         }
-        Err(e) => Err(OpError::Redis(e)),
+    }
+
+    async fn wrong_type(&self) -> OpError {
+        let (ep, what, expected) = (self.ep, self.what, self.expected);
+        let mut pipe = ::redis::pipe();
+        for k in self.keys {
+            pipe.cmd("TYPE").arg(k.as_str());
+        }
+        let lookup = within(self.deadline, async {
+            let c = ep.connection(what, self.deadline).await?;
+            let types: Result<Vec<String>, RedisError> = pipe.query_async(&mut ep.direct(c)).await;
+            Ok(types.unwrap_or_default())
+        });
+        let types = match lookup.await {
+            Ok(types) => types,
+            Err(e) => return e,
+        };
+        let wrong: Vec<String> = self
+            .keys
+            .iter()
+            .zip(&types)
+            .filter(|(_, t)| t.as_str() != expected && t.as_str() != "none")
+            .map(|(k, t)| format!("{} is a {t}", key_text(k)))
+            .collect();
+        let detail = if wrong.is_empty() {
+            format!("a key is not a {expected}")
+        } else {
+            format!("{}, not a {expected}", wrong.join(", "))
+        };
+        OpError::Source(SourceError::BadResult(format!(
+            "{what}: wrong type: {detail}"
+        )))
     }
 }
 
