@@ -11,7 +11,6 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Secret;
 use kube::discovery::ApiResource;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Client;
 
@@ -83,7 +82,7 @@ pub struct PoolState {
 /// Shared by every reconcile.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub events: super::events::EventSender,
     pub metrics: Arc<Metrics>,
     pub sources: Sources,
     pub deployments: Store<Deployment>,
@@ -101,7 +100,7 @@ impl Context {
     #[allow(clippy::too_many_arguments)] // wiring only; every part is distinct
     pub fn new(
         client: Client,
-        recorder: Recorder,
+        events: super::events::EventSender,
         metrics: Arc<Metrics>,
         sources: Sources,
         deployments: Store<Deployment>,
@@ -113,7 +112,7 @@ impl Context {
     ) -> Self {
         Context {
             client,
-            recorder,
+            events,
             metrics,
             sources,
             deployments,

@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod rbac;
 pub mod reconcile;
 pub mod run;

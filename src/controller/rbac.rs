@@ -49,11 +49,12 @@ pub const WATCH_RULES: &[Rule] = &[
         resources: &["secrets"],
         verbs: &["get", "list", "watch"],
     },
-    // Events for every scale and every new failure (events.k8s.io/v1 recorder).
+    // Events for every scale and every new failure (events.k8s.io/v1,
+    // each created once: see controller::events).
     Rule {
         api_group: "events.k8s.io",
         resources: &["events"],
-        verbs: &["create", "patch"],
+        verbs: &["create"],
     },
 ];
 

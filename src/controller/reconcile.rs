@@ -9,7 +9,7 @@ use chrono::Utc;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
@@ -659,21 +659,13 @@ impl Poll<'_> {
 
     /// Sends an Event in the background: a slow Events API must not delay polls.
     async fn publish_note(&self, kind: EventType, reason: &str, note: &str) {
-        let recorder = self.ctx.recorder.clone();
-        let reference = self.pool.object_ref(&());
-        let event = Event {
-            type_: kind,
-            reason: reason.to_string(),
-            note: Some(status::truncate(note, 1000)),
-            action: "Scale".into(),
-            secondary: None,
-        };
-        let name = self.name.clone();
-        tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&event, &reference).await {
-                warn!(workerpool = %name, error = %e, "could not publish event");
-            }
-        });
+        self.ctx.events.send(
+            self.pool.object_ref(&()),
+            kind,
+            reason,
+            "Scale",
+            status::truncate(note, 1000),
+        );
     }
 }
 

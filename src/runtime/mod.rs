@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::runtime::events::{Recorder, Reporter};
+use crate::controller::events::EventSender;
 use kube::Client;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -61,13 +61,14 @@ impl Operator {
             namespace: cfg.namespace.clone(),
         };
         let caches = Caches::new(&client, &scope);
-        let reporter = Reporter {
-            controller: "workerpool-operator".into(),
-            instance: cfg.instance.clone(),
-        };
         let ctx = Arc::new(Context::new(
             client.clone(),
-            Recorder::new(client.clone(), reporter),
+            EventSender::new(
+                client.clone(),
+                "workerpool-operator",
+                // events.k8s.io/v1 requires a reporting instance.
+                cfg.instance.as_deref().unwrap_or("workerpool-operator"),
+            ),
             metrics.clone(),
             Sources::new(),
             caches.deployments.clone(),

@@ -87,7 +87,7 @@ when they differ.
 # An Event for every scale and every new failure.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- with .Values.rbac.extraRules }}
 {{ toYaml . }}
 {{- end }}
