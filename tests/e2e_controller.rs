@@ -438,3 +438,175 @@ async fn metrics_and_readiness_are_served() {
     let _: () = redis::cmd("DEL").arg(&key).query(&mut r).unwrap();
     op.shutdown(Duration::from_secs(5)).await;
 }
+
+/// An HPA on the same target: the pool reports it and scales nothing (we
+/// fight nobody); once the HPA is gone the pool takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hpa_on_the_same_target_stops_the_pool_until_it_is_gone() {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use kube::api::{Api, DeleteParams, PostParams};
+
+    let c = Cluster::start("shop").await;
+    c.deployment("hpa-worker", 2).await;
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "metadata": {"name": "legacy", "namespace": "shop"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "hpa-worker"},
+            "minReplicas": 1, "maxReplicas": 5,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 80}}}]
+        }
+    }))
+    .unwrap();
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(c.client.clone(), "shop");
+    hpas.create(&PostParams::default(), &hpa).await.unwrap();
+
+    let key = unique("hpa");
+    let mut r = connect(&shared_url());
+    let items: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    let _: () = redis::cmd("RPUSH")
+        .arg(&key)
+        .arg(&items)
+        .query(&mut r)
+        .unwrap();
+    c.apply_pool(list_pool(
+        "hpa",
+        "hpa-worker",
+        &shared_url(),
+        &key,
+        json!({"minReplicas": 1}),
+    ))
+    .await;
+    let op = c.operator(None).await;
+
+    let (s, _, msg) = eventually("Ready=False ConflictingHPA", T, || async {
+        c.condition("hpa", "Ready")
+            .filter(|(_, r, _)| r == "ConflictingHPA")
+    })
+    .await;
+    assert_eq!(s, "False");
+    assert!(msg.contains("legacy"), "the message names the HPA: {msg}");
+    eventually("a ConflictingHPA Event", T, || async {
+        c.events("hpa", "ConflictingHPA").pop()
+    })
+    .await;
+    assert!(
+        scale_patches(&c, "hpa-worker").is_empty(),
+        "no /scale PATCH while an HPA owns the target"
+    );
+    assert_eq!(c.replicas("hpa-worker"), Some(2));
+
+    // The HPA goes: 100 items at 20/replica -> 5.
+    hpas.delete("legacy", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the pool scales once the HPA is gone", T, || async {
+        (c.replicas("hpa-worker") == Some(5)).then_some(())
+    })
+    .await;
+    let _: () = redis::cmd("DEL").arg(&key).query(&mut r).unwrap();
+    op.shutdown(Duration::from_secs(5)).await;
+}
+
+/// `--namespace shop`: pools elsewhere are neither read nor scaled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_one_namespace_leaves_pools_elsewhere_alone() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use kube_emulator::Gvr;
+    use workerpool_operator::runtime::{Operator, RunConfig};
+
+    let c = Cluster::start("shop").await;
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap();
+    Api::<Namespace>::all(c.client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let key = unique("ns");
+    let mut r = connect(&shared_url());
+    let items: Vec<String> = (0..60).map(|i| i.to_string()).collect();
+    let _: () = redis::cmd("RPUSH")
+        .arg(&key)
+        .arg(&items)
+        .query(&mut r)
+        .unwrap();
+
+    // The same pool and Deployment in both namespaces.
+    c.deployment("w", 1).await;
+    c.apply_pool(list_pool(
+        "p",
+        "w",
+        &shared_url(),
+        &key,
+        json!({"minReplicas": 1}),
+    ))
+    .await;
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "w", "namespace": "other"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "w"}},
+                 "template": {"metadata": {"labels": {"app": "w"}},
+                              "spec": {"containers": [{"name": "w", "image": "worker"}]}}}
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(c.client.clone(), "other")
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let pools: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        c.client.clone(),
+        "other",
+        &kube::discovery::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("workerpool.dev", "v1alpha1", "WorkerPool"),
+            "workerpools",
+        ),
+    );
+    pools
+        .patch(
+            "p",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(list_pool(
+                "p",
+                "w",
+                &shared_url(),
+                &key,
+                json!({"minReplicas": 1}),
+            )),
+        )
+        .await
+        .unwrap();
+
+    let cfg = RunConfig {
+        namespace: Some("shop".into()),
+        metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        leader_election: None,
+        concurrency: 16,
+        settings: Default::default(),
+        instance: Some("test".into()),
+    };
+    let op = Operator::start(c.emu.client().unwrap(), cfg).await.unwrap();
+
+    // 60 items at 20/replica -> 3 in "shop".
+    eventually("the pool in the watched namespace scales", T, || async {
+        (c.replicas("w") == Some(3)).then_some(())
+    })
+    .await;
+    // Several polls later, "other" is untouched: no scale, no status.
+    let seen = Instant::now();
+    eventually("three more polls in shop", T, || async {
+        (op.metrics.polls.get() >= 4 && seen.elapsed() >= Duration::from_secs(3)).then_some(())
+    })
+    .await;
+    let other = |path: Gvr, name: &str| c.emu.get_json(path, "other", name);
+    assert_eq!(
+        other(Gvr::new("apps", "v1", "deployments"), "w").unwrap()["spec"]["replicas"],
+        1
+    );
+    let pool = other(Gvr::new("workerpool.dev", "v1alpha1", "workerpools"), "p").unwrap();
+    assert!(
+        pool.get("status").is_none(),
+        "status written outside the watched namespace: {pool}"
+    );
+    let _: () = redis::cmd("DEL").arg(&key).query(&mut r).unwrap();
+    op.shutdown(Duration::from_secs(5)).await;
+}
