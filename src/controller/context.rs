@@ -67,6 +67,12 @@ pub struct PoolState {
     pub next_due: Option<Instant>,
     /// Target replicas after the last poll (what a scale set, or what was seen).
     pub expected_replicas: Option<i32>,
+    /// The target's resourceVersion in the cache when this pool last scaled
+    /// it. While the cache still shows exactly that version, the watch has
+    /// not delivered our own PATCH yet: the replicas it shows are stale and
+    /// `expected_replicas` is the truth (else the next poll would send the
+    /// same PATCH again).
+    pub patched_over: Option<String>,
     pub last_status_signature: Option<String>,
     pub last_status_write: Option<Instant>,
     /// Reason of the last Warning Event, to send one per episode, not per poll.

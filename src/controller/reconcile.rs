@@ -207,7 +207,17 @@ impl Poll<'_> {
             },
         };
         let current = match &target_state {
-            TargetState::Found { replicas, .. } => *replicas,
+            TargetState::Found {
+                replicas,
+                resource_version,
+                ..
+            } => match (&st.patched_over, st.expected_replicas) {
+                (Some(over), Some(expected)) if resource_version.as_ref() == Some(over) => expected,
+                _ => {
+                    st.patched_over = None;
+                    *replicas
+                }
+            },
             TargetState::NotFound => {
                 st.next_due = None;
                 st.expected_replicas = None;
@@ -287,6 +297,12 @@ impl Poll<'_> {
                 return Err(Error::Scale { target, source: e });
             }
             applied = true;
+            st.patched_over = match &target_state {
+                TargetState::Found {
+                    resource_version, ..
+                } => resource_version.clone(),
+                TargetState::NotFound => None,
+            };
             let direction = if d.desired > current { "up" } else { "down" };
             ctx.metrics
                 .scales

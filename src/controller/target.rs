@@ -19,6 +19,8 @@ pub enum TargetState {
     Found {
         replicas: i32,
         uid: Option<String>,
+        /// The version the replicas were read from (see `PoolState::patched_over`).
+        resource_version: Option<String>,
     },
     NotFound,
 }
@@ -53,6 +55,7 @@ pub fn from_cache(
                 // An absent spec.replicas means 1 (the API server defaults it).
                 replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
                 uid: d.metadata.uid.clone(),
+                resource_version: d.metadata.resource_version.clone(),
             },
             None => TargetState::NotFound,
         },
@@ -60,6 +63,7 @@ pub fn from_cache(
             Some(s) => TargetState::Found {
                 replicas: s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
                 uid: s.metadata.uid.clone(),
+                resource_version: s.metadata.resource_version.clone(),
             },
             None => TargetState::NotFound,
         },
@@ -89,6 +93,8 @@ pub async fn get_scale(
         Ok(scale) => Ok(TargetState::Found {
             replicas: scale.spec.and_then(|s| s.replicas).unwrap_or(0),
             uid: scale.metadata.uid,
+            // Read fresh from the API, never stale: nothing to compare.
+            resource_version: None,
         }),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(TargetState::NotFound),
         Err(e) => Err(e),
