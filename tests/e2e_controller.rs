@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::cluster::{eventually, http_get, Cluster};
-use support::redis::{connect, shared_url, RedisProcess};
+use support::redis::{connect, shared_url, unique, RedisProcess};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -30,14 +30,6 @@ fn list_pool(name: &str, target: &str, url: &str, list: &str, extra: Value) -> V
         }
     }
     json!({"apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool", "metadata": {"name": name}, "spec": spec})
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    )
 }
 
 /// The /scale PATCHes the emulator saw for a deployment, with their times.

@@ -12,17 +12,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use support::cluster::{eventually, Cluster};
 use support::prometheus::{Exporter, PrometheusProcess};
-use support::redis::{connect, shared_url};
+use support::redis::{connect, shared_url, unique};
 
 const T: Duration = Duration::from_secs(40);
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 fn pool(name: &str, target: &str, polling: u32, triggers: Value) -> Value {
     json!({

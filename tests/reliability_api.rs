@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, Patch, PatchParams};
 use kube_emulator::{RequestRecord, Verb};
 use serde_json::{json, Value};
-use support::cluster::{eventually, Cluster};
-use support::redis::{connect, shared_url};
-use workerpool_operator::controller::Settings;
+use support::cluster::{eventually, test_settings, Cluster};
+use support::redis::{fill_list, shared_url};
 use workerpool_operator::runtime::leader::LeaseConfig;
 
 const T: Duration = Duration::from_secs(30);
@@ -44,24 +43,9 @@ fn key(test: &str) -> String {
     format!("reliability-api-{test}-{}", std::process::id())
 }
 
+/// Makes the shared Redis list `key` hold exactly `n` items.
 fn fill(key: &str, n: usize) {
-    let mut r = connect(&shared_url());
-    let _: () = redis::cmd("DEL").arg(key).query(&mut r).unwrap();
-    if n > 0 {
-        let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
-        let _: () = redis::cmd("RPUSH")
-            .arg(key)
-            .arg(&items)
-            .query(&mut r)
-            .unwrap();
-    }
-}
-
-fn settings() -> Settings {
-    Settings {
-        status_resync: Duration::from_secs(30),
-        retry_delay: Duration::from_secs(2),
-    }
+    fill_list(&shared_url(), key, n)
 }
 
 /// The operator's requests: `method` to a path containing `path`.
@@ -107,7 +91,9 @@ async fn scale_conflict_409_is_retried_on_fresh_state_and_applied_once() {
         .faults()
         .fail_next(Some(Verb::Patch), "/deployments/w/scale", 409, 2);
     let mut writes = c.emu.requests().subscribe_writes();
-    let op = c.operator_with(c.client_as(OP), None, settings()).await;
+    let op = c
+        .operator_with(c.client_as(OP), None, test_settings())
+        .await;
 
     // Someone else changes the Deployment after the first conflict: the
     // retry must work from that state, not from what the operator saw first.
@@ -159,7 +145,9 @@ async fn throttled_scale_patch_honours_retry_after_and_scales_once() {
     c.emu
         .faults()
         .throttle_next(Some(Verb::Patch), "/deployments/w/scale", 1, 3);
-    let op = c.operator_with(c.client_as(OP), None, settings()).await;
+    let op = c
+        .operator_with(c.client_as(OP), None, test_settings())
+        .await;
     eventually("scaled to 3 (60 / 20)", T, || async {
         (c.replicas("w") == Some(3)).then_some(())
     })
@@ -198,7 +186,9 @@ async fn status_write_500s_back_off_without_repeating_the_scale() {
         500,
         100_000,
     );
-    let op = c.operator_with(c.client_as(OP), None, settings()).await;
+    let op = c
+        .operator_with(c.client_as(OP), None, test_settings())
+        .await;
     eventually("scaled to 3 (60 / 20)", T, || async {
         (c.replicas("w") == Some(3)).then_some(())
     })
@@ -247,7 +237,9 @@ async fn dropped_watches_and_410_gone_relist_without_missed_or_duplicate_scales(
     let k = key("watch");
     fill(&k, 60);
     c.apply_pool(pool("watch", &k, json!({}))).await;
-    let op = c.operator_with(c.client_as(OP), None, settings()).await;
+    let op = c
+        .operator_with(c.client_as(OP), None, test_settings())
+        .await;
     eventually("scaled to 3", T, || async {
         (c.replicas("w") == Some(3)).then_some(())
     })
@@ -321,7 +313,9 @@ async fn apiserver_unreachable_for_30s_then_back_resumes_scaling() {
     let k = key("outage");
     fill(&k, 60);
     c.apply_pool(pool("outage", &k, json!({}))).await;
-    let op = c.operator_with(c.client_as(OP), None, settings()).await;
+    let op = c
+        .operator_with(c.client_as(OP), None, test_settings())
+        .await;
     eventually("scaled to 3", T, || async {
         (c.replicas("w") == Some(3) && c.pool("outage")["status"]["currentReplicas"] == 3)
             .then_some(())
@@ -412,7 +406,7 @@ async fn a_failed_lease_renewal_costs_at_most_a_lease_period() {
         grace: Duration::from_secs(1),
     };
     let op = c
-        .operator_with(c.client_as(OP), Some(lease), settings())
+        .operator_with(c.client_as(OP), Some(lease), test_settings())
         .await;
     eventually("scaled to 3", T, || async {
         (c.replicas("w") == Some(3)).then_some(())

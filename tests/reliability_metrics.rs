@@ -26,7 +26,7 @@ use axum::extract::State;
 use axum::response::Response;
 use serde_json::{json, Value};
 use support::cluster::{eventually, Cluster, ReplicaRecorder};
-use support::redis::{connect, free_port, shared_url, RedisProcess};
+use support::redis::{connect, fill_list, free_port, shared_url, RedisProcess};
 
 const T: Duration = Duration::from_secs(30);
 const MIN: i64 = 1;
@@ -63,19 +63,6 @@ fn prom_trigger(url: &str, query: &str) -> Value {
 
 fn redis_trigger(url: &str, list: &str) -> Value {
     json!({"name": "src", "redis": {"url": url, "list": list}, "targetPerReplica": 10})
-}
-
-fn fill(url: &str, key: &str, n: usize) {
-    let mut r = connect(url);
-    let _: () = redis::cmd("DEL").arg(key).query(&mut r).unwrap();
-    if n > 0 {
-        let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
-        let _: () = redis::cmd("RPUSH")
-            .arg(key)
-            .arg(&items)
-            .query(&mut r)
-            .unwrap();
-    }
 }
 
 /// Counts of the Events a failure episode produces.
@@ -200,7 +187,7 @@ where
 async fn redis_killed_and_restarted_holds_then_falls_back_then_recovers() {
     let mut server = RedisProcess::start();
     let url = server.url();
-    fill(&url, "jobs", 50);
+    fill_list(&url, "jobs", 50);
     let c = Cluster::start("shop").await;
     let op = c.operator(None).await;
     let rec = steady(&c, "p", redis_trigger(&url, "jobs")).await;
@@ -216,7 +203,7 @@ async fn redis_killed_and_restarted_holds_then_falls_back_then_recovers() {
         move || async move {
             // Back empty (no persistence), then refilled.
             srv.restart();
-            fill(&u, "jobs", 50);
+            fill_list(&u, "jobs", 50);
         },
     )
     .await;
@@ -233,7 +220,7 @@ async fn redis_killed_and_restarted_holds_then_falls_back_then_recovers() {
 async fn redis_slower_than_the_read_timeout_counts_as_a_failed_read() {
     let server = RedisProcess::start();
     let url = server.url();
-    fill(&url, "jobs", 50);
+    fill_list(&url, "jobs", 50);
     let c = Cluster::start("shop").await;
     let op = c.operator(None).await;
     let rec = steady(&c, "p", redis_trigger(&url, "jobs")).await;

@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 
 use kube_emulator::Verb;
 use serde_json::{json, Value};
-use support::cluster::{eventually, Cluster};
-use support::redis::{connect, shared_url};
-use workerpool_operator::controller::Settings;
+use support::cluster::{eventually, test_settings, Cluster};
+use support::redis::{fill_list, shared_url};
 use workerpool_operator::runtime::leader::LeaseConfig;
 
 const T: Duration = Duration::from_secs(30);
@@ -36,24 +35,9 @@ fn key(test: &str) -> String {
     format!("reliability-operator-{test}-{}", std::process::id())
 }
 
+/// Makes the shared Redis list `key` hold exactly `n` items.
 fn fill(key: &str, n: usize) {
-    let mut r = connect(&shared_url());
-    let _: () = redis::cmd("DEL").arg(key).query(&mut r).unwrap();
-    if n > 0 {
-        let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
-        let _: () = redis::cmd("RPUSH")
-            .arg(key)
-            .arg(&items)
-            .query(&mut r)
-            .unwrap();
-    }
-}
-
-fn settings() -> Settings {
-    Settings {
-        status_resync: Duration::from_secs(30),
-        retry_delay: Duration::from_secs(2),
-    }
+    fill_list(&shared_url(), key, n)
 }
 
 fn lease(name: &str, identity: &str) -> LeaseConfig {
@@ -245,14 +229,14 @@ async fn leader_killed_during_a_scale_up_the_successor_finishes_it_within_policy
         .operator_with(
             c.client_as("op-a"),
             Some(lease("takeover", "a")),
-            settings(),
+            test_settings(),
         )
         .await;
     let b = c
         .operator_with(
             c.client_as("op-b"),
             Some(lease("takeover", "b")),
-            settings(),
+            test_settings(),
         )
         .await;
     eventually("one leader", T, || async {
@@ -325,7 +309,7 @@ async fn candidates_racing_for_a_free_lease_never_both_lead_or_both_write() {
             let agent = format!("op-{round}-{i}");
             let l = lease(&lease_name, &agent);
             let client = c.client_as(&agent);
-            c.operator_with(client, Some(l), settings())
+            c.operator_with(client, Some(l), test_settings())
         }))
         .await;
         let until = Instant::now() + Duration::from_secs(4);
@@ -406,8 +390,8 @@ async fn a_late_claim_on_a_taken_lease_never_makes_two_leaders() {
     };
     c.emu.requests().clear();
     let (a, b) = futures::join!(
-        c.operator_with(c.client_as("op-a"), Some(long("a")), settings()),
-        c.operator_with(c.client_as("op-b"), Some(long("b")), settings()),
+        c.operator_with(c.client_as("op-a"), Some(long("a")), test_settings()),
+        c.operator_with(c.client_as("op-b"), Some(long("b")), test_settings()),
     );
     let until = Instant::now() + Duration::from_secs(6);
     let mut ever = BTreeSet::new();
@@ -458,14 +442,22 @@ async fn a_leader_whose_renewals_hang_stands_down_before_a_standby_takes_over() 
     fill(&k, 30);
     c.apply_pool(pool("hang", &k, 1, 10, json!({}))).await;
     let a = c
-        .operator_with(c.client_as("op-a"), Some(lease("hang", "a")), settings())
+        .operator_with(
+            c.client_as("op-a"),
+            Some(lease("hang", "a")),
+            test_settings(),
+        )
         .await;
     eventually("a leads", T, || async {
         a.leader.load(Ordering::Acquire).then_some(())
     })
     .await;
     let b = c
-        .operator_with(c.client_as("op-b"), Some(lease("hang", "b")), settings())
+        .operator_with(
+            c.client_as("op-b"),
+            Some(lease("hang", "b")),
+            test_settings(),
+        )
         .await;
     eventually("scaled to 3 by a", T, || async {
         (c.replicas("w") == Some(3)).then_some(())

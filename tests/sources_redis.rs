@@ -9,12 +9,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use support::redis::{connect, free_port, shared_url, RedisProcess, RedisWithArgs};
+use support::redis::{connect, free_port, shared_url, unique, RedisProcess, RedisWithArgs};
 use workerpool_operator::api::Trigger;
 use workerpool_operator::sources::{MetricSource, SourceError, Sources};
 
@@ -40,15 +39,6 @@ fn build_with(
     sources
         .build(&trigger(redis.clone()), secrets, timeout)
         .unwrap_or_else(|e| panic!("cannot build {redis}: {e}"))
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 fn cmd(c: &mut redis::Connection, args: &[&str]) -> Value {

@@ -170,13 +170,7 @@ pub async fn check(
         })
         .collect();
     let results = join_all(reads).await;
-    let readings: Vec<Reading> = results
-        .iter()
-        .map(|r| match r {
-            Ok(v) => Reading::Value(*v),
-            Err(e) => Reading::Failed(e.to_string()),
-        })
-        .collect();
+    let readings: Vec<Reading> = results.iter().map(Reading::of).collect();
     let current = current.unwrap_or(policy.min_replicas).max(0);
     let d = decide(policy, now_ms, current, &readings, &History::default());
     let triggers = d

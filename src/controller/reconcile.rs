@@ -262,13 +262,7 @@ impl Poll<'_> {
             .map_or(0.0, |due| now.saturating_duration_since(due).as_secs_f64());
         ctx.metrics.poll_lag.observe(lag);
         let results = futures::future::join_all(sources.iter().map(|s| s.read())).await;
-        let readings: Vec<Reading> = results
-            .iter()
-            .map(|r| match r {
-                Ok(v) => Reading::Value(*v),
-                Err(e) => Reading::Failed(e.to_string()),
-            })
-            .collect();
+        let readings: Vec<Reading> = results.iter().map(Reading::of).collect();
 
         // 7. Decide, and scale.
         let d = decide(&policy, now_ms, current, &readings, history);

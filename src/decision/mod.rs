@@ -37,6 +37,16 @@ pub enum Reading {
     Failed(String),
 }
 
+impl Reading {
+    /// A source's result as the decision sees it (the error's text only).
+    pub fn of<E: std::fmt::Display>(result: &Result<f64, E>) -> Reading {
+        match result {
+            Ok(v) => Reading::Value(*v),
+            Err(e) => Reading::Failed(e.to_string()),
+        }
+    }
+}
+
 /// What one trigger contributed to a decision.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TriggerOutcome {

@@ -22,6 +22,14 @@ pub struct Cluster {
     pub ns: String,
 }
 
+/// The operator's settings in tests: production resync, a short retry.
+pub fn test_settings() -> Settings {
+    Settings {
+        status_resync: Duration::from_secs(30),
+        retry_delay: Duration::from_secs(2),
+    }
+}
+
 /// Polls `f` until it returns Some, or panics naming `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
@@ -156,10 +164,7 @@ impl Cluster {
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             leader_election: lease,
             concurrency: 64,
-            settings: Settings {
-                status_resync: Duration::from_secs(30),
-                retry_delay: Duration::from_secs(2),
-            },
+            settings: test_settings(),
             instance: Some("test".into()),
         };
         Operator::start(self.emu.client().unwrap(), cfg)

@@ -161,3 +161,28 @@ pub fn command<T: redis::FromRedisValue>(url: &str, args: &[&str]) -> T {
     cmd.query(&mut c)
         .unwrap_or_else(|e| panic!("{args:?} on {url}: {e}"))
 }
+
+/// A key name no other test (or test process) uses.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Makes the list `key` hold exactly `n` items.
+pub fn fill_list(url: &str, key: &str, n: usize) {
+    let mut r = connect(url);
+    let _: () = redis::cmd("DEL").arg(key).query(&mut r).unwrap();
+    if n > 0 {
+        let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        let _: () = redis::cmd("RPUSH")
+            .arg(key)
+            .arg(&items)
+            .query(&mut r)
+            .unwrap();
+    }
+}
