@@ -1,4 +1,4 @@
-//! `WorkerPool.spec`: field names and defaults follow DESIGN.md section 1.
+//! `WorkerPool.spec`: what users write (see docs/architecture.md).
 
 use std::collections::BTreeMap;
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decision::History;
 
-/// Condition types (DESIGN.md section 1).
+/// Condition types.
 pub mod condition {
     pub const READY: &str = "Ready";
     pub const ACTIVE: &str = "Active";

@@ -33,7 +33,7 @@ pub fn default_trigger_name(trigger: &Trigger, index: usize) -> String {
     format!("{kind}-{index}")
 }
 
-/// Checks every rule of DESIGN.md section 1 and returns the defaulted policy.
+/// Checks every rule the CRD schema cannot express and returns the defaulted policy.
 pub fn validate(spec: &WorkerPoolSpec) -> Result<Policy, SpecError> {
     let t = &spec.scale_target_ref;
     if t.name.trim().is_empty() {

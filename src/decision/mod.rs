@@ -1,4 +1,4 @@
-//! The scaling decision (DESIGN.md section 2): pure functions, no I/O, no
+//! The scaling decision: pure functions, no I/O, no
 //! clock of their own — time is an input. The same code backs the
 //! controller, `simulate` and `check`.
 //!

@@ -1,4 +1,4 @@
-//! The operator's own metrics (DESIGN.md section 4), exposed on `/metrics`
+//! The operator's own metrics, exposed on `/metrics`
 //! in the Prometheus text format. One registry, owned by the Context.
 
 use prometheus_client::encoding::EncodeLabelSet;

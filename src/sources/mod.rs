@@ -1,4 +1,4 @@
-//! Metric sources (DESIGN.md section 3): one module per source behind one
+//! Metric sources: one module per source behind one
 //! trait, [`MetricSource`], as KEDA's `pkg/scalers/` does.
 //!
 //! A source is built once per spec generation by [`Sources::build`] (cheap,
@@ -14,10 +14,8 @@
 //! built source (to authenticate); no error, `Debug` output or
 //! [`MetricSource::describe`] text contains them.
 
-mod celery;
 mod prometheus;
 mod redis;
-mod redis_batch;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! A Prometheus instant query (DESIGN.md 3.4): `GET {url}/api/v1/query`.
+//! A Prometheus instant query: `GET {url}/api/v1/query`.
 //!
 //! The result must be one number: a scalar, or a vector of exactly one
 //! sample. Everything else is an error whose text says how to fix the

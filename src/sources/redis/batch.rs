@@ -1,4 +1,4 @@
-//! Explicit batching of the reads on one Redis endpoint (DESIGN.md 3.1).
+//! Explicit batching of the reads on one Redis endpoint.
 //!
 //! # Why
 //! A multiplexed connection lets concurrent commands share one socket, but

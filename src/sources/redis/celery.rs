@@ -1,4 +1,4 @@
-//! Celery queue depth on kombu's Redis transport (DESIGN.md 3.2).
+//! Celery queue depth on kombu's Redis transport.
 //!
 //! # The layout, as observed with Celery 5.7.0 / kombu 5.7.0
 //! tests/sources_celery.rs checks every point below against what a real
@@ -61,9 +61,10 @@ use std::time::Duration;
 use ::redis::{RedisError, Script, Value};
 use tokio::time::Instant;
 
-use super::redis::{has_code, key_text, within, Conn, Counted, Endpoint, OpError};
-use super::redis_batch::Commands;
-use super::{MetricSource, ReadFuture, SourceError};
+use super::batch::Commands;
+use super::endpoint::{Conn, Counted, Endpoint};
+use super::errors::{has_code, key_text, within, OpError};
+use crate::sources::{MetricSource, ReadFuture, SourceError};
 
 /// kombu's `PRIORITY_STEPS` (kombu/transport/redis.py).
 const PRIORITY_STEPS: [u8; 4] = [0, 3, 6, 9];
@@ -225,7 +226,7 @@ impl CelerySource {
 
     /// The sum of the `LLEN` replies.
     fn queued(&self, replies: Vec<Value>) -> Result<i64, OpError> {
-        super::redis::replies::<i64>(replies)
+        super::errors::replies::<i64>(replies)
             .map(|v| v.iter().sum())
             .map_err(|e| self.wrong_type_or(e))
     }

@@ -1,0 +1,142 @@
+//! Redis sources: the plain measures (`list`, `lists`, `stream`,
+//! `sortedSet`, in [`measures`]) and the queue frameworks (`celery`, ...),
+//! one file each, all reading through shared endpoints.
+//!
+//! Files: [`settings`] turns a trigger into connection settings (URL,
+//! Secrets, TLS); [`endpoint`] owns one shared connection; [`batch`] sends
+//! the reads of one slot as one pipeline; [`errors`] classifies replies.
+//!
+//! # One connection per endpoint
+//! An endpoint is everything that makes a connection different: the URL
+//! (scheme, host, port, db), user, password and TLS settings. Every source
+//! naming the same endpoint shares one multiplexed connection, so concurrent
+//! reads from many pools are pipelined over it: round trips per tick scale
+//! with the number of Redis servers, not the number of pools.
+//!
+//! The connection is made on the first read (building a source does no
+//! I/O), shared by concurrent first readers, and made again after it is
+//! lost. A read that finds its connection dead (reset, closed by the server
+//! or a proxy's idle timeout) reconnects and retries once within its
+//! timeout: reads are idempotent, and a failed poll is costly (it blocks
+//! scale-down and raises an Event). A read that times out drops the
+//! connection too, since a half-open TCP connection would otherwise time
+//! out every read until the kernel gives up on it; concurrent timeouts
+//! cause one reconnect, not one each. No lock is held across an await.
+//!
+//! Endpoints are held weakly: when the last source naming one is dropped
+//! (pool deleted, spec or Secret changed), its connection closes.
+//!
+//! # One pipeline per batch of reads
+//! Sharing the connection is not enough by itself: redis-rs carries each
+//! command separately (its own oneshot and reply routing), which cost more
+//! than Redis did at 5,000 pools. So reads are batched explicitly: every
+//! read's commands go through the endpoint's batcher
+//! ([`batch`]), which sends the reads queued together as one
+//! pipeline and hands each read its own replies (a command the server
+//! refuses fails only its read). What cannot share a pipeline goes on the
+//! connection directly: loading the Celery script after `NOSCRIPT`, the
+//! `HSCAN` fallback, and the `TYPE` lookups that explain a `WRONGTYPE`.
+//! Every request either way is counted (`Endpoint::round_trips`).
+//!
+//! The read timeout is a deadline every wait of a read honours: the
+//! batcher answers a read by its deadline, and connecting or a direct
+//! request runs `errors::within` it. (One `tokio::time::timeout` around the whole
+//! read did the same with a timer per read, a tenth of a read's cost.)
+
+mod batch;
+mod celery;
+mod endpoint;
+mod errors;
+mod measures;
+mod settings;
+mod stream_groups;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use super::{MetricSource, SecretLookup, SourceError, Sources};
+use crate::api::{RedisTrigger, Trigger};
+use endpoint::Endpoint;
+use settings::{ConnectionSettings, EndpointKey};
+
+/// The registry's entry point: builds a Redis source when `trigger.redis` is set.
+pub(super) fn build(
+    sources: &Sources,
+    trigger: &Trigger,
+    secrets: &dyn SecretLookup,
+    timeout: Duration,
+) -> Option<Result<Arc<dyn MetricSource>, SourceError>> {
+    let r = trigger.redis.as_ref()?;
+    Some(build_redis(sources, r, secrets, timeout))
+}
+
+fn build_redis(
+    sources: &Sources,
+    r: &RedisTrigger,
+    secrets: &dyn SecretLookup,
+    timeout: Duration,
+) -> Result<Arc<dyn MetricSource>, SourceError> {
+    let endpoint = sources.inner.redis.get(r, secrets)?;
+    if let Some(c) = &r.celery {
+        return Ok(Arc::new(celery::CelerySource::new(
+            endpoint,
+            c.queue.clone(),
+            c.include_in_flight,
+            timeout,
+        )));
+    }
+    measures::build(endpoint, r, timeout)
+}
+
+/// Every Redis endpoint in use, by what distinguishes its connection.
+#[derive(Default)]
+pub(super) struct Endpoints {
+    map: Mutex<HashMap<EndpointKey, Weak<Endpoint>>>,
+    /// Requests sent by every endpoint there has been (see [`RoundTrips`]).
+    round_trips: Arc<AtomicU64>,
+}
+
+impl Endpoints {
+    /// The endpoint for a trigger's connection settings: the existing one
+    /// if any source still holds it, else a new (not yet connected) one.
+    fn get(
+        &self,
+        r: &RedisTrigger,
+        secrets: &dyn SecretLookup,
+    ) -> Result<Arc<Endpoint>, SourceError> {
+        let settings = ConnectionSettings::resolve(r, secrets)?;
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ep) = map.get(&settings.key).and_then(Weak::upgrade) {
+            return Ok(ep);
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let key = settings.key.clone();
+        let ep = Arc::new(Endpoint::new(settings, self.round_trips.clone())?);
+        map.insert(key, Arc::downgrade(&ep));
+        Ok(ep)
+    }
+
+    pub(super) fn live(&self) -> usize {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, w| w.strong_count() > 0);
+        map.len()
+    }
+
+    /// Requests sent to Redis by every endpoint since these were made.
+    pub(super) fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent so far by each live endpoint, by server (`redis[s]://host:port/db`;
+    /// endpoints that differ only in credentials or TLS settings are summed).
+    pub(super) fn round_trips_by_server(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        for ep in map.values().filter_map(Weak::upgrade) {
+            *out.entry(ep.display().to_string()).or_insert(0) += ep.round_trips();
+        }
+        out
+    }
+}
