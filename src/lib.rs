@@ -10,3 +10,4 @@ pub mod controller;
 pub mod decision;
 pub mod runtime;
 pub mod sources;
+pub mod text;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use workerpool_operator::sources::policy::{EndpointPolicy, EndpointRule};
 use workerpool_operator::{api, cli};
 
 #[derive(Parser)]
@@ -39,6 +40,8 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = cli::check::Format::Text)]
         output: cli::check::Format,
+        #[command(flatten)]
+        endpoints: EndpointArgs,
     },
     /// Replay a metric trace through the scaling decision; prints the replica timeline as CSV.
     Simulate {
@@ -57,6 +60,39 @@ enum Command {
     },
 }
 
+/// The endpoint policy (`run` and `check` alike): which hosts a trigger may
+/// make the operator connect to.
+#[derive(clap::Args)]
+struct EndpointArgs {
+    /// Any: every host but the deny lists; SameNamespace: only Services of
+    /// the pool's own namespace (the multi-tenant setting) and the allow list.
+    #[arg(long, env = "ENDPOINT_POLICY", value_enum, default_value_t = EndpointRule::Any)]
+    endpoint_policy: EndpointRule,
+    /// Comma-separated CIDRs and host globs a trigger may always reach
+    /// (also lifts the built-in deny list for what it names explicitly).
+    #[arg(long, env = "ALLOW_ENDPOINTS", default_value = "")]
+    allow_endpoints: String,
+    /// Comma-separated CIDRs and host globs a trigger may never reach; wins over the allow list.
+    #[arg(long, env = "DENY_ENDPOINTS", default_value = "")]
+    deny_endpoints: String,
+}
+
+impl EndpointArgs {
+    fn policy(&self) -> Result<EndpointPolicy, String> {
+        EndpointPolicy::new(
+            self.endpoint_policy,
+            &self.allow_endpoints,
+            &self.deny_endpoints,
+        )
+    }
+}
+
+/// A boolean flag whose environment variable takes the usual spellings
+/// (true/false, 1/0, yes/no, on/off); `--flag` alone means true.
+fn boolish() -> clap::builder::BoolishValueParser {
+    clap::builder::BoolishValueParser::new()
+}
+
 /// Flags of `run`; every flag also reads an environment variable.
 #[derive(clap::Args)]
 struct RunArgs {
@@ -67,7 +103,8 @@ struct RunArgs {
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
     /// Elect a leader with a coordination.k8s.io/v1 Lease; only the leader scales.
-    #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = false, value_parser = boolish(),
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     leader_election: bool,
     #[arg(long, env = "LEASE_NAME", default_value = "workerpool-operator")]
     lease_name: String,
@@ -88,9 +125,15 @@ struct RunArgs {
     /// Longest time between two status writes of an unchanged WorkerPool.
     #[arg(long, env = "STATUS_RESYNC_SECONDS", default_value_t = 30)]
     status_resync_seconds: u64,
-    /// Log format.
+    /// Longest time a Secret read for a pool is used before it is read again
+    /// (an authentication failure re-reads it at once).
+    #[arg(long, env = "SECRET_REFRESH_SECONDS", default_value_t = 60)]
+    secret_refresh_seconds: u64,
+    /// Log format (the Helm chart sets json).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    endpoints: EndpointArgs,
     /// Path to a kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
@@ -112,9 +155,17 @@ fn main() -> ExitCode {
         secrets,
         current,
         output,
+        endpoints,
     } = &args.command
     {
-        return ExitCode::from(cli::check::run(file, secrets, *current, *output));
+        let endpoints = match endpoints.policy() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        return ExitCode::from(cli::check::run(file, secrets, *current, *output, endpoints));
     }
     let result = match args.command {
         Command::Run(run_args) => run(*run_args),
@@ -175,6 +226,7 @@ fn simulate(
 }
 
 fn run(args: RunArgs) -> Result<(), String> {
+    let endpoints = args.endpoints.policy()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_lease_manager=warn"));
     let builder = tracing_subscriber::fmt()
@@ -227,8 +279,9 @@ fn run(args: RunArgs) -> Result<(), String> {
             concurrency: args.concurrency.max(1),
             settings: workerpool_operator::controller::Settings {
                 status_resync: std::time::Duration::from_secs(args.status_resync_seconds.max(1)),
-                ..Default::default()
+                secret_refresh: std::time::Duration::from_secs(args.secret_refresh_seconds.max(1)),
             },
+            endpoints,
             instance: Some(identity),
         };
         let operator = workerpool_operator::runtime::Operator::start(client, cfg)

@@ -575,6 +575,7 @@ async fn watching_one_namespace_leaves_pools_elsewhere_alone() {
         concurrency: 16,
         settings: Default::default(),
         instance: Some("test".into()),
+        endpoints: workerpool_operator::sources::policy::EndpointPolicy::open(),
     };
     let op = Operator::start(c.emu.client().unwrap(), cfg).await.unwrap();
 

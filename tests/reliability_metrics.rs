@@ -494,7 +494,7 @@ async fn prometheus_errors_garbage_nan_and_inf_hold_fall_back_and_recover() {
                 json!({"status": "error", "errorType": "internal", "error": "tsdb on fire"})
                     .to_string(),
             ),
-            "tsdb on fire",
+            "errorType internal",
         ),
         (
             Answer::Raw(502, "<html>bad gateway</html>".into()),

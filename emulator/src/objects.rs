@@ -333,6 +333,26 @@ fn strategy(old: &Value, mut new: Value, sub: Sub, status_separate: bool) -> Val
 
 /// The common tail of every write: strategy, validation, generation,
 /// managedFields, no-op detection, finalizers and the commit.
+/// A Secret's `stringData` is write-only: the API server merges it into
+/// `data` (base64, `stringData` winning on a shared key) and never stores it.
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(obj) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = obj.remove("stringData") else {
+        return;
+    };
+    let data = obj.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    for (k, v) in strings {
+        let text = v.as_str().unwrap_or_default();
+        data[k.as_str()] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
 fn finish(
     store: &mut Store,
     t: &Target,
@@ -357,6 +377,9 @@ fn finish(
     if let Some(m) = new.as_object_mut() {
         m.insert("apiVersion".into(), json!(t.api_version()));
         m.insert("kind".into(), json!(t.ty.kind));
+    }
+    if gr == GroupResource::new("", "secrets") {
+        merge_string_data(&mut new);
     }
 
     if t.ty.custom {

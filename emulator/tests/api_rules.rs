@@ -500,3 +500,31 @@ async fn optional_workload_status_reports_desired_replicas_ready() {
     let (_, scale) = api.get(&format!("{DEPLOY}/w/scale")).await;
     assert_eq!(scale["status"]["replicas"], 0);
 }
+
+#[tokio::test]
+async fn secret_string_data_is_merged_into_data_as_base64_and_never_stored() {
+    let (_emu, api) = setup().await;
+    let path = "/api/v1/namespaces/default/secrets";
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "s"},
+        "data": {"keep": "a2VlcA==", "both": "b2xk"},
+        "stringData": {"password": "hunter2", "both": "new"}});
+    let (code, created) = api.post(path, &secret).await;
+    assert_eq!(code, 201, "{created}");
+    assert!(created.get("stringData").is_none());
+    assert_eq!(created["data"]["password"], "aHVudGVyMg==");
+    assert_eq!(created["data"]["keep"], "a2VlcA==");
+    assert_eq!(
+        created["data"]["both"], "bmV3",
+        "stringData wins on a shared key"
+    );
+    let (_, patched) = api
+        .patch(
+            &format!("{path}/s"),
+            MERGE,
+            r#"{"stringData":{"password":"rotated"}}"#,
+        )
+        .await;
+    assert_eq!(patched["data"]["password"], "cm90YXRlZA==");
+    assert!(patched.get("stringData").is_none());
+}

@@ -49,6 +49,7 @@ pub fn child_main(argv: &[String]) -> anyhow::Result<()> {
                 ..Default::default()
             },
             instance: Some(format!("scale-bench-{}", std::process::id())),
+            endpoints: workerpool_operator::sources::policy::EndpointPolicy::open(),
         };
         let operator = workerpool_operator::runtime::Operator::start(client, cfg).await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -149,6 +149,24 @@ pub struct Trigger {
     pub activation_threshold: f64,
 }
 
+impl Trigger {
+    /// The name of every Secret the trigger names (credentials, CA bundles).
+    pub fn secret_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        if let Some(r) = &self.redis {
+            names.extend(r.password_secret_ref.iter().map(|s| s.name.as_str()));
+            names.extend(r.username_secret_ref.iter().map(|s| s.name.as_str()));
+            let ca = r.tls.iter().flat_map(|t| t.ca_secret_ref.iter());
+            names.extend(ca.map(|s| s.name.as_str()));
+        }
+        if let Some(p) = &self.prometheus {
+            names.extend(p.bearer_token_secret_ref.iter().map(|s| s.name.as_str()));
+            names.extend(p.basic_auth_secret_ref.iter().map(|s| s.name.as_str()));
+        }
+        names
+    }
+}
+
 /// Where a Secret's key lives (in the WorkerPool's namespace).
 #[derive(
     KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,

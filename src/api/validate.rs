@@ -196,12 +196,9 @@ fn validate_name(n: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A user's value quoted in an error, kept short.
 fn truncate(s: &str) -> String {
-    if s.chars().count() > 40 {
-        format!("{}...", s.chars().take(40).collect::<String>())
-    } else {
-        s.to_string()
-    }
+    crate::text::truncate(s, 43)
 }
 
 fn validate_redis(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {

@@ -19,6 +19,7 @@ use futures::future::{join_all, BoxFuture, FutureExt};
 
 use crate::api::WorkerPool;
 use crate::decision::{decide, History, Policy, Reading};
+use crate::sources::policy::EndpointPolicy;
 use crate::sources::{read_timeout, MetricSource, SourceError, Sources};
 
 /// How `check` prints its result.
@@ -58,7 +59,9 @@ pub fn parse_secret_flag(s: &str) -> Result<SecretFlag, String> {
         ));
     }
     let value = match value.strip_prefix('@') {
-        Some(path) => std::fs::read(path).map_err(|e| format!("{path}: {e}"))?,
+        Some(path) => {
+            without_final_newline(std::fs::read(path).map_err(|e| format!("{path}: {e}"))?)
+        }
         None => value.as_bytes().to_vec(),
     };
     Ok(SecretFlag {
@@ -66,6 +69,20 @@ pub fn parse_secret_flag(s: &str) -> Result<SecretFlag, String> {
         key: key.to_string(),
         value,
     })
+}
+
+/// A file's bytes without one final newline (`\n` or `\r\n`): `echo pw > f`
+/// writes one, and a password never ends in one. Only one is removed, as
+/// kubectl's `--from-env-file` trims a line; a value that really ends in
+/// newlines keeps the others.
+fn without_final_newline(mut bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    bytes
 }
 
 /// What one trigger gave.
@@ -150,17 +167,20 @@ impl Report {
 pub async fn check(
     pool: &WorkerPool,
     policy: &Policy,
+    sources: &Sources,
     secrets: &BTreeMap<(String, String), Vec<u8>>,
     current: Option<i32>,
     now_ms: i64,
 ) -> Report {
-    let sources = Sources::new();
     let timeout = read_timeout(pool.spec.polling_interval_seconds);
+    // The endpoint policy's SameNamespace rule needs a namespace: the
+    // manifest's, else the one kubectl would use.
+    let namespace = pool.metadata.namespace.as_deref().unwrap_or("default");
     let built: Vec<Result<Arc<dyn MetricSource>, SourceError>> = pool
         .spec
         .triggers
         .iter()
-        .map(|t| sources.build(t, secrets, timeout))
+        .map(|t| sources.build_in(namespace, t, secrets, timeout))
         .collect();
     let reads: Vec<BoxFuture<'_, Result<f64, SourceError>>> = built
         .iter()
@@ -202,11 +222,21 @@ pub async fn check(
 }
 
 /// The whole command: prints the report and returns the exit status.
-pub fn run(file: &Path, secret_flags: &[SecretFlag], current: Option<i32>, format: Format) -> u8 {
+pub fn run(
+    file: &Path,
+    secret_flags: &[SecretFlag],
+    current: Option<i32>,
+    format: Format,
+    endpoints: EndpointPolicy,
+) -> u8 {
     let (pool, policy) = match super::manifest::load(file) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
+            if format == Format::Json {
+                // Scripts read stdout as one JSON object, whatever happened.
+                println!("{}", serde_json::json!({ "error": e.to_string() }));
+            }
             return 2;
         }
     };
@@ -225,7 +255,8 @@ pub fn run(file: &Path, secret_flags: &[SecretFlag], current: Option<i32>, forma
         }
     };
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let report = runtime.block_on(check(&pool, &policy, &secrets, current, now_ms));
+    let sources = Sources::with_policy(endpoints);
+    let report = runtime.block_on(check(&pool, &policy, &sources, &secrets, current, now_ms));
     let out = match format {
         Format::Json => format!("{}\n", report.to_json()),
         Format::Text => report.to_text(&policy),

@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use crate::text::one_line;
+
 use serde::Deserialize;
 
 use crate::api::{validate, WorkerPool};
@@ -83,8 +85,4 @@ pub fn parse(text: &str) -> Result<(WorkerPool, Policy), ManifestError> {
     let policy =
         validate(&pool.spec).map_err(|e| ManifestError(format!("invalid WorkerPool: {e}")))?;
     Ok((pool, policy))
-}
-
-fn one_line(s: &str) -> String {
-    s.lines().collect::<Vec<_>>().join(" ")
 }

@@ -8,53 +8,35 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Secret;
-use kube::discovery::ApiResource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Client;
 
+use super::hpas::HpaIndex;
+use super::prepare::Prepared;
+use super::secrets::SecretCache;
+use super::targets::{Claim, TargetIndex};
 use crate::api::WorkerPool;
-use crate::decision::{History, Policy};
+use crate::decision::History;
 use crate::runtime::metrics::Metrics;
-use crate::sources::{MetricSource, Sources};
+use crate::sources::Sources;
 
 /// Tunables of the controller.
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// Longest time between two status writes of an unchanged pool.
     pub status_resync: Duration,
-    /// Requeue delay for a pool that cannot be polled (invalid spec, no target...).
-    pub retry_delay: Duration,
+    /// Longest time a Secret read for a pool is trusted before it is read
+    /// again (an authentication failure re-reads it at once).
+    pub secret_refresh: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             status_resync: Duration::from_secs(30),
-            retry_delay: Duration::from_secs(30),
+            secret_refresh: Duration::from_secs(60),
         }
     }
-}
-
-/// A target as the index keys it: namespace, kind, name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct TargetKey {
-    pub namespace: String,
-    pub kind: String,
-    pub name: String,
-}
-
-/// A pool's spec, parsed and built once per generation (and per version of
-/// the Secrets it names).
-pub struct Prepared {
-    pub generation: Option<i64>,
-    pub secret_versions: Vec<Option<String>>,
-    pub policy: Arc<Policy>,
-    pub sources: Vec<Arc<dyn MetricSource>>,
-    pub polling: Duration,
-    pub read_timeout: Duration,
-    pub resolved: Option<ApiResource>,
 }
 
 /// What the operator remembers about one pool between polls.
@@ -79,8 +61,10 @@ pub struct PoolState {
     pub last_warning: Option<String>,
     /// Trigger names currently failing (one Event per failure episode).
     pub failing: HashSet<String>,
-    /// The target this pool is indexed under (see `Context::index_target`).
-    pub indexed_target: Option<TargetKey>,
+    /// What this pool last told the target index (see [`TargetIndex`]).
+    pub claim: Option<Claim>,
+    /// An authentication failure asks for the Secrets to be read again.
+    pub refresh_secrets: bool,
     /// Consecutive reconcile errors, for backoff.
     pub errors: u32,
 }
@@ -93,13 +77,13 @@ pub struct Context {
     pub sources: Sources,
     pub deployments: Store<Deployment>,
     pub statefulsets: Store<StatefulSet>,
-    pub hpas: Store<HorizontalPodAutoscaler>,
-    pub secrets: Store<Secret>,
+    pub hpas: HpaIndex,
+    pub secrets: SecretCache,
+    pub targets: TargetIndex,
     pub settings: Settings,
     leader: Arc<AtomicBool>,
     stopping: AtomicBool,
     pools: Mutex<HashMap<ObjectRef<WorkerPool>, Arc<tokio::sync::Mutex<PoolState>>>>,
-    targets: Mutex<HashMap<TargetKey, HashSet<ObjectRef<WorkerPool>>>>,
 }
 
 impl Context {
@@ -111,25 +95,23 @@ impl Context {
         sources: Sources,
         deployments: Store<Deployment>,
         statefulsets: Store<StatefulSet>,
-        hpas: Store<HorizontalPodAutoscaler>,
-        secrets: Store<Secret>,
         leader: Arc<AtomicBool>,
         settings: Settings,
     ) -> Self {
         Context {
-            client,
+            client: client.clone(),
             events,
             metrics,
             sources,
             deployments,
             statefulsets,
-            hpas,
-            secrets,
+            hpas: HpaIndex::default(),
+            secrets: SecretCache::new(client.clone(), settings.secret_refresh),
+            targets: TargetIndex::default(),
             settings,
             leader,
             stopping: AtomicBool::new(false),
             pools: Mutex::default(),
-            targets: Mutex::default(),
         }
     }
 
@@ -145,12 +127,16 @@ impl Context {
 
     pub fn state(&self, key: &ObjectRef<WorkerPool>) -> Arc<tokio::sync::Mutex<PoolState>> {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        let len = pools.len();
-        let entry = pools.entry(key.clone()).or_default().clone();
-        if pools.len() != len {
-            self.metrics.pools.set(pools.len() as i64);
+        pools.entry(key.clone()).or_default().clone()
+    }
+
+    /// WorkerPools this instance polls: none on a standby, so a sum over
+    /// replicas counts each pool once.
+    pub fn polled_pools(&self) -> usize {
+        if !self.is_leader() {
+            return 0;
         }
-        entry
+        self.pools.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Forgets every pool for which `keep` is false (deleted pools).
@@ -168,7 +154,6 @@ impl Context {
         if pools.len() == before {
             return;
         }
-        self.metrics.pools.set(pools.len() as i64);
         drop(pools);
         for (key, state) in gone {
             // The pool's trigger names are in its state, which a reconcile
@@ -186,39 +171,6 @@ impl Context {
                 metrics.forget_pool(ns, &key.name, &triggers);
             });
         }
-        let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
-        targets.retain(|_, set| {
-            set.retain(|k| keep(k));
-            !set.is_empty()
-        });
-    }
-
-    /// Remembers that `pool` scales `target` (instead of `old`), so a change
-    /// of the target wakes it. Called only when the pool's target changes.
-    pub fn index_target(
-        &self,
-        old: Option<&TargetKey>,
-        target: TargetKey,
-        pool: &ObjectRef<WorkerPool>,
-    ) {
-        let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(old) = old {
-            if let Some(set) = targets.get_mut(old) {
-                set.remove(pool);
-                if set.is_empty() {
-                    targets.remove(old);
-                }
-            }
-        }
-        targets.entry(target).or_default().insert(pool.clone());
-    }
-
-    /// Pools that scale this target.
-    pub fn pools_for(&self, target: &TargetKey) -> Vec<ObjectRef<WorkerPool>> {
-        let targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());
-        targets
-            .get(target)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
+        self.targets.retain(keep);
     }
 }

@@ -1,6 +1,7 @@
 //! The controller's errors, each with a metric label (as controller-rs does).
 
 /// Why a reconcile failed (and will be retried with backoff).
+// Variants name what failed; their messages say the rest.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("kubernetes API: {0}")]
@@ -11,6 +12,8 @@ pub enum Error {
     Status(kube::Error),
     #[error("WorkerPool has no namespace")]
     NoNamespace,
+    #[error("WorkerPool polled before it was prepared")]
+    NotPrepared,
 }
 
 impl Error {
@@ -20,6 +23,7 @@ impl Error {
             Error::Scale { .. } => "scale",
             Error::Status(_) => "status",
             Error::NoNamespace => "no_namespace",
+            Error::NotPrepared => "not_prepared",
         }
     }
 }

@@ -4,12 +4,16 @@
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod hpas;
+pub mod prepare;
 pub mod rbac;
 pub mod reconcile;
+pub mod restore;
 pub mod run;
 pub mod secrets;
 pub mod status;
 pub mod target;
+pub mod targets;
 
 pub use context::{Context, Settings};
 pub use error::{Error, Result};

@@ -43,11 +43,11 @@ pub const WATCH_RULES: &[Rule] = &[
         resources: &["horizontalpodautoscalers"],
         verbs: &["list", "watch"],
     },
-    // Secrets named by triggers: cached from a watch, refreshed on change.
+    // Secrets named by triggers: read by name, never listed or watched.
     Rule {
         api_group: "",
         resources: &["secrets"],
-        verbs: &["get", "list", "watch"],
+        verbs: &["get"],
     },
     // Events for every scale and every new failure (events.k8s.io/v1,
     // each created once: see controller::events).

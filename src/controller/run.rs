@@ -1,7 +1,7 @@
 //! Wiring the kube-rs Controller: the WorkerPool watch (filtered to spec and
 //! annotation changes, so our own status writes do not wake pools), and the
 //! Deployment/StatefulSet watches that both fill the caches and wake the
-//! pools naming a changed target.
+//! pools naming a changed target, and the HPA watch that feeds the HPA index.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -10,7 +10,6 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -18,8 +17,9 @@ use kube::runtime::{predicates, watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::context::{Context, TargetKey};
+use super::context::Context;
 use super::reconcile::{error_policy, reconcile};
+use super::targets::TargetKey;
 use crate::api::WorkerPool;
 
 /// Where to watch.
@@ -45,8 +45,6 @@ impl Scope {
 pub struct Caches {
     pub deployments: Store<Deployment>,
     pub statefulsets: Store<StatefulSet>,
-    pub hpas: Store<HorizontalPodAutoscaler>,
-    pub secrets: Store<Secret>,
     streams: Option<CacheStreams>,
 }
 
@@ -55,8 +53,7 @@ type Boxed<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> +
 struct CacheStreams {
     deployments: Boxed<Deployment>,
     statefulsets: Boxed<StatefulSet>,
-    hpas: Boxed<HorizontalPodAutoscaler>,
-    secrets: Boxed<Secret>,
+    hpas: Boxed<watcher::Event<HorizontalPodAutoscaler>>,
 }
 
 /// A watcher config that does not fetch what the operator never reads.
@@ -64,81 +61,84 @@ fn config() -> watcher::Config {
     watcher::Config::default().any_semantic()
 }
 
+/// A workload kind the operator caches: what it keeps of one, and its replicas.
+trait Workload:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    fn replicas(&self) -> Option<i32>;
+    /// Drops the pod template: most of the object, and never read.
+    fn trim(&mut self);
+}
+
+impl Workload for Deployment {
+    fn replicas(&self) -> Option<i32> {
+        self.spec.as_ref().and_then(|s| s.replicas)
+    }
+    fn trim(&mut self) {
+        if let Some(s) = self.spec.as_mut() {
+            s.template = Default::default();
+        }
+    }
+}
+
+impl Workload for StatefulSet {
+    fn replicas(&self) -> Option<i32> {
+        self.spec.as_ref().and_then(|s| s.replicas)
+    }
+    fn trim(&mut self) {
+        if let Some(s) = self.spec.as_mut() {
+            s.template = Default::default();
+        }
+    }
+}
+
 /// Hash of what makes a target change interesting: its identity and its
 /// replica count (status churn of a rolling Deployment is not).
-fn replicas_predicate<K: Resource>(replicas: fn(&K) -> Option<i32>) -> impl Fn(&K) -> Option<u64> {
-    move |obj: &K| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        obj.meta().uid.hash(&mut h);
-        replicas(obj).hash(&mut h);
-        Some(h.finish())
-    }
+fn replicas_hash<K: Workload>(obj: &K) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    obj.meta().uid.hash(&mut h);
+    obj.replicas().hash(&mut h);
+    Some(h.finish())
+}
+
+/// One watch that both fills the cache of `K` and yields the objects whose
+/// replica count changed (to wake the pools naming them).
+fn workload_watch<K: Workload>(client: &Client, scope: &Scope) -> (Store<K>, Boxed<K>) {
+    let (store, writer) = reflector::store();
+    let stream = watcher(scope.api::<K>(client), config())
+        .default_backoff()
+        .modify(|o: &mut K| {
+            o.managed_fields_mut().clear();
+            o.trim();
+        })
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(replicas_hash::<K>, Default::default());
+    (store, stream.boxed())
 }
 
 impl Caches {
     pub fn new(client: &Client, scope: &Scope) -> Self {
-        let (deployments, dw) = reflector::store();
-        let (statefulsets, sw) = reflector::store();
-        let (hpas, hw) = reflector::store();
-        let (secrets, secw) = reflector::store();
-        let d = watcher(scope.api::<Deployment>(client), config())
+        let (deployments, d) = workload_watch::<Deployment>(client, scope);
+        let (statefulsets, s) = workload_watch::<StatefulSet>(client, scope);
+        let hpas = watcher(scope.api::<HorizontalPodAutoscaler>(client), config())
             .default_backoff()
-            .modify(|o: &mut Deployment| {
-                o.managed_fields_mut().clear();
-                if let Some(s) = o.spec.as_mut() {
-                    s.template = Default::default();
-                }
-            })
-            .reflect(dw)
-            .applied_objects()
-            .predicate_filter(
-                replicas_predicate(|d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas)),
-                Default::default(),
-            );
-        let s = watcher(scope.api::<StatefulSet>(client), config())
-            .default_backoff()
-            .modify(|o: &mut StatefulSet| {
-                o.managed_fields_mut().clear();
-                if let Some(s) = o.spec.as_mut() {
-                    s.template = Default::default();
-                }
-            })
-            .reflect(sw)
-            .applied_objects()
-            .predicate_filter(
-                replicas_predicate(|d: &StatefulSet| d.spec.as_ref().and_then(|s| s.replicas)),
-                Default::default(),
-            );
-        let h = watcher(scope.api::<HorizontalPodAutoscaler>(client), config())
-            .default_backoff()
-            .reflect(hw)
-            .applied_objects();
-        let sec = watcher(scope.api::<Secret>(client), config())
-            .default_backoff()
-            .modify(|o: &mut Secret| o.managed_fields_mut().clear())
-            .reflect(secw)
-            .applied_objects();
+            .boxed();
         Caches {
             deployments,
             statefulsets,
-            hpas,
-            secrets,
             streams: Some(CacheStreams {
-                deployments: d.boxed(),
-                statefulsets: s.boxed(),
-                hpas: h.boxed(),
-                secrets: sec.boxed(),
+                deployments: d,
+                statefulsets: s,
+                hpas,
             }),
         }
-    }
-
-    /// Waits until every cache has its first list.
-    pub async fn ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        self.deployments.wait_until_ready().await?;
-        self.statefulsets.wait_until_ready().await?;
-        self.hpas.wait_until_ready().await?;
-        self.secrets.wait_until_ready().await?;
-        Ok(())
     }
 }
 
@@ -150,10 +150,49 @@ fn wake(
 ) -> Vec<ObjectRef<WorkerPool>> {
     let key = TargetKey {
         namespace: namespace.unwrap_or_default(),
+        group: "apps".to_string(),
         kind: kind.to_string(),
         name,
     };
-    ctx.pools_for(&key)
+    ctx.targets.pools_for(&key)
+}
+
+/// Forgets pools that were deleted (the Controller never reconciles those).
+async fn forget_deleted_pools(ctx: Arc<Context>, pools: Store<WorkerPool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        ctx.retain_pools(|k| pools.get(k).is_some());
+    }
+}
+
+/// The WorkerPool watch: only spec (generation), annotation and identity
+/// changes wake a pool, so the operator's own status writes do not.
+fn pool_watch(
+    client: &Client,
+    scope: &Scope,
+) -> (
+    Store<WorkerPool>,
+    impl Stream<Item = Result<WorkerPool, watcher::Error>>,
+) {
+    let (store, writer) = reflector::store::<WorkerPool>();
+    let stream = watcher(scope.api::<WorkerPool>(client), watcher::Config::default())
+        .default_backoff()
+        // managedFields are a third of a pool's size in the cache and never read.
+        .modify(|p: &mut WorkerPool| p.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            |p: &WorkerPool| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                predicates::generation(p).hash(&mut h);
+                predicates::annotations(p).hash(&mut h);
+                p.uid().hash(&mut h);
+                Some(h.finish())
+            },
+            Default::default(),
+        );
+    (store, stream)
 }
 
 /// Runs the controller until `shutdown` resolves. Returns when drained.
@@ -168,41 +207,20 @@ pub async fn run(
     let Some(streams) = caches.streams.take() else {
         return;
     };
-    let (pool_store, pool_writer) = reflector::store::<WorkerPool>();
-    let pools = watcher(scope.api::<WorkerPool>(&client), watcher::Config::default())
-        .default_backoff()
-        // managedFields are a third of a pool's size in the cache and never read.
-        .modify(|p: &mut WorkerPool| p.managed_fields_mut().clear())
-        .reflect(pool_writer)
-        .applied_objects()
-        .predicate_filter(
-            |p: &WorkerPool| {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                predicates::generation(p).hash(&mut h);
-                predicates::annotations(p).hash(&mut h);
-                p.uid().hash(&mut h);
-                Some(h.finish())
-            },
-            Default::default(),
-        );
-
-    // HPAs and Secrets only feed caches; drive them here.
-    tokio::spawn(streams.hpas.for_each(|_| async {}));
-    tokio::spawn(streams.secrets.for_each(|_| async {}));
-
-    // Forget pools that were deleted (the Controller never reconciles those).
-    let gc_ctx = ctx.clone();
-    let gc_store = pool_store.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(30));
-        loop {
-            tick.tick().await;
-            gc_ctx.retain_pools(|k| gc_store.get(k).is_some());
+    let (pool_store, pools) = pool_watch(&client, &scope);
+    // The HPA watch and the clean-up of deleted pools live exactly as long
+    // as the controller: a stopped operator keeps no watch open.
+    let hpa_ctx = ctx.clone();
+    let hpas = streams.hpas.for_each(move |event| {
+        if let Ok(event) = event {
+            hpa_ctx.hpas.apply(&event);
         }
+        async {}
     });
+    let gc = forget_deleted_pools(ctx.clone(), pool_store.clone());
 
     let (c1, c2) = (ctx.clone(), ctx.clone());
-    Controller::for_stream(pools, pool_store)
+    let controller = Controller::for_stream(pools, pool_store)
         .with_config(controller::Config::default().concurrency(concurrency))
         .watches_stream(streams.deployments, move |d: Deployment| {
             wake(&c1, d.namespace(), "Deployment", d.name_any())
@@ -220,7 +238,10 @@ pub async fn run(
                 }
                 Err(e) => warn!(error = %e, "controller"),
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        _ = controller => {}
+        _ = futures::future::join(hpas, gc) => {}
+    }
     info!("controller stopped");
 }

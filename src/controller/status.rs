@@ -7,7 +7,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 
-use crate::api::{condition, TriggerStatus, WorkerPool, WorkerPoolStatus};
+use crate::api::condition::{ACTIVE, METRICS_AVAILABLE, PAUSED, READY, SCALING_LIMITED};
+use crate::api::{TriggerStatus, WorkerPool, WorkerPoolStatus};
+use crate::decision::{Decision, History, Limit, TriggerOutcome};
+use crate::sources::SourceError;
+use crate::text::truncate;
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "workerpool-operator";
@@ -125,24 +129,254 @@ pub fn value_text(v: f64) -> String {
     }
 }
 
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max.saturating_sub(3);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
+/// Whether the operator writes to the pool's target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writes {
+    Active,
+    /// `spec.paused` (true) or the pause annotation (false).
+    Paused {
+        by_spec: bool,
+    },
+    /// `spec.mode: Shadow`.
+    Shadow,
 }
 
-/// Condition names, re-exported for the reconciler.
-pub use condition::{ACTIVE, METRICS_AVAILABLE, PAUSED, READY, SCALING_LIMITED};
+impl Writes {
+    /// Reads and decides, but never writes to the target.
+    pub fn passive(self) -> bool {
+        self != Writes::Active
+    }
 
-/// A trigger status with only a name (before any poll).
-pub fn empty_trigger(name: &str) -> TriggerStatus {
+    fn paused_condition(self) -> Cond {
+        match self {
+            Writes::Paused { by_spec } => Cond::new(
+                PAUSED,
+                true,
+                "Paused",
+                if by_spec {
+                    "spec.paused is true"
+                } else {
+                    "annotation workerpool.dev/paused is \"true\""
+                },
+            ),
+            _ => Cond::new(PAUSED, false, "NotPaused", ""),
+        }
+    }
+}
+
+/// One poll's results, as status reports them.
+pub struct PollReport<'a> {
+    pub pool: &'a WorkerPool,
+    pub decision: &'a Decision,
+    pub results: &'a [Result<f64, SourceError>],
+    /// The target's replicas after this poll.
+    pub current: i32,
+    pub applied: bool,
+    pub writes: Writes,
+    pub history: History,
+    pub now_ms: i64,
+}
+
+/// The status after a poll that read and decided.
+pub fn decided(r: &PollReport<'_>) -> WorkerPoolStatus {
+    let prev = r.pool.status.clone().unwrap_or_default();
+    let generation = r.pool.metadata.generation;
+    let d = r.decision;
+    let conds = [
+        ready_condition(r),
+        active_condition(d),
+        metrics_condition(d),
+        limited_condition(d),
+        r.writes.paused_condition(),
+    ];
+    let explanation = match r.writes {
+        Writes::Active => d.explanation.clone(),
+        Writes::Paused { .. } => format!("paused, not applied: {}", d.explanation),
+        Writes::Shadow => format!("shadow, not applied: {}", d.explanation),
+    };
+    WorkerPoolStatus {
+        observed_generation: generation,
+        current_replicas: Some(r.current),
+        desired_replicas: Some(d.desired),
+        last_scale_time: if r.applied {
+            time_ms(r.now_ms)
+        } else {
+            prev.last_scale_time
+        },
+        last_active_time: d.last_active().and_then(time_ms),
+        triggers: trigger_statuses(r, &prev.triggers),
+        last_decision: Some(truncate(&explanation, 2048)),
+        conditions: conditions(&conds, &prev.conditions, generation, Timestamp::now()),
+        history: Some(r.history.clone()),
+    }
+}
+
+/// The status of a pool that cannot be polled: `Ready=False` with `reason`,
+/// every value kept from the last status.
+pub fn stood_down(
+    pool: &WorkerPool,
+    reason: &str,
+    message: &str,
+    writes: Writes,
+) -> WorkerPoolStatus {
+    let mut status = pool.status.clone().unwrap_or_default();
+    status.observed_generation = pool.metadata.generation;
+    let conds = [
+        Cond::new(READY, false, reason, message),
+        writes.paused_condition(),
+    ];
+    let prev = std::mem::take(&mut status.conditions);
+    status.conditions = conditions(&conds, &prev, pool.metadata.generation, Timestamp::now());
+    status
+}
+
+fn trigger_statuses(r: &PollReport<'_>, prev: &[TriggerStatus]) -> Vec<TriggerStatus> {
+    r.decision
+        .triggers
+        .iter()
+        .zip(r.results)
+        .map(|(t, result)| trigger_status(t, result, prev, r.now_ms))
+        .collect()
+}
+
+fn trigger_status(
+    t: &TriggerOutcome,
+    result: &Result<f64, SourceError>,
+    prev: &[TriggerStatus],
+    now_ms: i64,
+) -> TriggerStatus {
+    let last_ok = || {
+        prev.iter()
+            .find(|p| p.name == t.name)
+            .and_then(|p| p.last_success_time.clone())
+    };
     TriggerStatus {
-        name: name.to_string(),
-        ..Default::default()
+        name: t.name.clone(),
+        value: t.value.map(value_text),
+        proposed_replicas: t.proposed,
+        active: t.active,
+        last_success_time: if result.is_ok() {
+            time_ms(now_ms)
+        } else {
+            last_ok()
+        },
+        consecutive_failures: t.consecutive_failures.min(i32::MAX as u32) as i32,
+        error: result.as_ref().err().map(|e| truncate(&e.to_string(), 512)),
+    }
+}
+
+fn ready_condition(r: &PollReport<'_>) -> Cond {
+    let t = &r.pool.spec.scale_target_ref;
+    let every = r.pool.spec.polling_interval_seconds;
+    match r.writes {
+        Writes::Active => Cond::new(
+            READY,
+            true,
+            "Scaling",
+            format!("scaling {} {} every {every}s", t.kind, t.name),
+        ),
+        // A paused pool is not failing: Ready stays True, the reason says why
+        // nothing is written.
+        Writes::Paused { .. } => Cond::new(
+            READY,
+            true,
+            "Paused",
+            format!(
+                "paused: reading every {every}s, not scaling {} {}",
+                t.kind, t.name
+            ),
+        ),
+        Writes::Shadow => Cond::new(
+            READY,
+            true,
+            "Shadow",
+            format!(
+                "shadow: reading every {every}s, not scaling {} {}",
+                t.kind, t.name
+            ),
+        ),
+    }
+}
+
+fn active_condition(d: &Decision) -> Cond {
+    let active: Vec<&str> = d
+        .triggers
+        .iter()
+        .filter(|t| t.active)
+        .map(|t| t.name.as_str())
+        .collect();
+    if active.is_empty() {
+        Cond::new(
+            ACTIVE,
+            false,
+            "NoTriggerActive",
+            "no trigger is above its activation threshold",
+        )
+    } else {
+        Cond::new(
+            ACTIVE,
+            true,
+            "TriggerActive",
+            format!("active: {}", active.join(", ")),
+        )
+    }
+}
+
+fn metrics_condition(d: &Decision) -> Cond {
+    let failed: Vec<String> = d
+        .triggers
+        .iter()
+        .filter_map(|t| t.error.as_ref().map(|e| format!("{}: {}", t.name, e)))
+        .collect();
+    if failed.is_empty() {
+        Cond::new(
+            METRICS_AVAILABLE,
+            true,
+            "AllTriggersRead",
+            "every trigger was read on the last poll",
+        )
+    } else if d.fallback {
+        Cond::new(
+            METRICS_AVAILABLE,
+            false,
+            "FallbackApplied",
+            failed.join("; "),
+        )
+    } else {
+        Cond::new(METRICS_AVAILABLE, false, "TriggerFailed", failed.join("; "))
+    }
+}
+
+/// `ScalingLimited` names the limit that decided the outcome.
+fn limited_condition(d: &Decision) -> Cond {
+    match d.binding_limit() {
+        Some(l) => Cond::new(
+            SCALING_LIMITED,
+            true,
+            limit_reason(l),
+            d.explanation.clone(),
+        ),
+        None => Cond::new(
+            SCALING_LIMITED,
+            false,
+            "DesiredWithinRange",
+            "the desired count is what the triggers ask for",
+        ),
+    }
+}
+
+/// HPA-style condition reasons for the limit that bit.
+pub fn limit_reason(l: &Limit) -> &'static str {
+    match l {
+        Limit::MaxReplicas(_) => "TooManyReplicas",
+        Limit::MinReplicas(_) => "TooFewReplicas",
+        Limit::OutOfRange(_) => "OutOfRange",
+        Limit::ScaleUpStabilized(_) => "ScaleUpStabilized",
+        Limit::ScaleDownStabilized(_) => "ScaleDownStabilized",
+        Limit::ScaleUpPolicy(_) => "ScaleUpLimit",
+        Limit::ScaleDownPolicy(_) => "ScaleDownLimit",
+        Limit::Disabled => "ScalingDisabled",
+        Limit::FailingTriggerHold(_) => "TriggerFailed",
+        Limit::CooldownPending { .. } => "CooldownPending",
     }
 }

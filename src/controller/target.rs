@@ -3,7 +3,6 @@
 //! PATCH that scales it.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{pinned_kind, ApiResource};
@@ -15,15 +14,18 @@ use crate::api::ScaleTargetRef;
 /// What the poll found about the target.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TargetState {
-    /// `spec.replicas` of the target, and its uid (a recreated target is a new one).
+    /// `spec.replicas` of the target (the API's default, 1, when unset).
     Found {
         replicas: i32,
-        uid: Option<String>,
         /// The version the replicas were read from (see `PoolState::patched_over`).
         resource_version: Option<String>,
     },
     NotFound,
 }
+
+/// What the API server sets an unset `spec.replicas` to (Deployments and
+/// StatefulSets; a custom /scale is read the same way, one rule for all).
+pub const DEFAULT_REPLICAS: i32 = 1;
 
 /// Which built-in kind a reference names, if one the operator caches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,17 +54,22 @@ pub fn from_cache(
     Some(match cached_kind(r)? {
         CachedKind::Deployment => match deployments.get(&key_d()) {
             Some(d) => TargetState::Found {
-                // An absent spec.replicas means 1 (the API server defaults it).
-                replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-                uid: d.metadata.uid.clone(),
+                replicas: d
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.replicas)
+                    .unwrap_or(DEFAULT_REPLICAS),
                 resource_version: d.metadata.resource_version.clone(),
             },
             None => TargetState::NotFound,
         },
         CachedKind::StatefulSet => match statefulsets.get(&key_s()) {
             Some(s) => TargetState::Found {
-                replicas: s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-                uid: s.metadata.uid.clone(),
+                replicas: s
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.replicas)
+                    .unwrap_or(DEFAULT_REPLICAS),
                 resource_version: s.metadata.resource_version.clone(),
             },
             None => TargetState::NotFound,
@@ -91,8 +98,10 @@ pub async fn get_scale(
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, ar);
     match api.get_scale(name).await {
         Ok(scale) => Ok(TargetState::Found {
-            replicas: scale.spec.and_then(|s| s.replicas).unwrap_or(0),
-            uid: scale.metadata.uid,
+            replicas: scale
+                .spec
+                .and_then(|s| s.replicas)
+                .unwrap_or(DEFAULT_REPLICAS),
             // Read fresh from the API, never stale: nothing to compare.
             resource_version: None,
         }),
@@ -135,29 +144,4 @@ pub async fn patch_scale(
         }
     }
     Ok(())
-}
-
-/// The name of an HPA in `namespace` that scales the same object, if any:
-/// two autoscalers on one target fight, so the pool stands down.
-pub fn conflicting_hpa(
-    hpas: &Store<HorizontalPodAutoscaler>,
-    namespace: &str,
-    r: &ScaleTargetRef,
-) -> Option<String> {
-    let group = |api_version: &str| {
-        api_version
-            .split_once('/')
-            .map_or("", |(g, _)| g)
-            .to_string()
-    };
-    hpas.state().iter().find_map(|h| {
-        if h.metadata.namespace.as_deref() != Some(namespace) {
-            return None;
-        }
-        let t = &h.spec.as_ref()?.scale_target_ref;
-        let same = t.name == r.name
-            && t.kind == r.kind
-            && group(t.api_version.as_deref().unwrap_or("")) == group(&r.api_version);
-        same.then(|| h.metadata.name.clone().unwrap_or_default())
-    })
 }

@@ -26,8 +26,8 @@ pub fn stabilize(
     down: &Rules,
     now: i64,
 ) -> (i32, Option<Stabilized>) {
-    let up_cutoff = now - up.stabilization_window_ms;
-    let down_cutoff = now - down.stabilization_window_ms;
+    let up_cutoff = now.saturating_sub(up.stabilization_window_ms);
+    let down_cutoff = now.saturating_sub(down.stabilization_window_ms);
     let mut up_rec = desired;
     let mut down_rec = desired;
     for span in &history.recommendations {

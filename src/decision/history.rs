@@ -54,6 +54,9 @@ pub struct History {
     pub fallback_since: Option<i64>,
 }
 
+/// Consecutive failures beyond this count mean the same to every rule.
+const MAX_REMEMBERED_FAILURES: u32 = 1_000_000;
+
 impl History {
     /// Records a poll's (pre-behavior) recommendation, merging it into the
     /// last run when unchanged.
@@ -76,12 +79,12 @@ impl History {
         if to > from {
             self.scale_up_events.push(ScaleEvent {
                 at: now,
-                change: to - from,
+                change: to.saturating_sub(from),
             });
         } else if to < from {
             self.scale_down_events.push(ScaleEvent {
                 at: now,
-                change: from - to,
+                change: from.saturating_sub(to),
             });
         }
     }
@@ -89,7 +92,7 @@ impl History {
     /// Drops what no window or policy can see any more, so the history stays
     /// small (HPA reuses "outdated" slots for the same reason).
     pub fn prune(&mut self, now: i64, horizon_ms: i64) {
-        let cutoff = now - horizon_ms;
+        let cutoff = now.saturating_sub(horizon_ms);
         // Keep the newest span even when old: it still says what the last poll wanted.
         let keep_from = self
             .recommendations
@@ -101,10 +104,37 @@ impl History {
         self.scale_down_events.retain(|e| e.at > cutoff);
     }
 
+    /// The history as read back from `status.history`, which anyone allowed
+    /// to patch `workerpools/status` can write: times after `now` or before
+    /// the epoch, negative counts and changes, and absurd failure counts are
+    /// dropped or clamped, so no arithmetic on them can overflow or reach
+    /// into the future.
+    pub fn sanitized(mut self, now: i64) -> History {
+        let in_past = |t: i64| (0..=now).contains(&t);
+        self.recommendations
+            .retain(|s| in_past(s.from) && in_past(s.to) && s.from <= s.to && s.replicas >= 0);
+        self.recommendations.sort_by_key(|s| s.to);
+        for events in [&mut self.scale_up_events, &mut self.scale_down_events] {
+            events.retain(|e| in_past(e.at) && e.change > 0);
+            events.sort_by_key(|e| e.at);
+        }
+        for t in [
+            &mut self.inactive_since,
+            &mut self.last_active,
+            &mut self.fallback_since,
+        ] {
+            *t = t.filter(|t| in_past(*t));
+        }
+        for n in self.failures.values_mut() {
+            *n = (*n).min(MAX_REMEMBERED_FAILURES);
+        }
+        self
+    }
+
     /// Sum of `change` over events strictly after `now - period_ms`
     /// (HPA's `getReplicasChangePerPeriod`).
     pub fn change_in_period(events: &[ScaleEvent], now: i64, period_ms: i64) -> i32 {
-        let cutoff = now - period_ms;
+        let cutoff = now.saturating_sub(period_ms);
         events
             .iter()
             .filter(|e| e.at > cutoff)

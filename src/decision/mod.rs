@@ -123,21 +123,16 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// Desired was clamped by min/max or held by a behavior rule.
+    /// Desired differs from what the triggers asked for: clamped by
+    /// min/max, held by a behavior rule, a failing trigger or the cooldown.
     pub fn scaling_limited(&self) -> bool {
-        self.limits.iter().any(|l| {
-            matches!(
-                l,
-                Limit::MaxReplicas(_)
-                    | Limit::MinReplicas(_)
-                    | Limit::OutOfRange(_)
-                    | Limit::ScaleUpStabilized(_)
-                    | Limit::ScaleDownStabilized(_)
-                    | Limit::ScaleUpPolicy(_)
-                    | Limit::ScaleDownPolicy(_)
-                    | Limit::Disabled
-            )
-        })
+        !self.limits.is_empty()
+    }
+
+    /// The limit that decided the outcome: each rule works on what the
+    /// rules before it left, so the last one that changed anything bound it.
+    pub fn binding_limit(&self) -> Option<&Limit> {
+        self.limits.last()
     }
 
     /// Last time a trigger was active (after this poll).
@@ -238,7 +233,7 @@ pub fn decide(
         && current > 0
         && !any_active
         && !any_failed
-        && inactive_since.is_some_and(|s| now - s >= policy.cooldown_ms)
+        && inactive_since.is_some_and(|s| now.saturating_sub(s) >= policy.cooldown_ms)
     {
         zeroed = true;
         (0, Some(0))
@@ -260,7 +255,7 @@ pub fn decide(
         } else if clamped > rec {
             if min == 0 && !any_active && current > 0 {
                 limits.push(Limit::CooldownPending {
-                    inactive_ms: inactive_since.map_or(0, |s| now - s),
+                    inactive_ms: inactive_since.map_or(0, |s| now.saturating_sub(s)),
                 });
             } else if min > 0 {
                 limits.push(Limit::MinReplicas(min));
@@ -332,6 +327,7 @@ pub fn decide(
     desired = desired.clamp(min, max);
     if any_failed && desired < current && current <= max {
         desired = current;
+        limits.push(Limit::FailingTriggerHold(current));
     }
 
     let fallback = fallback_target.is_some();
@@ -366,7 +362,7 @@ pub fn decide(
         &decision,
         fallback_target,
         zeroed,
-        inactive_since.map(|s| now - s),
+        inactive_since.map(|s| now.saturating_sub(s)),
     );
     decision
 }

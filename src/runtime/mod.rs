@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::controller::{self, Caches, Context, Scope, Settings};
+use crate::sources::policy::EndpointPolicy;
 use crate::sources::Sources;
 use leader::LeaseConfig;
 use metrics::Metrics;
@@ -34,6 +35,8 @@ pub struct RunConfig {
     pub settings: Settings,
     /// Reporting instance for Events (the pod name).
     pub instance: Option<String>,
+    /// Which hosts triggers may make the operator connect to.
+    pub endpoints: EndpointPolicy,
 }
 
 /// A running operator.
@@ -70,11 +73,9 @@ impl Operator {
                 cfg.instance.as_deref().unwrap_or("workerpool-operator"),
             ),
             metrics.clone(),
-            Sources::new(),
+            Sources::with_policy(cfg.endpoints.clone()),
             caches.deployments.clone(),
             caches.statefulsets.clone(),
-            caches.hpas.clone(),
-            caches.secrets.clone(),
             leader.clone(),
             cfg.settings.clone(),
         ));
@@ -109,25 +110,25 @@ impl Operator {
             leader.clone(),
             metrics.clone(),
         );
-        let stores = (
-            caches.deployments.clone(),
-            caches.statefulsets.clone(),
-            caches.hpas.clone(),
-            caches.secrets.clone(),
-        );
+        let stores = (caches.deployments.clone(), caches.statefulsets.clone());
+        let hpa_ctx = ctx.clone();
+        let pools_ctx = ctx.clone();
         let mut ready_stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let synced = async {
                 let _ = stores.0.wait_until_ready().await;
                 let _ = stores.1.wait_until_ready().await;
-                let _ = stores.2.wait_until_ready().await;
-                let _ = stores.3.wait_until_ready().await;
+                let mut poll = tokio::time::interval(Duration::from_millis(50));
+                while !hpa_ctx.hpas.synced() {
+                    poll.tick().await;
+                }
             };
             tokio::select! { _ = synced => {}, _ = ready_stop.changed() => return }
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             loop {
                 tokio::select! { _ = tick.tick() => {}, _ = ready_stop.changed() => return }
                 m.is_leader.set(i64::from(l.load(Ordering::Acquire)));
+                m.pools.set(pools_ctx.polled_pools() as i64);
                 if known.load(Ordering::Acquire) && !r.swap(true, Ordering::AcqRel) {
                     info!("ready");
                 }

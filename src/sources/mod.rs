@@ -14,6 +14,7 @@
 //! built source (to authenticate); no error, `Debug` output or
 //! [`MetricSource::describe`] text contains them.
 
+pub mod policy;
 mod prometheus;
 mod redis;
 
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{SecretKeyRef, Trigger};
+use policy::EndpointPolicy;
 
 /// What [`MetricSource::read`] returns.
 pub type ReadFuture<'a> = Pin<Box<dyn Future<Output = Result<f64, SourceError>> + Send + 'a>>;
@@ -68,11 +70,14 @@ pub enum SourceError {
     /// The trigger cannot be built: an unusable URL, CA bundle, header.
     #[error("{0}")]
     Config(String),
+    /// The endpoint policy refuses the host (no connection was made).
+    #[error("{0}")]
+    NotAllowed(String),
 }
 
 impl SourceError {
     /// Every value [`SourceError::metric_label`] can return.
-    pub const METRIC_LABELS: [&'static str; 7] = [
+    pub const METRIC_LABELS: [&'static str; 8] = [
         "timeout",
         "connection",
         "not_found",
@@ -80,6 +85,7 @@ impl SourceError {
         "auth",
         "secret_missing",
         "config",
+        "not_allowed",
     ];
 
     /// The `reason` label of `workerpool_trigger_errors_total`.
@@ -92,6 +98,7 @@ impl SourceError {
             SourceError::Auth(_) => "auth",
             SourceError::SecretMissing { .. } => "secret_missing",
             SourceError::Config(_) => "config",
+            SourceError::NotAllowed(_) => "not_allowed",
         }
     }
 }
@@ -150,6 +157,7 @@ pub struct Sources {
 struct Shared {
     redis: redis::Endpoints,
     http: prometheus::HttpClient,
+    policy: EndpointPolicy,
 }
 
 impl Default for Sources {
@@ -179,14 +187,36 @@ type Builder = fn(
 const REGISTRY: &[Builder] = &[redis::build, prometheus::build];
 
 impl Sources {
+    /// Sources under the open endpoint policy (`Any` + the built-in deny list).
     pub fn new() -> Self {
+        Self::with_policy(EndpointPolicy::open())
+    }
+
+    /// Sources whose every connection `policy` allows first.
+    pub fn with_policy(policy: EndpointPolicy) -> Self {
         install_crypto_provider();
         Sources {
             inner: Arc::new(Shared {
                 redis: redis::Endpoints::default(),
-                http: prometheus::HttpClient::default(),
+                http: prometheus::HttpClient::new(policy.clone()),
+                policy,
             }),
         }
+    }
+
+    /// [`Sources::build`] for a pool of `namespace`: the hosts the trigger
+    /// names are checked against the endpoint policy first.
+    pub fn build_in(
+        &self,
+        namespace: &str,
+        trigger: &Trigger,
+        secrets: &dyn SecretLookup,
+        timeout: Duration,
+    ) -> Result<Arc<dyn MetricSource>, SourceError> {
+        for (field, host) in policy::written_hosts(trigger)? {
+            self.inner.policy.check_written(namespace, field, &host)?;
+        }
+        self.build(trigger, secrets, timeout)
     }
 
     /// Builds the source for a trigger. Synchronous and cheap: connections
@@ -299,33 +329,7 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
-/// Joins lines, so an error is one line in status and logs.
-fn one_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for (i, line) in s
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .enumerate()
-    {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(line);
-    }
-    out
-}
-
-/// Cuts a text to `max` characters (for server answers quoted in errors).
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() > max {
-        let mut t: String = s.chars().take(max).collect();
-        t.push_str("...");
-        t
-    } else {
-        s.to_string()
-    }
-}
+pub(crate) use crate::text::{one_line, truncate};
 
 /// Runs a read with the source's timeout.
 async fn with_timeout<F>(target: &str, after: Duration, read: F) -> Result<f64, SourceError>

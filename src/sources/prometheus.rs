@@ -19,6 +19,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use serde::Deserialize;
 
+use super::policy::EndpointPolicy;
 use super::{
     secret_text, truncate, with_timeout, MetricSource, ReadFuture, Redactor, SecretLookup,
     SourceError, Sources,
@@ -29,13 +30,22 @@ use crate::api::{OnEmpty, PrometheusTrigger, SecretKeyRef, Trigger};
 pub const MAX_BODY: usize = 1024 * 1024;
 
 /// The shared HTTP client, made on first use: building one can fail (TLS
-/// setup), and `Sources::new` must not.
-#[derive(Default)]
+/// setup), and `Sources::new` must not. It follows no redirect (a redirect
+/// could lead anywhere the policy refuses) and resolves names through the
+/// endpoint policy, so an address it refuses is never connected to.
 pub(super) struct HttpClient {
     client: OnceLock<Result<reqwest::Client, String>>,
+    policy: EndpointPolicy,
 }
 
 impl HttpClient {
+    pub(super) fn new(policy: EndpointPolicy) -> Self {
+        HttpClient {
+            client: OnceLock::new(),
+            policy,
+        }
+    }
+
     fn get(&self) -> Result<reqwest::Client, SourceError> {
         self.client
             .get_or_init(|| {
@@ -43,11 +53,33 @@ impl HttpClient {
                     .user_agent(concat!("workerpool-operator/", env!("CARGO_PKG_VERSION")))
                     .pool_idle_timeout(Duration::from_secs(90))
                     .connect_timeout(Duration::from_secs(5))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .dns_resolver(Arc::new(PolicyResolver(self.policy.clone())))
                     .build()
                     .map_err(|e| e.to_string())
             })
             .clone()
             .map_err(|e| SourceError::Config(format!("cannot set up the HTTP client: {e}")))
+    }
+}
+
+/// Resolves a name, then refuses it when any of its addresses is refused
+/// by the endpoint policy.
+struct PolicyResolver(EndpointPolicy);
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            for a in &addrs {
+                policy.check_address("prometheus.url", &host, a.ip())?;
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
     }
 }
 
@@ -187,6 +219,7 @@ impl PrometheusSource {
         };
         let mut resp = req.send().await.map_err(|e| self.http_error(what, e))?;
         let status = resp.status();
+        let resp_meta = (status, content_type(resp.headers()));
         if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
             return Err(too_large(what));
         }
@@ -198,24 +231,13 @@ impl PrometheusSource {
             body.extend_from_slice(&chunk);
         }
         let parsed: Option<ApiResponse> = serde_json::from_slice(&body).ok();
-        let prom_error = parsed.as_ref().and_then(|r| {
-            (r.status != "success").then(|| {
-                let kind = r.error_type.as_deref().unwrap_or("error");
-                let text = r.error.as_deref().unwrap_or("no error text");
-                format!("Prometheus error ({kind}): {}", self.redact.clean(text))
-            })
-        });
+        let prom_error = parsed
+            .as_ref()
+            .and_then(|r| (r.status != "success").then(|| prometheus_error(r)));
+        let answer = Answer::of(&resp_meta, body.len());
         if !status.is_success() {
-            let detail = prom_error.unwrap_or_else(|| {
-                let text = String::from_utf8_lossy(&body);
-                let text = self.redact.clean(&text);
-                if text.is_empty() {
-                    "empty body".to_string()
-                } else {
-                    truncate(&text, 200)
-                }
-            });
-            let msg = format!("{what}: HTTP {status}: {detail}");
+            let detail = prom_error.unwrap_or_else(|| answer.to_string());
+            let msg = format!("{what}: HTTP {}: {detail}", status.as_u16());
             return Err(match status.as_u16() {
                 401 | 403 => SourceError::Auth(msg),
                 // Prometheus answers a bad query with 400/422 and JSON;
@@ -229,8 +251,7 @@ impl PrometheusSource {
         }
         let Some(resp) = parsed else {
             return Err(SourceError::BadResult(format!(
-                "{what}: the answer is not Prometheus API JSON: {}",
-                truncate(&self.redact.clean(&String::from_utf8_lossy(&body)), 200)
+                "{what}: the answer is not Prometheus API JSON ({answer})"
             )));
         };
         let Some(data) = resp.data else {
@@ -242,6 +263,9 @@ impl PrometheusSource {
     }
 
     fn http_error(&self, what: &str, e: reqwest::Error) -> SourceError {
+        if let Some(refused) = policy_refusal(&e) {
+            return refused;
+        }
         let timeout = e.is_timeout();
         let text = self.redact.clean(&error_chain(&e.without_url()));
         if timeout {
@@ -272,11 +296,99 @@ impl MetricSource for PrometheusSource {
     }
 }
 
+/// What kind of answer came back, for an error: never its bytes, which
+/// could be anything the URL's owner serves (credentials included).
+struct Answer {
+    status: u16,
+    content_type: String,
+    size: usize,
+}
+
+impl Answer {
+    fn of(meta: &(reqwest::StatusCode, String), size: usize) -> Self {
+        Answer {
+            status: meta.0.as_u16(),
+            content_type: meta.1.clone(),
+            size,
+        }
+    }
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "HTTP {}, content type {}, {} bytes; expected Prometheus API JSON",
+            self.status, self.content_type, self.size
+        )
+    }
+}
+
+/// The media type of a response, only if it is a plain token (`text/html`):
+/// a header is the server's bytes too.
+fn content_type(headers: &reqwest::header::HeaderMap) -> String {
+    let value = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = value.split(';').next().unwrap_or("").trim();
+    let plain = !media.is_empty()
+        && media.len() <= 64
+        && media
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/.+-_".contains(&b));
+    if plain {
+        media.to_ascii_lowercase()
+    } else {
+        "(none or not shown)".into()
+    }
+}
+
+/// Prometheus's own error kinds (`errorType`); its error text is the
+/// server's bytes and is not shown: run the query in Prometheus's UI to
+/// see it.
+const ERROR_TYPES: &[&str] = &[
+    "bad_data",
+    "execution",
+    "timeout",
+    "canceled",
+    "internal",
+    "unavailable",
+    "not_found",
+    "not_acceptable",
+];
+
+fn prometheus_error(r: &ApiResponse) -> String {
+    let kind = r
+        .error_type
+        .as_deref()
+        .filter(|k| ERROR_TYPES.contains(k))
+        .unwrap_or("unknown");
+    let hint = if kind == "bad_data" {
+        "the query is not valid PromQL (run it in Prometheus's UI to see where)"
+    } else {
+        "run the query in Prometheus's UI to see the message"
+    };
+    format!("Prometheus refused the query (errorType {kind}): {hint}")
+}
+
 fn too_large(what: &str) -> SourceError {
     SourceError::BadResult(format!(
         "{what}: the answer is larger than {} KiB; the query must return one number",
         MAX_BODY / 1024
     ))
+}
+
+/// The endpoint policy's refusal, when that is why a request failed.
+fn policy_refusal(e: &reqwest::Error) -> Option<SourceError> {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(refused @ SourceError::NotAllowed(_)) = cause.downcast_ref::<SourceError>() {
+            return Some(refused.clone());
+        }
+        source = cause.source();
+    }
+    None
 }
 
 /// An error and its causes on one line ("error sending request: connection refused").
@@ -342,8 +454,6 @@ struct ApiResponse {
     data: Option<QueryData>,
     #[serde(default, rename = "errorType")]
     error_type: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -383,20 +493,12 @@ fn one_number(data: &QueryData, on_empty: OnEmpty) -> Result<f64, String> {
                         Err("the sample has no value".into())
                     }
                 }
-                many => {
-                    let shown: Vec<String> = many
-                        .iter()
-                        .take(3)
-                        .map(|s| labels(s.get("metric")))
-                        .collect();
-                    Err(format!(
-                        "the query returned {} series ({}{}); it must return one: aggregate \
-                         them, e.g. sum(...) or max(...)",
-                        many.len(),
-                        shown.join(", "),
-                        if many.len() > 3 { ", ..." } else { "" }
-                    ))
-                }
+                // The series' labels are the server's bytes: not quoted.
+                many => Err(format!(
+                    "the query returned {} series; it must return one: aggregate \
+                     them, e.g. sum(...) or max(...)",
+                    many.len(),
+                )),
             }
         }
         "matrix" => Err(
@@ -405,7 +507,7 @@ fn one_number(data: &QueryData, on_empty: OnEmpty) -> Result<f64, String> {
                 .into(),
         ),
         "string" => Err("the query returned a string, not a number".into()),
-        other => Err(format!("unknown result type {:?}", truncate(other, 20))),
+        _ => Err("the result has a type that is not scalar, vector, matrix or string".into()),
     }
 }
 
@@ -422,7 +524,7 @@ fn sample_value(v: &serde_json::Value) -> Result<f64, String> {
         "-Inf" => f64::NEG_INFINITY,
         t => t
             .parse()
-            .map_err(|_| format!("the value {:?} is not a number", truncate(t, 40)))?,
+            .map_err(|_| "the sample's value is not a number".to_string())?,
     };
     if value.is_nan() {
         return Err("the query returned NaN (often 0/0: a ratio over no data)".into());
@@ -433,15 +535,6 @@ fn sample_value(v: &serde_json::Value) -> Result<f64, String> {
         ));
     }
     Ok(value)
-}
-
-/// A series' labels as PromQL writes them: `{job="a", le="1"}`.
-fn labels(metric: Option<&serde_json::Value>) -> String {
-    let Some(map) = metric.and_then(|m| m.as_object()) else {
-        return "{}".into();
-    };
-    let inner: Vec<String> = map.iter().map(|(k, v)| format!("{k}={}", v)).collect();
-    truncate(&format!("{{{}}}", inner.join(", ")), 120)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use workerpool_operator::sources::policy::EndpointPolicy;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
@@ -22,11 +23,11 @@ pub struct Cluster {
     pub ns: String,
 }
 
-/// The operator's settings in tests: production resync, a short retry.
+/// The operator's settings in tests: production resync and Secret refresh.
 pub fn test_settings() -> Settings {
     Settings {
         status_resync: Duration::from_secs(30),
-        retry_delay: Duration::from_secs(2),
+        secret_refresh: Duration::from_secs(60),
     }
 }
 
@@ -166,6 +167,7 @@ impl Cluster {
             concurrency: 64,
             settings: test_settings(),
             instance: Some("test".into()),
+            endpoints: EndpointPolicy::open(),
         };
         Operator::start(self.emu.client().unwrap(), cfg)
             .await
@@ -331,6 +333,7 @@ impl Cluster {
             concurrency: 64,
             settings,
             instance: Some("test".into()),
+            endpoints: EndpointPolicy::open(),
         };
         Operator::start(client, cfg).await.expect("start operator")
     }

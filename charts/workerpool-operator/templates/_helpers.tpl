@@ -80,10 +80,10 @@ when they differ.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["list", "watch"]
-# Secrets named by triggers (Redis/Prometheus credentials).
+# Secrets named by triggers (Redis/Prometheus credentials): read by name only.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get"]
 # An Event for every scale and every new failure.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

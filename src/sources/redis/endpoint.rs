@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::batch::{Batcher, Commands, Replies, RoundTrips};
 use super::errors::*;
 use super::settings::ConnectionSettings;
+use crate::sources::policy::EndpointPolicy;
 use crate::sources::{Redactor, SourceError};
 
 /// One Redis endpoint and its (lazily made) shared connection.
@@ -29,6 +30,10 @@ pub(super) struct Endpoint {
     /// Sends the reads queued together as one pipeline.
     batcher: Batcher,
     trips: Arc<RoundTrips>,
+    /// Checked against every address the host resolves to, before connecting.
+    policy: EndpointPolicy,
+    host: String,
+    port: u16,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -70,6 +75,7 @@ impl Endpoint {
     pub(super) fn new(
         settings: ConnectionSettings,
         all_round_trips: Arc<AtomicU64>,
+        policy: EndpointPolicy,
     ) -> Result<Endpoint, SourceError> {
         let k = &settings.key;
         let mut info = settings
@@ -115,6 +121,9 @@ impl Endpoint {
             redact,
             batcher: Batcher::new(trips.clone()),
             trips,
+            policy,
+            host: settings.host.clone(),
+            port: settings.port,
         })
     }
 
@@ -261,7 +270,14 @@ impl Endpoint {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             // Each read has its own timeout; the connection must not add another.
             .set_response_timeout(None);
+        let (policy, host, port, display) = (
+            self.policy.clone(),
+            self.host.clone(),
+            self.port,
+            self.display.clone(),
+        );
         let task = tokio::spawn(async move {
+            check_resolved(&policy, &display, &host, port).await?;
             client
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
@@ -380,4 +396,26 @@ impl ConnectionLike for Counted<'_> {
     fn get_db(&self) -> i64 {
         self.conn.get_db()
     }
+}
+
+/// The endpoint policy's check of every address `host` resolves to, made
+/// before each connection (names are resolved again by the connect itself;
+/// a name whose answer changes in between is the one gap, and the reason
+/// the policy also matches names).
+async fn check_resolved(
+    policy: &EndpointPolicy,
+    what: &str,
+    host: &str,
+    port: u16,
+) -> Result<(), SourceError> {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(()); // an address as written was checked when the source was built
+    }
+    let addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| SourceError::Connection(format!("{what}: cannot resolve {host}: {e}")))?;
+    for a in addrs {
+        policy.check_address(what, host, a.ip())?;
+    }
+    Ok(())
 }

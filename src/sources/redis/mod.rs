@@ -56,6 +56,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use super::policy::EndpointPolicy;
 use super::{MetricSource, SecretLookup, SourceError, Sources};
 use crate::api::{RedisTrigger, Trigger};
 use endpoint::Endpoint;
@@ -78,7 +79,7 @@ fn build_redis(
     secrets: &dyn SecretLookup,
     timeout: Duration,
 ) -> Result<Arc<dyn MetricSource>, SourceError> {
-    let endpoint = sources.inner.redis.get(r, secrets)?;
+    let endpoint = sources.inner.redis.get(r, secrets, &sources.inner.policy)?;
     if let Some(c) = &r.celery {
         return Ok(Arc::new(celery::CelerySource::new(
             endpoint,
@@ -105,6 +106,7 @@ impl Endpoints {
         &self,
         r: &RedisTrigger,
         secrets: &dyn SecretLookup,
+        policy: &EndpointPolicy,
     ) -> Result<Arc<Endpoint>, SourceError> {
         let settings = ConnectionSettings::resolve(r, secrets)?;
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
@@ -113,7 +115,11 @@ impl Endpoints {
         }
         map.retain(|_, w| w.strong_count() > 0);
         let key = settings.key.clone();
-        let ep = Arc::new(Endpoint::new(settings, self.round_trips.clone())?);
+        let ep = Arc::new(Endpoint::new(
+            settings,
+            self.round_trips.clone(),
+            policy.clone(),
+        )?);
         map.insert(key, Arc::downgrade(&ep));
         Ok(ep)
     }

@@ -38,6 +38,9 @@ pub(super) struct ConnectionSettings {
     /// The URL handed to the redis crate: credentials removed (they are set
     /// separately), `#insecure` added for insecureSkipVerify.
     pub(super) url: String,
+    /// Where it connects, for the endpoint policy's check of resolved addresses.
+    pub(super) host: String,
+    pub(super) port: u16,
 }
 
 impl ConnectionSettings {
@@ -122,6 +125,11 @@ impl ConnectionSettings {
                 ca,
             },
             url: url.to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
         })
     }
 }
