@@ -172,9 +172,14 @@ fn fallback_replicas(f: &Object, behavior: &str, replicas: Option<i64>, w: &mut 
             Ok(replicas)
         }
         "currentReplicasIfHigher" => Ok(replicas),
-        "currentReplicas" => Ok(None),
+        "currentReplicas" => {
+            if replicas.is_some() {
+                w.add(f.path("replicas"), "not used with behavior currentReplicas (nor by KEDA): the pool holds its current count");
+            }
+            Ok(None)
+        }
         "currentReplicasIfLower" => {
-            w.add(at, "currentReplicasIfLower has no equivalent: a WorkerPool never scales down on failed reads; it holds the current count");
+            w.add(at, "currentReplicasIfLower has no equivalent: a WorkerPool never scales down on failed reads; it holds the current count (fallback.replicas is not used)");
             Ok(None)
         }
         "scalingModifiers" => {

@@ -57,7 +57,7 @@ fn classify(input: &mut Input, doc: usize, value: Value) -> Result<(), ConvertEr
             Err(ConvertError::NotScaledObject {
                 doc,
                 what,
-                why: format!("apiVersion {api} is not supported; only {KEDA_API} (KEDA 2.x)"),
+                why: format!("apiVersion {api} is not supported; convert reads {KEDA_API} (KEDA 2.x)"),
             })
         }
         "ScaledObject" if api == KEDA_API => {
@@ -71,12 +71,12 @@ fn classify(input: &mut Input, doc: usize, value: Value) -> Result<(), ConvertEr
         "ScaledJob" => Err(ConvertError::NotScaledObject {
             doc,
             what,
-            why: "a ScaledJob starts a Job per batch of work; a WorkerPool scales long-running workers (a Deployment or StatefulSet)".into(),
+            why: "not a ScaledObject: a ScaledJob starts a Job per batch of work; a WorkerPool scales long-running workers (a Deployment or StatefulSet)".into(),
         }),
         _ if keda || kind.is_empty() => Err(ConvertError::NotScaledObject {
             doc,
             what,
-            why: "convert reads keda.sh/v1alpha1 ScaledObjects (and the TriggerAuthentications they use)".into(),
+            why: "not a ScaledObject: convert reads keda.sh/v1alpha1 ScaledObjects (and the TriggerAuthentications they use)".into(),
         }),
         _ => {
             input.skipped.push(format!("document {doc}: {what}"));

@@ -12,11 +12,29 @@ use super::trigger::TriggerCtx;
 use super::warnings::{ConvertError, Warnings};
 use super::{prometheus, redis_lists, redis_streams};
 
+/// The KEDA trigger types with a WorkerPool source.
+pub const SUPPORTED: [&str; 7] = [
+    "redis",
+    "redis-sentinel",
+    "redis-cluster",
+    "redis-streams",
+    "redis-sentinel-streams",
+    "redis-cluster-streams",
+    "prometheus",
+];
+
 /// One converted trigger.
 pub fn convert(i: usize, value: Value, auth: &AuthIndex, namespace: Option<&str>, w: &mut Warnings) -> Result<Value, ConvertError> {
     let at = format!("spec.triggers[{i}]");
     let mut obj = Object::new(Some(value), &at, w)?;
     let kind = obj.take_str("type", w)?.ok_or_else(|| w.invalid(obj.path("type"), "is required"))?;
+    if !SUPPORTED.contains(&kind.as_str()) {
+        return Err(ConvertError::UnsupportedTrigger {
+            object: w.object().to_string(),
+            field: obj.path("type"),
+            kind,
+        });
+    }
     let name = match obj.take_str("name", w)? {
         Some(n) => trigger_name(&n, &obj.path("name"), w),
         None => None,

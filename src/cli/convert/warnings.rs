@@ -71,7 +71,7 @@ pub enum ConvertError {
     #[error("document {doc}: invalid YAML: {message}")]
     Yaml { doc: usize, message: String },
     /// A document is a KEDA object that is not a ScaledObject (e.g. a ScaledJob).
-    #[error("document {doc}: {what} is not a ScaledObject: {why}")]
+    #[error("document {doc}: {what}: {why}")]
     NotScaledObject {
         doc: usize,
         what: String,
