@@ -374,6 +374,16 @@ async fn the_emulator_accepts_every_converted_pool_and_prints_its_mode() {
             .unwrap_or_else(|e| panic!("{file}: the API rejected the WorkerPool: {e}"));
         assert_eq!(created.data["spec"]["mode"], json!("Shadow"), "{file}");
     }
+    // The emulator does validate: the same pool with a bad target is refused.
+    let (file, pool) = &pools[0];
+    let mut bad = pool.clone();
+    bad["metadata"]["name"] = json!("refused");
+    bad["spec"]["triggers"][0]["targetPerReplica"] = json!(0);
+    let ns = bad["metadata"]["namespace"].as_str().unwrap_or("shop").to_string();
+    let obj: DynamicObject = serde_json::from_value(bad).unwrap();
+    let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), &ns, &resource);
+    let err = api.create(&PostParams::default(), &obj).await.unwrap_err();
+    assert!(err.to_string().contains("targetPerReplica"), "{file}: {err}");
     let table = table_of(&c.client, "shop").await;
     let columns: Vec<&str> = table["columnDefinitions"]
         .as_array()

@@ -148,16 +148,29 @@ fn trigger_list(spec: &mut Object, auth: &AuthIndex, namespace: Option<&str>, w:
     Ok(Value::Sequence(out))
 }
 
-/// Trigger names made valid may collide; a WorkerPool needs them unique.
+/// Trigger names made valid may collide, with each other or with the
+/// default name (`<type>-<index>`) of an unnamed trigger; a WorkerPool
+/// needs them unique.
 fn dedupe_names(triggers: &mut [Value], w: &mut Warnings) {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen: std::collections::HashSet<String> = triggers
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.get("name").is_none())
+        .map(|(i, t)| {
+            let kind = if t.get("prometheus").is_some() { "prometheus" } else { "redis" };
+            format!("{kind}-{i}")
+        })
+        .collect();
     for (i, t) in triggers.iter_mut().enumerate() {
         let Some(name) = t.get("name").and_then(Value::as_str).map(str::to_string) else {
             continue;
         };
         if !seen.insert(name.clone()) {
-            let unique = format!("{name}-{i}");
-            w.add(format!("spec.triggers[{i}].name"), format!("{name:?} is used by an earlier trigger; renamed to {unique:?}"));
+            let unique = (i..)
+                .map(|n| format!("{name}-{n}"))
+                .find(|u| !seen.contains(u))
+                .unwrap_or_default();
+            w.add(format!("spec.triggers[{i}].name"), format!("{name:?} is taken by another trigger (an earlier name, or the default name <type>-<index> of an unnamed one); renamed to {unique:?}"));
             if let Some(m) = t.as_mapping_mut() {
                 m.insert("name".into(), unique.clone().into());
             }
