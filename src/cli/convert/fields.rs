@@ -164,3 +164,34 @@ impl Object {
         (!self.map.is_empty()).then_some(Value::Mapping(self.map))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_numbers_and_lists_read_as_keda_reads_them() {
+        for t in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_go_bool(t), Some(true), "{t}");
+        }
+        for f in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_go_bool(f), Some(false), "{f}");
+        }
+        assert_eq!(parse_go_bool("yes"), None);
+        assert_eq!(comma_list(" a, b,,c "), vec!["a", "b", "c"]);
+        assert_eq!(number(5.0), Value::from(5));
+        assert_eq!(number(100.5), Value::from(100.5));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_field() {
+        let w = Warnings::new("ScaledObject shop/x");
+        let map: Mapping = serde_yaml::from_str("listLength: five\nenableTLS: maybe").unwrap();
+        let mut o = Object::new(Some(Value::Mapping(map)), "spec.triggers[0].metadata", &w).unwrap();
+        let e = o.take_i64("listLength", &w).unwrap_err().to_string();
+        assert!(e.contains("spec.triggers[0].metadata.listLength") && e.contains("five"), "{e}");
+        let e = o.take_bool("enableTLS", &w).unwrap_err().to_string();
+        assert!(e.contains("enableTLS"), "{e}");
+        assert!(o.leftovers().is_empty());
+    }
+}

@@ -89,3 +89,54 @@ fn read(file: &Path) -> Result<String, ConvertError> {
     }
     std::fs::read_to_string(file).map_err(|e| ConvertError::Read(format!("{}: {e}", file.display())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SO: &str = "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: w, namespace: shop}\nspec:\n  scaleTargetRef: {name: w}\n  triggers:\n";
+
+    fn run(triggers: &str) -> Result<Conversion, ConvertError> {
+        convert(&format!("{SO}{triggers}"), Mode::Shadow)
+    }
+
+    #[test]
+    fn unknown_metadata_is_a_warning_never_dropped() {
+        let c = run("  - type: redis\n    metadata: {address: 'r:6379', listName: q, listLenght: '7'}\n").unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("spec.triggers[0].metadata.listLenght"));
+        assert!(c.yaml.contains("targetPerReplica: 5\n"), "the default, not 7");
+    }
+
+    #[test]
+    fn invalid_keda_values_are_errors_naming_the_field() {
+        let cases = [
+            ("  - type: redis\n    metadata: {address: 'r:6379', listName: q, listLength: '0'}\n", "listLength"),
+            ("  - type: redis\n    metadata: {host: r, listName: q}\n", "metadata.port"),
+            ("  - type: redis\n    metadata: {hosts: 'a,b', ports: '1', listName: q}\n", "ports"),
+            ("  - type: redis-sentinel\n    metadata: {addresses: 'r:26379', listName: q}\n", "sentinelMaster"),
+            ("  - type: prometheus\n    metadata: {serverAddress: 'prom:9090', query: up, threshold: '1'}\n", "serverAddress"),
+            ("  - type: prometheus\n    metadata: {serverAddress: 'http://p', query: up, threshold: 'x'}\n", "threshold"),
+            ("  - type: redis\n    metadata: {address: 'r:6379', listName: q, enableTLS: 'true'}\n    authenticationRef: {name: a}\n", "authenticationRef"),
+        ];
+        for (triggers, field) in cases {
+            let result = run(triggers);
+            if field == "authenticationRef" {
+                let c = result.unwrap();
+                assert!(c.warnings.iter().any(|w| w.contains("not in the input")), "{:?}", c.warnings);
+                continue;
+            }
+            let e = result.unwrap_err().to_string();
+            assert!(e.contains(field), "{field}: {e}");
+            assert_eq!(e.lines().count(), 1);
+        }
+    }
+
+    #[test]
+    fn tls_in_both_places_is_refused_as_keda_does() {
+        let ta = "---\napiVersion: keda.sh/v1alpha1\nkind: TriggerAuthentication\nmetadata: {name: a, namespace: shop}\nspec:\n  secretTargetRef: [{parameter: tls, name: s, key: tls}]\n";
+        let so = format!("{SO}  - type: redis\n    metadata: {{address: 'r:6379', listName: q, enableTLS: 'true'}}\n    authenticationRef: {{name: a}}\n{ta}");
+        let e = convert(&so, Mode::Shadow).unwrap_err().to_string();
+        assert!(e.contains("parameter tls") && e.contains("both"), "{e}");
+    }
+}
