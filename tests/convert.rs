@@ -162,7 +162,11 @@ fn every_warning_and_error_names_the_object_and_field() {
                     || line.starts_with("error: ");
                 assert!(ok, "{}: {line}", input.display());
                 let parts = if line.starts_with("warning") { 3 } else { 2 };
-                assert!(line.split(": ").count() >= parts, "{}: {line}", input.display());
+                assert!(
+                    line.split(": ").count() >= parts,
+                    "{}: {line}",
+                    input.display()
+                );
             }
         }
     }
@@ -177,7 +181,10 @@ fn stdin_gives_the_same_output_as_the_file() {
     assert_eq!(from_stdin.status.code(), Some(0));
     assert_eq!(text(&from_stdin.stdout), text(&from_file.stdout));
     assert_eq!(text(&from_stdin.stderr), text(&from_file.stderr));
-    assert_eq!(text(&from_stdin.stdout).matches("kind: WorkerPool").count(), 2);
+    assert_eq!(
+        text(&from_stdin.stdout).matches("kind: WorkerPool").count(),
+        2
+    );
 }
 
 #[test]
@@ -212,11 +219,9 @@ fn unreadable_file_and_empty_input_exit_2() {
 /// TIGHTEN AFTER MERGE: once it does, the checks below stop substituting
 /// them and every converted pool is checked as it is printed.
 fn crd_knows_topologies() -> bool {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/workerpool.yaml"
-    ))
-    .unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workerpool.yaml"))
+            .unwrap();
     let crd: Value = serde_yaml::from_str(&text).unwrap();
     let redis = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
         ["properties"]["triggers"]["items"]["properties"]["redis"]["properties"];
@@ -246,7 +251,11 @@ fn check_topology_structure(file: &str, pool: &mut Value) -> Vec<String> {
         if substitute {
             redis.remove("sentinel");
             redis.remove("cluster");
-            let scheme = if redis.contains_key("tls") { "rediss" } else { "redis" };
+            let scheme = if redis.contains_key("tls") {
+                "rediss"
+            } else {
+                "redis"
+            };
             let url = format!("{scheme}://substituted.invalid:6379/0");
             redis.insert("url".into(), json!(url));
         }
@@ -256,14 +265,18 @@ fn check_topology_structure(file: &str, pool: &mut Value) -> Vec<String> {
 
 fn topology_problems(file: &str, topology: &Value) -> Vec<String> {
     let mut problems = vec![];
-    let addresses = topology["addresses"].as_array().cloned().unwrap_or_default();
+    let addresses = topology["addresses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if addresses.is_empty() || addresses.len() > 16 {
         problems.push(format!("{file}: addresses must hold 1..16 entries"));
     }
     for a in &addresses {
-        let ok = a.as_str().and_then(|s| s.rsplit_once(':')).is_some_and(|(h, p)| {
-            !h.is_empty() && p.parse::<u16>().is_ok()
-        });
+        let ok = a
+            .as_str()
+            .and_then(|s| s.rsplit_once(':'))
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
         if !ok {
             problems.push(format!("{file}: address {a} is not host:port"));
         }
@@ -284,7 +297,10 @@ fn topology_problems(file: &str, topology: &Value) -> Vec<String> {
         }
     }
     if topology.get("masterName").is_some() {
-        if !topology["masterName"].as_str().is_some_and(|m| !m.is_empty()) {
+        if !topology["masterName"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+        {
             problems.push(format!("{file}: masterName must be a non-empty string"));
         }
         if !topology["db"].as_u64().is_some() {
@@ -379,11 +395,17 @@ async fn the_emulator_accepts_every_converted_pool_and_prints_its_mode() {
     let mut bad = pool.clone();
     bad["metadata"]["name"] = json!("refused");
     bad["spec"]["triggers"][0]["targetPerReplica"] = json!(0);
-    let ns = bad["metadata"]["namespace"].as_str().unwrap_or("shop").to_string();
+    let ns = bad["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("shop")
+        .to_string();
     let obj: DynamicObject = serde_json::from_value(bad).unwrap();
     let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), &ns, &resource);
     let err = api.create(&PostParams::default(), &obj).await.unwrap_err();
-    assert!(err.to_string().contains("targetPerReplica"), "{file}: {err}");
+    assert!(
+        err.to_string().contains("targetPerReplica"),
+        "{file}: {err}"
+    );
     let table = table_of(&c.client, "shop").await;
     let columns: Vec<&str> = table["columnDefinitions"]
         .as_array()
@@ -391,7 +413,10 @@ async fn the_emulator_accepts_every_converted_pool_and_prints_its_mode() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    let mode = columns.iter().position(|n| *n == "Mode").expect("a Mode column");
+    let mode = columns
+        .iter()
+        .position(|n| *n == "Mode")
+        .expect("a Mode column");
     let rows = table["rows"].as_array().unwrap();
     assert!(rows.len() >= 10, "shop holds most of the corpus");
     for row in rows {
@@ -421,58 +446,137 @@ const SCALER_FIELDS: &[(&str, &[&str])] = &[
     (
         "redis",
         &[
-            "address", "addressFromEnv", "host", "hostFromEnv", "port", "portFromEnv",
-            "username", "usernameFromEnv", "password", "passwordFromEnv", "listName",
-            "listLength", "activationListLength", "databaseIndex", "enableTLS", "unsafeSsl",
+            "address",
+            "addressFromEnv",
+            "host",
+            "hostFromEnv",
+            "port",
+            "portFromEnv",
+            "username",
+            "usernameFromEnv",
+            "password",
+            "passwordFromEnv",
+            "listName",
+            "listLength",
+            "activationListLength",
+            "databaseIndex",
+            "enableTLS",
+            "unsafeSsl",
         ],
     ),
     (
         "redis-sentinel",
         &[
-            "addresses", "addressesFromEnv", "hosts", "ports", "sentinelMaster",
-            "sentinelMasterFromEnv", "sentinelUsernameFromEnv", "sentinelPasswordFromEnv",
-            "databaseIndex", "enableTLS", "listName", "listLength", "activationListLength",
+            "addresses",
+            "addressesFromEnv",
+            "hosts",
+            "ports",
+            "sentinelMaster",
+            "sentinelMasterFromEnv",
+            "sentinelUsernameFromEnv",
+            "sentinelPasswordFromEnv",
+            "databaseIndex",
+            "enableTLS",
+            "listName",
+            "listLength",
+            "activationListLength",
         ],
     ),
     (
         "redis-cluster",
         &[
-            "addresses", "hosts", "ports", "usernameFromEnv", "passwordFromEnv", "enableTLS",
-            "unsafeSsl", "listName", "listLength", "activationListLength",
+            "addresses",
+            "hosts",
+            "ports",
+            "usernameFromEnv",
+            "passwordFromEnv",
+            "enableTLS",
+            "unsafeSsl",
+            "listName",
+            "listLength",
+            "activationListLength",
         ],
     ),
     (
         "redis-streams",
         &[
-            "address", "host", "port", "stream", "consumerGroup", "pendingEntriesCount",
-            "streamLength", "lagCount", "activationLagCount", "databaseIndex", "enableTLS",
+            "address",
+            "host",
+            "port",
+            "stream",
+            "consumerGroup",
+            "pendingEntriesCount",
+            "streamLength",
+            "lagCount",
+            "activationLagCount",
+            "databaseIndex",
+            "enableTLS",
         ],
     ),
     (
         "prometheus",
         &[
-            "serverAddress", "query", "queryParameters", "threshold", "activationThreshold",
-            "namespace", "customHeaders", "ignoreNullValues", "unsafeSsl", "timeout",
-            "awsRegion", "identityOwner", "authModes",
+            "serverAddress",
+            "query",
+            "queryParameters",
+            "threshold",
+            "activationThreshold",
+            "namespace",
+            "customHeaders",
+            "ignoreNullValues",
+            "unsafeSsl",
+            "timeout",
+            "awsRegion",
+            "identityOwner",
+            "authModes",
         ],
     ),
 ];
 
 /// TriggerAuthentication parameters and ScaledObject fields.
 const OTHER_FIELDS: &[&str] = &[
-    "parameter: tls", "parameter: ca", "parameter: cert", "parameter: key",
-    "parameter: keyPassword", "parameter: bearerToken", "parameter: sentinelUsername",
-    "parameter: sentinelPassword", "parameter: customAuthHeader", "parameter: customAuthValue",
-    "parameter: address", "env:", "podIdentity:", "kind: ClusterTriggerAuthentication",
-    "envSourceContainerName:", "pollingInterval:", "cooldownPeriod:", "initialCooldownPeriod:",
-    "idleReplicaCount:", "minReplicaCount:", "maxReplicaCount:", "fallback:", "behavior: static",
-    "behavior: currentReplicas\n", "behavior: currentReplicasIfHigher",
-    "behavior: currentReplicasIfLower", "restoreToOriginalReplicaCount:",
-    "horizontalPodAutoscalerConfig:", "stabilizationWindowSeconds:", "selectPolicy:",
-    "periodSeconds:", "tolerance:", "scalingModifiers:", "formula:", "activationTarget:",
-    "metricType: Value", "useCachedMetrics:", "autoscaling.keda.sh/paused:",
-    "autoscaling.keda.sh/paused-replicas:", "autoscaling.keda.sh/paused-scale-in:",
-    "autoscaling.keda.sh/paused-scale-out:", "autoscaling.keda.sh/force-activation:",
+    "parameter: tls",
+    "parameter: ca",
+    "parameter: cert",
+    "parameter: key",
+    "parameter: keyPassword",
+    "parameter: bearerToken",
+    "parameter: sentinelUsername",
+    "parameter: sentinelPassword",
+    "parameter: customAuthHeader",
+    "parameter: customAuthValue",
+    "parameter: address",
+    "env:",
+    "podIdentity:",
+    "kind: ClusterTriggerAuthentication",
+    "envSourceContainerName:",
+    "pollingInterval:",
+    "cooldownPeriod:",
+    "initialCooldownPeriod:",
+    "idleReplicaCount:",
+    "minReplicaCount:",
+    "maxReplicaCount:",
+    "fallback:",
+    "behavior: static",
+    "behavior: currentReplicas\n",
+    "behavior: currentReplicasIfHigher",
+    "behavior: currentReplicasIfLower",
+    "restoreToOriginalReplicaCount:",
+    "horizontalPodAutoscalerConfig:",
+    "stabilizationWindowSeconds:",
+    "selectPolicy:",
+    "periodSeconds:",
+    "tolerance:",
+    "scalingModifiers:",
+    "formula:",
+    "activationTarget:",
+    "metricType: Value",
+    "useCachedMetrics:",
+    "autoscaling.keda.sh/paused:",
+    "autoscaling.keda.sh/paused-replicas:",
+    "autoscaling.keda.sh/paused-scale-in:",
+    "autoscaling.keda.sh/paused-scale-out:",
+    "autoscaling.keda.sh/force-activation:",
 ];
 
 #[test]
@@ -491,7 +595,12 @@ fn corpus_uses_every_field_of_each_scaler() {
                 }
                 .to_string();
                 let keys = by_type.entry(kind).or_default();
-                for k in trig["metadata"].as_object().into_iter().flatten().map(|(k, _)| k) {
+                for k in trig["metadata"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
                     keys.push_str(&format!("[{k}]"));
                 }
             }
@@ -512,4 +621,27 @@ fn corpus_uses_every_field_of_each_scaler() {
         }
     }
     assert!(missing.is_empty(), "not in the corpus: {missing:?}");
+}
+
+#[test]
+fn readme_side_by_side_is_the_corpus_case_verbatim() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## Coming from KEDA")
+        .nth(1)
+        .expect("README has a Coming from KEDA section");
+    let input = corpus_dir().join("37-readme-example.yaml");
+    for (file, fence) in [
+        (input.clone(), "```yaml\n"),
+        (sibling(&input, ".out.yaml"), "```yaml\n"),
+        (sibling(&input, ".warnings"), "```\n"),
+    ] {
+        let body = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            section.contains(&format!("{fence}{body}```")),
+            "README's Coming from KEDA section does not show {} verbatim",
+            file.display()
+        );
+    }
 }

@@ -12,7 +12,10 @@ pub fn advanced(spec: &mut Object, w: &mut Warnings) -> Result<Mapping, ConvertE
     let mut advanced = spec.child("advanced", w)?;
     let mut hpa = advanced.child("horizontalPodAutoscalerConfig", w)?;
     if hpa.take("name").is_some() {
-        w.add(hpa.path("name"), "no equivalent: a WorkerPool scales the target itself and creates no HPA; ignored");
+        w.add(
+            hpa.path("name"),
+            "no equivalent: a WorkerPool scales the target itself and creates no HPA; ignored",
+        );
     }
     let mut behavior = hpa.child("behavior", w)?;
     let mut out = Mapping::new();
@@ -20,7 +23,9 @@ pub fn advanced(spec: &mut Object, w: &mut Warnings) -> Result<Mapping, ConvertE
     for dir in ["scaleUp", "scaleDown"] {
         let mut rules = behavior.child(dir, w)?;
         if let Some(t) = rules.take_str("tolerance", w)? {
-            let x = quantity(&t).ok_or_else(|| w.invalid(rules.path("tolerance"), format!("not a quantity: {t:?}")))?;
+            let x = quantity(&t).ok_or_else(|| {
+                w.invalid(rules.path("tolerance"), format!("not a quantity: {t:?}"))
+            })?;
             tolerances.push((rules.path("tolerance"), x));
         }
         if let Some(r) = scaling_rules(&mut rules, w)? {
@@ -45,19 +50,27 @@ fn scaling_rules(rules: &mut Object, w: &Warnings) -> Result<Option<Mapping>, Co
     let mut out = Mapping::new();
     if let Some(s) = rules.take_i64("stabilizationWindowSeconds", w)? {
         if !(0..=3600).contains(&s) {
-            return Err(w.invalid(rules.path("stabilizationWindowSeconds"), format!("must be in 0..3600, got {s}")));
+            return Err(w.invalid(
+                rules.path("stabilizationWindowSeconds"),
+                format!("must be in 0..3600, got {s}"),
+            ));
         }
         out.insert("stabilizationWindowSeconds".into(), s.into());
     }
     if let Some(p) = rules.take_str("selectPolicy", w)? {
         if !matches!(p.as_str(), "Max" | "Min" | "Disabled") {
-            return Err(w.invalid(rules.path("selectPolicy"), format!("must be Max, Min or Disabled, got {p:?}")));
+            return Err(w.invalid(
+                rules.path("selectPolicy"),
+                format!("must be Max, Min or Disabled, got {p:?}"),
+            ));
         }
         out.insert("selectPolicy".into(), p.into());
     }
     if let Some(list) = rules.take("policies") {
         let at = rules.path("policies");
-        let items = list.as_sequence().ok_or_else(|| w.invalid(&at, "must be a list"))?;
+        let items = list
+            .as_sequence()
+            .ok_or_else(|| w.invalid(&at, "must be a list"))?;
         let mut policies = Vec::new();
         for (j, item) in items.iter().enumerate() {
             policies.push(policy(item.clone(), &format!("{at}[{j}]"), w)?);
@@ -71,7 +84,10 @@ fn policy(item: Value, at: &str, w: &Warnings) -> Result<Value, ConvertError> {
     let mut p = Object::new(Some(item), at, w)?;
     let kind = p.take_str("type", w)?.unwrap_or_default();
     if !matches!(kind.as_str(), "Pods" | "Percent") {
-        return Err(w.invalid(p.path("type"), format!("must be Pods or Percent, got {kind:?}")));
+        return Err(w.invalid(
+            p.path("type"),
+            format!("must be Pods or Percent, got {kind:?}"),
+        ));
     }
     let value = p.take_i64("value", w)?.unwrap_or(0);
     if value < 1 {
@@ -79,24 +95,42 @@ fn policy(item: Value, at: &str, w: &Warnings) -> Result<Value, ConvertError> {
     }
     let period = p.take_i64("periodSeconds", w)?.unwrap_or(0);
     if !(1..=1800).contains(&period) {
-        return Err(w.invalid(p.path("periodSeconds"), format!("must be in 1..1800, got {period}")));
+        return Err(w.invalid(
+            p.path("periodSeconds"),
+            format!("must be in 1..1800, got {period}"),
+        ));
     }
     if let Some(extra) = p.leftovers().first() {
         return Err(w.invalid(extra, "not a field of an HPA scaling policy"));
     }
-    Ok(mapping([("type", kind.into()), ("value", value.into()), ("periodSeconds", period.into())]))
+    Ok(mapping([
+        ("type", kind.into()),
+        ("value", value.into()),
+        ("periodSeconds", period.into()),
+    ]))
 }
 
 /// HPA's per-direction tolerance; a WorkerPool has one for both directions.
 fn tolerance(found: Vec<(String, f64)>, w: &mut Warnings) -> Option<f64> {
-    let smallest = found.iter().map(|(_, x)| *x).fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x))))?;
+    let smallest = found
+        .iter()
+        .map(|(_, x)| *x)
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x))))?;
     let same = found.iter().all(|(_, x)| *x == smallest);
     if found.len() == 1 || !same {
         let (field, _) = &found[0];
-        w.add(field.clone(), format!("a WorkerPool has one tolerance for both directions: behavior.tolerance {smallest}"));
+        w.add(
+            field.clone(),
+            format!(
+                "a WorkerPool has one tolerance for both directions: behavior.tolerance {smallest}"
+            ),
+        );
     }
     if !(0.0..1.0).contains(&smallest) {
-        w.add(found[0].0.clone(), format!("tolerance {smallest} is outside [0, 1); the default 0.1 applies"));
+        w.add(
+            found[0].0.clone(),
+            format!("tolerance {smallest} is outside [0, 1); the default 0.1 applies"),
+        );
         return None;
     }
     Some(smallest)
@@ -140,12 +174,17 @@ pub fn fallback(spec: &mut Object, w: &mut Warnings) -> Result<Option<Value>, Co
     let mut f = spec.child("fallback", w)?;
     let threshold = f.take_i64("failureThreshold", w)?.unwrap_or(3);
     let replicas = f.take_i64("replicas", w)?;
-    let behavior = f.take_str("behavior", w)?.unwrap_or_else(|| "static".into());
+    let behavior = f
+        .take_str("behavior", w)?
+        .unwrap_or_else(|| "static".into());
     let threshold = if (1..=1000).contains(&threshold) {
         threshold
     } else {
         let clamped = threshold.clamp(1, 1000);
-        w.add(f.path("failureThreshold"), format!("{threshold} is outside 1..1000; set to {clamped}"));
+        w.add(
+            f.path("failureThreshold"),
+            format!("{threshold} is outside 1..1000; set to {clamped}"),
+        );
         clamped
     };
     let replicas = fallback_replicas(&f, &behavior, replicas, w)?;
@@ -158,7 +197,12 @@ pub fn fallback(spec: &mut Object, w: &mut Warnings) -> Result<Option<Value>, Co
     Ok(Some(Value::Mapping(out)))
 }
 
-fn fallback_replicas(f: &Object, behavior: &str, replicas: Option<i64>, w: &mut Warnings) -> Result<Option<i64>, ConvertError> {
+fn fallback_replicas(
+    f: &Object,
+    behavior: &str,
+    replicas: Option<i64>,
+    w: &mut Warnings,
+) -> Result<Option<i64>, ConvertError> {
     let at = f.path("behavior");
     let replicas = match replicas {
         Some(r) if !(0..=i64::from(i32::MAX)).contains(&r) => {

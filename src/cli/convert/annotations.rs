@@ -33,7 +33,9 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// The WorkerPool's metadata and the pause the annotations ask for.
 pub fn metadata(mut meta: Object, w: &mut Warnings) -> Result<(Mapping, Pause), ConvertError> {
     let mut out = Mapping::new();
-    let name = meta.take_str("name", w)?.ok_or_else(|| w.invalid("metadata.name", "is required"))?;
+    let name = meta
+        .take_str("name", w)?
+        .ok_or_else(|| w.invalid("metadata.name", "is required"))?;
     out.insert("name".into(), name.into());
     if let Some(ns) = meta.take_str("namespace", w)? {
         out.insert("namespace".into(), ns.into());
@@ -41,20 +43,30 @@ pub fn metadata(mut meta: Object, w: &mut Warnings) -> Result<(Mapping, Pause), 
     if let Some(labels) = meta.take("labels") {
         out.insert("labels".into(), labels);
     }
-    let mut server_set: Vec<String> = SERVER_SET.iter().filter(|k| meta.take(k).is_some()).map(|k| format!("metadata.{k}")).collect();
+    let mut server_set: Vec<String> = SERVER_SET
+        .iter()
+        .filter(|k| meta.take(k).is_some())
+        .map(|k| format!("metadata.{k}"))
+        .collect();
     let mut annotations = meta.child("annotations", w)?;
     if annotations.take(LAST_APPLIED).is_some() {
         server_set.push(format!("metadata.annotations.{LAST_APPLIED}"));
     }
     if !server_set.is_empty() {
-        w.add(server_set.join(", "), "state of the existing ScaledObject, not carried over");
+        w.add(
+            server_set.join(", "),
+            "state of the existing ScaledObject, not carried over",
+        );
     }
     let pause = pause(&mut annotations, w)?;
     let kept = keep_annotations(annotations, w);
     if !kept.is_empty() {
         out.insert("annotations".into(), Value::Mapping(kept));
     }
-    meta.warn_leftovers(w, "not carried over (set it on the WorkerPool by hand if it matters)");
+    meta.warn_leftovers(
+        w,
+        "not carried over (set it on the WorkerPool by hand if it matters)",
+    );
     Ok((out, pause))
 }
 
@@ -62,7 +74,8 @@ fn pause(a: &mut Object, w: &mut Warnings) -> Result<Pause, ConvertError> {
     let mut flag = |key: &str, w: &mut Warnings| -> Result<bool, ConvertError> {
         match a.take_str(key, w)? {
             None => Ok(false),
-            Some(v) => parse_go_bool(&v).ok_or_else(|| w.invalid(a.path(key), format!("not a boolean: {v:?}"))),
+            Some(v) => parse_go_bool(&v)
+                .ok_or_else(|| w.invalid(a.path(key), format!("not a boolean: {v:?}"))),
         }
     };
     let mut pause = Pause {

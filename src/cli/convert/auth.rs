@@ -92,25 +92,34 @@ fn read_spec(out: &mut AuthParams, spec: Option<&Value>) {
         match key.as_str().unwrap_or_default() {
             "secretTargetRef" => each(value, |p, e| {
                 let (name, key) = (field(e, "name"), field(e, "key"));
-                out.params
-                    .insert(p, AuthValue::Secret { name, key });
+                out.params.insert(p, AuthValue::Secret { name, key });
             }),
-            "env" => each(value, |p, e| {
-                let why = format!("environment variable {} of the target's container (convert does not read env)", field(e, "name"));
-                out.params.insert(p, AuthValue::Elsewhere(why));
-            }),
+            "env" => {
+                each(value, |p, e| {
+                    let why = format!("environment variable {} of the target's container (convert does not read env)", field(e, "name"));
+                    out.params.insert(p, AuthValue::Elsewhere(why));
+                })
+            }
             "configMapTargetRef" => each(value, |p, e| {
-                let why = format!("ConfigMap {} key {} (a WorkerPool reads Secrets only)", field(e, "name"), field(e, "key"));
+                let why = format!(
+                    "ConfigMap {} key {} (a WorkerPool reads Secrets only)",
+                    field(e, "name"),
+                    field(e, "key")
+                );
                 out.params.insert(p, AuthValue::Elsewhere(why));
             }),
-            other @ ("hashiCorpVault" | "azureKeyVault" | "gcpSecretManager" | "awsSecretManager") => {
+            other @ ("hashiCorpVault" | "azureKeyVault" | "gcpSecretManager"
+            | "awsSecretManager") => {
                 each(value.get("secrets").unwrap_or(&Value::Null), |p, _| {
                     let why = format!("{other} (a WorkerPool reads Secrets only)");
                     out.params.insert(p, AuthValue::Elsewhere(why));
                 });
             }
             "boundServiceAccountToken" => each(value, |p, e| {
-                let why = format!("a token of ServiceAccount {} (a WorkerPool reads Secrets only)", field(e, "serviceAccountName"));
+                let why = format!(
+                    "a token of ServiceAccount {} (a WorkerPool reads Secrets only)",
+                    field(e, "serviceAccountName")
+                );
                 out.params.insert(p, AuthValue::Elsewhere(why));
             }),
             other => out.providers.push(other.to_string()),

@@ -187,9 +187,13 @@ mod tests {
     fn a_bad_value_names_its_field() {
         let w = Warnings::new("ScaledObject shop/x");
         let map: Mapping = serde_yaml::from_str("listLength: five\nenableTLS: maybe").unwrap();
-        let mut o = Object::new(Some(Value::Mapping(map)), "spec.triggers[0].metadata", &w).unwrap();
+        let mut o =
+            Object::new(Some(Value::Mapping(map)), "spec.triggers[0].metadata", &w).unwrap();
         let e = o.take_i64("listLength", &w).unwrap_err().to_string();
-        assert!(e.contains("spec.triggers[0].metadata.listLength") && e.contains("five"), "{e}");
+        assert!(
+            e.contains("spec.triggers[0].metadata.listLength") && e.contains("five"),
+            "{e}"
+        );
         let e = o.take_bool("enableTLS", &w).unwrap_err().to_string();
         assert!(e.contains("enableTLS"), "{e}");
         assert!(o.leftovers().is_empty());

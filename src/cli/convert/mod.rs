@@ -49,7 +49,8 @@ pub fn convert(text: &str, mode: Mode) -> Result<Conversion, ConvertError> {
     let mut docs = Vec::new();
     for so in input.scaled_objects {
         let (pool, found) = scaled_object::convert(so, &input.auth, mode)?;
-        let yaml = serde_yaml::to_string(&pool).map_err(|e| ConvertError::Read(format!("printing YAML: {e}")))?;
+        let yaml = serde_yaml::to_string(&pool)
+            .map_err(|e| ConvertError::Read(format!("printing YAML: {e}")))?;
         docs.push(yaml);
         warnings.extend(found.iter().map(Warning::to_string));
     }
@@ -87,7 +88,8 @@ fn read(file: &Path) -> Result<String, ConvertError> {
             .map_err(|e| ConvertError::Read(format!("reading stdin: {e}")))?;
         return Ok(text);
     }
-    std::fs::read_to_string(file).map_err(|e| ConvertError::Read(format!("{}: {e}", file.display())))
+    std::fs::read_to_string(file)
+        .map_err(|e| ConvertError::Read(format!("{}: {e}", file.display())))
 }
 
 #[cfg(test)]
@@ -102,10 +104,16 @@ mod tests {
 
     #[test]
     fn unknown_metadata_is_a_warning_never_dropped() {
-        let c = run("  - type: redis\n    metadata: {address: 'r:6379', listName: q, listLenght: '7'}\n").unwrap();
+        let c = run(
+            "  - type: redis\n    metadata: {address: 'r:6379', listName: q, listLenght: '7'}\n",
+        )
+        .unwrap();
         assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("spec.triggers[0].metadata.listLenght"));
-        assert!(c.yaml.contains("targetPerReplica: 5\n"), "the default, not 7");
+        assert!(
+            c.yaml.contains("targetPerReplica: 5\n"),
+            "the default, not 7"
+        );
     }
 
     #[test]
@@ -123,7 +131,11 @@ mod tests {
             let result = run(triggers);
             if field == "authenticationRef" {
                 let c = result.unwrap();
-                assert!(c.warnings.iter().any(|w| w.contains("not in the input")), "{:?}", c.warnings);
+                assert!(
+                    c.warnings.iter().any(|w| w.contains("not in the input")),
+                    "{:?}",
+                    c.warnings
+                );
                 continue;
             }
             let e = result.unwrap_err().to_string();

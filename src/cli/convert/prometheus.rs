@@ -15,14 +15,21 @@ use super::warnings::ConvertError;
 pub fn convert(t: &mut TriggerCtx) -> Result<Source, ConvertError> {
     let ours = format!("{}.prometheus", t.at);
     let mut body = Mapping::new();
-    let url = t.text(&["serverAddress"], "http://replace-me.invalid:9090", &format!("{ours}.url"))?;
+    let url = t.text(
+        &["serverAddress"],
+        "http://replace-me.invalid:9090",
+        &format!("{ours}.url"),
+    )?;
     let Some(url) = url else {
         let at = t.meta.path("serverAddress");
         return Err(t.w.invalid(at, "is required (the Prometheus base URL)"));
     };
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         let at = t.meta.path("serverAddress");
-        return Err(t.w.invalid(at, format!("must start with http:// or https://, got {url:?}")));
+        return Err(t.w.invalid(
+            at,
+            format!("must start with http:// or https://, got {url:?}"),
+        ));
     }
     body.insert("url".into(), url.into());
     let Some(query) = t.meta.take_str("query", t.w)? else {
@@ -36,7 +43,9 @@ pub fn convert(t: &mut TriggerCtx) -> Result<Source, ConvertError> {
     warn_unsupported(t)?;
     let Some(target) = t.meta.take_f64("threshold", t.w)? else {
         let at = t.meta.path("threshold");
-        return Err(t.w.invalid(at, "is required (the value one replica should handle)"));
+        return Err(t
+            .w
+            .invalid(at, "is required (the value one replica should handle)"));
     };
     if target <= 0.0 {
         let at = t.meta.path("threshold");
@@ -60,12 +69,17 @@ fn headers(t: &mut TriggerCtx, body: &mut Mapping) -> Result<(), ConvertError> {
     for item in comma_list(&text) {
         let Some((k, v)) = item.split_once('=') else {
             let at = t.meta.path("customHeaders");
-            return Err(t.w.invalid(at, format!("expected name=value, got {item:?}")));
+            return Err(t
+                .w
+                .invalid(at, format!("expected name=value, got {item:?}")));
         };
         headers.insert(k.trim().to_string(), v.trim().to_string());
     }
     if !headers.is_empty() {
-        let m: Mapping = headers.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let m: Mapping = headers
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         body.insert("headers".into(), Value::Mapping(m));
     }
     Ok(())
@@ -78,7 +92,11 @@ fn on_empty(t: &mut TriggerCtx, body: &mut Mapping) -> Result<(), ConvertError> 
         return Ok(());
     }
     body.insert("onEmpty".into(), "Zero".into());
-    let how = if given.is_some() { "true" } else { "absent (KEDA's default: true)" };
+    let how = if given.is_some() {
+        "true"
+    } else {
+        "absent (KEDA's default: true)"
+    };
     let msg = format!("{how}: carried over as onEmpty: Zero, which hides outages: a broken query or a lost scrape target reads as 0 and can scale a busy pool down to minReplicas; set onEmpty: Error once the query always returns a sample");
     t.w.add(t.meta.path("ignoreNullValues"), msg);
     Ok(())
@@ -99,7 +117,10 @@ fn auth(t: &mut TriggerCtx, body: &mut Mapping, ours: &str) -> Result<(), Conver
     for mode in modes {
         match mode.as_str() {
             "bearer" => {
-                if let Some(r) = t.secret(&["bearerToken", "token"], &format!("{ours}.bearerTokenSecretRef"))? {
+                if let Some(r) = t.secret(
+                    &["bearerToken", "token"],
+                    &format!("{ours}.bearerTokenSecretRef"),
+                )? {
                     body.insert("bearerTokenSecretRef".into(), r);
                 }
             }
@@ -111,7 +132,19 @@ fn auth(t: &mut TriggerCtx, body: &mut Mapping, ours: &str) -> Result<(), Conver
             }
         }
     }
-    for name in ["ca", "cert", "key", "customAuthHeader", "customAuthValue", "apiKey", "oauthTokenURI", "clientID", "clientSecret", "scopes", "endpointParams"] {
+    for name in [
+        "ca",
+        "cert",
+        "key",
+        "customAuthHeader",
+        "customAuthValue",
+        "apiKey",
+        "oauthTokenURI",
+        "clientID",
+        "clientSecret",
+        "scopes",
+        "endpointParams",
+    ] {
         if let Some(found) = t.param(&[name])? {
             t.w.add(found.from, "no equivalent for a Prometheus trigger (TLS client certificates, a custom CA, custom auth headers, API keys and OAuth are not supported); not carried over");
         }
@@ -135,12 +168,16 @@ fn basic_auth(t: &mut TriggerCtx, body: &mut Mapping, ours: &str) -> Result<(), 
     let Some((name, _)) = p.clone().or(u.clone()) else {
         return Ok(());
     };
-    let exact = matches!((&u, &p), (Some((un, true)), Some((pn, true))) if un == &name && pn == &name);
+    let exact =
+        matches!((&u, &p), (Some((un, true)), Some((pn, true))) if un == &name && pn == &name);
     if !exact {
         let msg = format!("a WorkerPool reads basic auth from one Secret with keys `username` and `password`; KEDA's references differ: make Secret {name} hold both keys (set in {field})");
         t.w.add(format!("{} authModes basic", t.at), msg);
     }
-    body.insert("basicAuthSecretRef".into(), super::fields::mapping([("name", name.into())]));
+    body.insert(
+        "basicAuthSecretRef".into(),
+        super::fields::mapping([("name", name.into())]),
+    );
     Ok(())
 }
 

@@ -43,7 +43,10 @@ pub fn connection(t: &mut TriggerCtx, topology: Topology) -> Result<Mapping, Con
     if topology != Topology::Sentinel {
         warn_sentinel_fields(t)?;
     }
-    for (field, names) in [("usernameSecretRef", ["username"]), ("passwordSecretRef", ["password"])] {
+    for (field, names) in [
+        ("usernameSecretRef", ["username"]),
+        ("passwordSecretRef", ["password"]),
+    ] {
         if let Some(r) = t.secret(&names, &format!("{ours}.{field}"))? {
             out.insert(field.into(), r);
         }
@@ -68,7 +71,11 @@ fn list(items: Vec<String>) -> Value {
 }
 
 /// `address`/`addresses`, else `host`/`hosts` joined with `port`/`ports`.
-fn addresses(t: &mut TriggerCtx, topology: Topology, ours: &str) -> Result<Vec<String>, ConvertError> {
+fn addresses(
+    t: &mut TriggerCtx,
+    topology: Topology,
+    ours: &str,
+) -> Result<Vec<String>, ConvertError> {
     let placeholder = PLACEHOLDER_ADDRESS;
     let field = match topology {
         Topology::Standalone => format!("{ours}.url"),
@@ -84,13 +91,20 @@ fn addresses(t: &mut TriggerCtx, topology: Topology, ours: &str) -> Result<Vec<S
         return Err(t.w.invalid(at, "no Redis address: give address (host:port), or host and port, in metadata or the TriggerAuthentication"));
     }
     if topology == Topology::Standalone && found.len() > 1 {
-        let msg = format!("{} addresses; a standalone redis trigger uses only the first, {} (as KEDA does)", found.len(), found[0]);
+        let msg = format!(
+            "{} addresses; a standalone redis trigger uses only the first, {} (as KEDA does)",
+            found.len(),
+            found[0]
+        );
         t.w.add(t.meta.path("address"), msg);
         found.truncate(1);
     }
     if found.len() > 16 {
         let at = t.meta.path("addresses");
-        return Err(t.w.invalid(at, format!("{} addresses; a WorkerPool takes 1 to 16", found.len())));
+        return Err(t.w.invalid(
+            at,
+            format!("{} addresses; a WorkerPool takes 1 to 16", found.len()),
+        ));
     }
     Ok(found)
 }
@@ -104,12 +118,18 @@ fn hosts_and_ports(t: &mut TriggerCtx, field: &str) -> Result<Vec<String>, Conve
         (h, _) => {
             let missing = if h.is_some() { "port" } else { "host" };
             let at = t.meta.path(missing);
-            return Err(t.w.invalid(at, "host and port must be given together (KEDA joins them into an address)"));
+            return Err(t.w.invalid(
+                at,
+                "host and port must be given together (KEDA joins them into an address)",
+            ));
         }
     };
     if hosts.len() != ports.len() {
         let at = t.meta.path("ports");
-        return Err(t.w.invalid(at, format!("{} hosts but {} ports", hosts.len(), ports.len())));
+        return Err(t.w.invalid(
+            at,
+            format!("{} hosts but {} ports", hosts.len(), ports.len()),
+        ));
     }
     Ok(hosts
         .iter()
@@ -133,11 +153,16 @@ fn database(t: &mut TriggerCtx, topology: Topology) -> Result<i64, ConvertError>
     };
     let at = t.meta.path("databaseIndex");
     if topology == Topology::Cluster {
-        t.w.add(at, "Redis Cluster has only database 0; ignored (KEDA ignores it too)");
+        t.w.add(
+            at,
+            "Redis Cluster has only database 0; ignored (KEDA ignores it too)",
+        );
         return Ok(0);
     }
     if !(0..=65535).contains(&db) {
-        return Err(t.w.invalid(at, format!("must be a database number >= 0, got {db}")));
+        return Err(t
+            .w
+            .invalid(at, format!("must be a database number >= 0, got {db}")));
     }
     Ok(db)
 }
@@ -156,7 +181,10 @@ fn tls(t: &mut TriggerCtx, ours: &str) -> Result<Option<Mapping>, ConvertError> 
     if !enabled {
         if unsafe_ssl || ca.is_some() {
             let at = t.meta.path("unsafeSsl");
-            t.w.add(at, "TLS settings without enableTLS have no effect (as in KEDA); not carried over");
+            t.w.add(
+                at,
+                "TLS settings without enableTLS have no effect (as in KEDA); not carried over",
+            );
         }
         return Ok(None);
     }
@@ -189,18 +217,29 @@ fn tls_enabled(t: &mut TriggerCtx) -> Result<bool, ConvertError> {
     }
 }
 
-fn sentinel(t: &mut TriggerCtx, addresses: Vec<String>, db: i64, ours: &str) -> Result<Value, ConvertError> {
+fn sentinel(
+    t: &mut TriggerCtx,
+    addresses: Vec<String>,
+    db: i64,
+    ours: &str,
+) -> Result<Value, ConvertError> {
     let field = format!("{ours}.sentinel.masterName");
     let master = t.text(&["sentinelMaster"], PLACEHOLDER_MASTER, &field)?;
     let Some(master) = master else {
         let at = t.meta.path("sentinelMaster");
-        return Err(t.w.invalid(at, "is required for redis-sentinel (the master's name as the sentinels know it)"));
+        return Err(t.w.invalid(
+            at,
+            "is required for redis-sentinel (the master's name as the sentinels know it)",
+        ));
     };
     let mut m = Mapping::new();
     m.insert("addresses".into(), list(addresses));
     m.insert("masterName".into(), master.into());
     m.insert("db".into(), db.into());
-    for (field, name) in [("sentinelPasswordSecretRef", "sentinelPassword"), ("sentinelUsernameSecretRef", "sentinelUsername")] {
+    for (field, name) in [
+        ("sentinelPasswordSecretRef", "sentinelPassword"),
+        ("sentinelUsernameSecretRef", "sentinelUsername"),
+    ] {
         if let Some(r) = t.secret(&[name], &format!("{ours}.sentinel.{field}"))? {
             m.insert(field.into(), r);
         }
@@ -212,7 +251,10 @@ fn sentinel(t: &mut TriggerCtx, addresses: Vec<String>, db: i64, ours: &str) -> 
 fn warn_sentinel_fields(t: &mut TriggerCtx) -> Result<(), ConvertError> {
     for name in ["sentinelMaster", "sentinelUsername", "sentinelPassword"] {
         if let Some(found) = t.param(&[name])? {
-            t.w.add(found.from, "only used by redis-sentinel triggers (KEDA ignores it here too); ignored");
+            t.w.add(
+                found.from,
+                "only used by redis-sentinel triggers (KEDA ignores it here too); ignored",
+            );
         }
     }
     Ok(())

@@ -22,7 +22,10 @@ pub fn convert(t: &mut TriggerCtx, topology: Topology) -> Result<Source, Convert
         t.w.add(at, "looks like Celery's default queue: consider `celery: {queue: celery}` instead of `list`, which also counts Celery's priority lists and the tasks workers have prefetched (LLEN misses both)");
     }
     body.insert("list".into(), Value::from(list));
-    let target = t.meta.take_i64("listLength", t.w)?.unwrap_or(DEFAULT_LIST_LENGTH);
+    let target = t
+        .meta
+        .take_i64("listLength", t.w)?
+        .unwrap_or(DEFAULT_LIST_LENGTH);
     if target <= 0 {
         let at = t.meta.path("listLength");
         return Err(t.w.invalid(at, format!("must be > 0, got {target}")));

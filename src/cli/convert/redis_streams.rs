@@ -20,18 +20,35 @@ pub fn convert(t: &mut TriggerCtx, topology: Topology) -> Result<Source, Convert
         let at = t.meta.path("stream");
         return Err(t.w.invalid(at, "is required (the stream to measure)"));
     };
-    let group = t.meta.take_str("consumerGroup", t.w)?.filter(|g| !g.is_empty());
+    let group = t
+        .meta
+        .take_str("consumerGroup", t.w)?
+        .filter(|g| !g.is_empty());
     let pending = t.meta.take_i64("pendingEntriesCount", t.w)?;
     let length = t.meta.take_i64("streamLength", t.w)?;
     let lag = t.meta.take_i64("lagCount", t.w)?.filter(|l| *l != 0);
     let (measure, target, unused) = match (&group, lag) {
-        (Some(_), Some(lag)) => ("Lag", lag, [("pendingEntriesCount", pending), ("streamLength", length)]),
-        (Some(_), None) => ("Pending", pending.unwrap_or(DEFAULT_TARGET), [("streamLength", length), ("lagCount", None)]),
-        (None, _) => ("Length", length.unwrap_or(DEFAULT_TARGET), [("pendingEntriesCount", pending), ("lagCount", lag)]),
+        (Some(_), Some(lag)) => (
+            "Lag",
+            lag,
+            [("pendingEntriesCount", pending), ("streamLength", length)],
+        ),
+        (Some(_), None) => (
+            "Pending",
+            pending.unwrap_or(DEFAULT_TARGET),
+            [("streamLength", length), ("lagCount", None)],
+        ),
+        (None, _) => (
+            "Length",
+            length.unwrap_or(DEFAULT_TARGET),
+            [("pendingEntriesCount", pending), ("lagCount", lag)],
+        ),
     };
     for (field, value) in unused {
         if value.is_some() {
-            let msg = format!("KEDA ignores it when measuring {measure} (see consumerGroup/lagCount); ignored");
+            let msg = format!(
+                "KEDA ignores it when measuring {measure} (see consumerGroup/lagCount); ignored"
+            );
             t.w.add(t.meta.path(field), msg);
         }
     }

@@ -20,17 +20,27 @@ const KEDA_POLLING_INTERVAL: i64 = 30;
 const KEDA_COOLDOWN: i64 = 300;
 
 /// The WorkerPool for one ScaledObject, and the warnings met on the way.
-pub fn convert(so: ScaledObjectDoc, auth: &AuthIndex, mode: Mode) -> Result<(Value, Vec<Warning>), ConvertError> {
+pub fn convert(
+    so: ScaledObjectDoc,
+    auth: &AuthIndex,
+    mode: Mode,
+) -> Result<(Value, Vec<Warning>), ConvertError> {
     let mut w = Warnings::new(label(&so.value, so.doc));
     let mut root = Object::new(Some(so.value), "", &w)?;
     root.take("apiVersion");
     root.take("kind");
     if root.take("status").is_some() {
-        w.add("status", "state of the existing ScaledObject, not carried over");
+        w.add(
+            "status",
+            "state of the existing ScaledObject, not carried over",
+        );
     }
     let meta = root.child("metadata", &w)?;
     let (metadata, pause) = annotations::metadata(meta, &mut w)?;
-    let namespace = metadata.get("namespace").and_then(Value::as_str).map(str::to_string);
+    let namespace = metadata
+        .get("namespace")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let mut spec = root.child("spec", &w)?;
     let out = spec_of(&mut spec, auth, namespace.as_deref(), pause, mode, &mut w)?;
     spec.warn_leftovers(&mut w, "not a ScaledObject field KEDA documents; ignored");
@@ -55,7 +65,14 @@ fn label(value: &Value, doc: usize) -> String {
     }
 }
 
-fn spec_of(spec: &mut Object, auth: &AuthIndex, namespace: Option<&str>, pause: Pause, mode: Mode, w: &mut Warnings) -> Result<Mapping, ConvertError> {
+fn spec_of(
+    spec: &mut Object,
+    auth: &AuthIndex,
+    namespace: Option<&str>,
+    pause: Pause,
+    mode: Mode,
+    w: &mut Warnings,
+) -> Result<Mapping, ConvertError> {
     let mut out = Mapping::new();
     out.insert("mode".into(), mode.as_str().into());
     out.insert("scaleTargetRef".into(), scale_target(spec, w)?);
@@ -66,7 +83,10 @@ fn spec_of(spec: &mut Object, auth: &AuthIndex, namespace: Option<&str>, pause: 
     out.insert("pollingIntervalSeconds".into(), polling.into());
     let cooldown = seconds(spec, "cooldownPeriod", KEDA_COOLDOWN, 0..=86400, w)?;
     out.insert("cooldownSeconds".into(), cooldown.into());
-    if let Some(s) = spec.take_i64("initialCooldownPeriod", w)?.filter(|s| *s != 0) {
+    if let Some(s) = spec
+        .take_i64("initialCooldownPeriod", w)?
+        .filter(|s| *s != 0)
+    {
         let msg = format!("{s} s: no equivalent (a WorkerPool may scale to zero as soon as its triggers have been inactive for cooldownSeconds); ignored");
         w.add(spec.path("initialCooldownPeriod"), msg);
     }
@@ -90,25 +110,49 @@ fn scale_target(spec: &mut Object, w: &mut Warnings) -> Result<Value, ConvertErr
         return Err(w.invalid("spec.scaleTargetRef", "is required"));
     }
     let mut t = spec.child("scaleTargetRef", w)?;
-    let name = t.take_str("name", w)?.filter(|n| !n.is_empty()).ok_or_else(|| w.invalid(t.path("name"), "is required"))?;
-    let api = t.take_str("apiVersion", w)?.unwrap_or_else(|| "apps/v1".into());
-    let kind = t.take_str("kind", w)?.unwrap_or_else(|| "Deployment".into());
+    let name = t
+        .take_str("name", w)?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| w.invalid(t.path("name"), "is required"))?;
+    let api = t
+        .take_str("apiVersion", w)?
+        .unwrap_or_else(|| "apps/v1".into());
+    let kind = t
+        .take_str("kind", w)?
+        .unwrap_or_else(|| "Deployment".into());
     if t.take("envSourceContainerName").is_some() {
         w.add(t.path("envSourceContainerName"), "no equivalent: convert does not read the target's environment (see the *FromEnv warnings, if any); ignored");
     }
     t.warn_leftovers(w, "not a field of scaleTargetRef; ignored");
-    Ok(mapping([("apiVersion", api.into()), ("kind", kind.into()), ("name", name.into())]))
+    Ok(mapping([
+        ("apiVersion", api.into()),
+        ("kind", kind.into()),
+        ("name", name.into()),
+    ]))
 }
 
 /// minReplicaCount / maxReplicaCount / idleReplicaCount.
 fn replica_bounds(spec: &mut Object, w: &mut Warnings) -> Result<(i64, i64), ConvertError> {
-    let mut min = spec.take_i64("minReplicaCount", w)?.unwrap_or(KEDA_MIN_REPLICAS);
-    let max = spec.take_i64("maxReplicaCount", w)?.unwrap_or(KEDA_MAX_REPLICAS);
+    let mut min = spec
+        .take_i64("minReplicaCount", w)?
+        .unwrap_or(KEDA_MIN_REPLICAS);
+    let max = spec
+        .take_i64("maxReplicaCount", w)?
+        .unwrap_or(KEDA_MAX_REPLICAS);
     if !(0..=i64::from(i32::MAX)).contains(&min) {
-        return Err(w.invalid(spec.path("minReplicaCount"), format!("must be >= 0, got {min}")));
+        return Err(w.invalid(
+            spec.path("minReplicaCount"),
+            format!("must be >= 0, got {min}"),
+        ));
     }
     if max < min.max(1) || max > i64::from(i32::MAX) {
-        return Err(w.invalid(spec.path("maxReplicaCount"), format!("must be >= max(1, minReplicaCount) = {}, got {max}", min.max(1))));
+        return Err(w.invalid(
+            spec.path("maxReplicaCount"),
+            format!(
+                "must be >= max(1, minReplicaCount) = {}, got {max}",
+                min.max(1)
+            ),
+        ));
     }
     if let Some(idle) = spec.take_i64("idleReplicaCount", w)? {
         let at = spec.path("idleReplicaCount");
@@ -123,7 +167,13 @@ fn replica_bounds(spec: &mut Object, w: &mut Warnings) -> Result<(i64, i64), Con
     Ok((min, max))
 }
 
-fn seconds(spec: &mut Object, key: &str, default: i64, range: std::ops::RangeInclusive<i64>, w: &mut Warnings) -> Result<i64, ConvertError> {
+fn seconds(
+    spec: &mut Object,
+    key: &str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+    w: &mut Warnings,
+) -> Result<i64, ConvertError> {
     let Some(s) = spec.take_i64(key, w)? else {
         return Ok(default);
     };
@@ -131,14 +181,32 @@ fn seconds(spec: &mut Object, key: &str, default: i64, range: std::ops::RangeInc
         return Ok(s);
     }
     let clamped = s.clamp(*range.start(), *range.end());
-    w.add(spec.path(key), format!("{s} is outside {}..{}; set to {clamped}", range.start(), range.end()));
+    w.add(
+        spec.path(key),
+        format!(
+            "{s} is outside {}..{}; set to {clamped}",
+            range.start(),
+            range.end()
+        ),
+    );
     Ok(clamped)
 }
 
-fn trigger_list(spec: &mut Object, auth: &AuthIndex, namespace: Option<&str>, w: &mut Warnings) -> Result<Value, ConvertError> {
-    let list = spec.take("triggers").and_then(|v| v.as_sequence().cloned()).unwrap_or_default();
+fn trigger_list(
+    spec: &mut Object,
+    auth: &AuthIndex,
+    namespace: Option<&str>,
+    w: &mut Warnings,
+) -> Result<Value, ConvertError> {
+    let list = spec
+        .take("triggers")
+        .and_then(|v| v.as_sequence().cloned())
+        .unwrap_or_default();
     if list.is_empty() || list.len() > 16 {
-        return Err(w.invalid("spec.triggers", format!("must have 1 to 16 triggers, got {}", list.len())));
+        return Err(w.invalid(
+            "spec.triggers",
+            format!("must have 1 to 16 triggers, got {}", list.len()),
+        ));
     }
     let mut out = Vec::with_capacity(list.len());
     for (i, t) in list.into_iter().enumerate() {
@@ -157,7 +225,11 @@ fn dedupe_names(triggers: &mut [Value], w: &mut Warnings) {
         .enumerate()
         .filter(|(_, t)| t.get("name").is_none())
         .map(|(i, t)| {
-            let kind = if t.get("prometheus").is_some() { "prometheus" } else { "redis" };
+            let kind = if t.get("prometheus").is_some() {
+                "prometheus"
+            } else {
+                "redis"
+            };
             format!("{kind}-{i}")
         })
         .collect();
@@ -185,7 +257,9 @@ fn disable_directions(behavior: &mut Mapping, pause: Pause) {
         if !on {
             continue;
         }
-        let rules = behavior.entry(dir.into()).or_insert_with(|| Value::Mapping(Mapping::new()));
+        let rules = behavior
+            .entry(dir.into())
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
         if let Some(m) = rules.as_mapping_mut() {
             m.insert("selectPolicy".into(), "Disabled".into());
         }

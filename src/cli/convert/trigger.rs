@@ -43,13 +43,21 @@ impl TriggerCtx<'_> {
         for name in names {
             if let Some(v) = self.meta.take_str(name, self.w)? {
                 let from = self.meta.path(name);
-                return Ok(Some(Found { param: Param::Plain(v), from }));
+                return Ok(Some(Found {
+                    param: Param::Plain(v),
+                    from,
+                }));
             }
             let env_key = format!("{name}FromEnv");
             if let Some(v) = self.meta.take_str(&env_key, self.w)? {
-                let why = format!("environment variable {v} of the target's container: convert does not read env");
+                let why = format!(
+                    "environment variable {v} of the target's container: convert does not read env"
+                );
                 let from = self.meta.path(&env_key);
-                return Ok(Some(Found { param: Param::Unreadable(why), from }));
+                return Ok(Some(Found {
+                    param: Param::Unreadable(why),
+                    from,
+                }));
             }
             if let Some(found) = self.auth_param(name) {
                 return Ok(Some(found));
@@ -86,7 +94,10 @@ impl TriggerCtx<'_> {
                 Ok(None)
             }
             Param::Unreadable(why) => {
-                let msg = format!("comes from {why}; put the value in a Secret in namespace {} and set {ours}", self.namespace);
+                let msg = format!(
+                    "comes from {why}; put the value in a Secret in namespace {} and set {ours}",
+                    self.namespace
+                );
                 self.w.add(found.from, msg);
                 Ok(None)
             }
@@ -96,13 +107,20 @@ impl TriggerCtx<'_> {
     /// A parameter written into the WorkerPool as text (an address, a
     /// master name). A value convert cannot read becomes `placeholder`,
     /// with a warning to replace it.
-    pub fn text(&mut self, names: &[&str], placeholder: &str, ours: &str) -> Result<Option<String>, ConvertError> {
+    pub fn text(
+        &mut self,
+        names: &[&str],
+        placeholder: &str,
+        ours: &str,
+    ) -> Result<Option<String>, ConvertError> {
         let Some(found) = self.param(names)? else {
             return Ok(None);
         };
         let source = match found.param {
             Param::Plain(v) => return Ok(Some(v)),
-            Param::Secret { name, key } => format!("Secret {name} key {key}, which convert does not read"),
+            Param::Secret { name, key } => {
+                format!("Secret {name} key {key}, which convert does not read")
+            }
             Param::Unreadable(why) => why,
         };
         let msg = format!("comes from {source}: replace the placeholder {placeholder:?} in {ours} with the real value");
@@ -120,7 +138,10 @@ impl TriggerCtx<'_> {
     /// Warnings for every metadata key and authentication parameter the
     /// trigger's mapping did not use.
     pub fn finish(self, kind: &str) {
-        self.meta.warn_leftovers(self.w, &format!("not a field of KEDA's {kind} scaler; ignored"));
+        self.meta.warn_leftovers(
+            self.w,
+            &format!("not a field of KEDA's {kind} scaler; ignored"),
+        );
         let Some(auth) = self.auth else { return };
         for (param, _) in auth.params {
             let msg = format!("parameter {param:?} is not used by a {kind} trigger; ignored");

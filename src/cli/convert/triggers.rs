@@ -24,10 +24,18 @@ pub const SUPPORTED: [&str; 7] = [
 ];
 
 /// One converted trigger.
-pub fn convert(i: usize, value: Value, auth: &AuthIndex, namespace: Option<&str>, w: &mut Warnings) -> Result<Value, ConvertError> {
+pub fn convert(
+    i: usize,
+    value: Value,
+    auth: &AuthIndex,
+    namespace: Option<&str>,
+    w: &mut Warnings,
+) -> Result<Value, ConvertError> {
     let at = format!("spec.triggers[{i}]");
     let mut obj = Object::new(Some(value), &at, w)?;
-    let kind = obj.take_str("type", w)?.ok_or_else(|| w.invalid(obj.path("type"), "is required"))?;
+    let kind = obj
+        .take_str("type", w)?
+        .ok_or_else(|| w.invalid(obj.path("type"), "is required"))?;
     if !SUPPORTED.contains(&kind.as_str()) {
         return Err(ConvertError::UnsupportedTrigger {
             object: w.object().to_string(),
@@ -91,16 +99,34 @@ fn trigger_name(given: &str, at: &str, w: &mut Warnings) -> Option<String> {
     let lowered: String = given
         .chars()
         .map(|c| c.to_ascii_lowercase())
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    let trimmed: String = lowered.trim_matches(|c: char| !c.is_ascii_alphanumeric()).chars().take(63).collect();
-    let name = trimmed.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
+    let trimmed: String = lowered
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .chars()
+        .take(63)
+        .collect();
+    let name = trimmed
+        .trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string();
     if name.is_empty() {
-        w.add(at, format!("{given:?} has no letters or digits; the trigger gets the default name"));
+        w.add(
+            at,
+            format!("{given:?} has no letters or digits; the trigger gets the default name"),
+        );
         return None;
     }
     if name != given {
-        w.add(at, format!("{given:?} is not a valid WorkerPool trigger name; renamed to {name:?}"));
+        w.add(
+            at,
+            format!("{given:?} is not a valid WorkerPool trigger name; renamed to {name:?}"),
+        );
     }
     Some(name)
 }
@@ -112,17 +138,29 @@ fn metric_type(obj: &mut Object, w: &mut Warnings) -> Result<(), ConvertError> {
             w.add(obj.path("metricType"), "Value: the HPA scaled by value/target times the current replicas; a WorkerPool always divides the value by targetPerReplica (as AverageValue): check targetPerReplica");
             Ok(())
         }
-        Some(other) => Err(w.invalid(obj.path("metricType"), format!("{other:?} is not valid for a KEDA scaler (AverageValue or Value)"))),
+        Some(other) => Err(w.invalid(
+            obj.path("metricType"),
+            format!("{other:?} is not valid for a KEDA scaler (AverageValue or Value)"),
+        )),
     }
 }
 
-fn authentication(obj: &mut Object, index: &AuthIndex, namespace: Option<&str>, w: &mut Warnings) -> Result<Option<super::auth::AuthParams>, ConvertError> {
+fn authentication(
+    obj: &mut Object,
+    index: &AuthIndex,
+    namespace: Option<&str>,
+    w: &mut Warnings,
+) -> Result<Option<super::auth::AuthParams>, ConvertError> {
     if !obj.has("authenticationRef") {
         return Ok(None);
     }
     let mut r = obj.child("authenticationRef", w)?;
-    let name = r.take_str("name", w)?.ok_or_else(|| w.invalid(r.path("name"), "is required"))?;
-    let kind = r.take_str("kind", w)?.unwrap_or_else(|| "TriggerAuthentication".into());
+    let name = r
+        .take_str("name", w)?
+        .ok_or_else(|| w.invalid(r.path("name"), "is required"))?;
+    let kind = r
+        .take_str("kind", w)?
+        .unwrap_or_else(|| "TriggerAuthentication".into());
     r.warn_leftovers(w, "not a field of authenticationRef; ignored");
     let found = index.find(&kind, &name, namespace);
     if found.is_none() {

@@ -16,7 +16,11 @@ pub struct Warning {
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "warning: {}: {}: {}", self.object, self.field, self.message)
+        write!(
+            f,
+            "warning: {}: {}: {}",
+            self.object, self.field, self.message
+        )
     }
 }
 
