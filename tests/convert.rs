@@ -297,13 +297,10 @@ fn topology_problems(file: &str, topology: &Value) -> Vec<String> {
         }
     }
     if topology.get("masterName").is_some() {
-        if !topology["masterName"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty())
-        {
+        if topology["masterName"].as_str().is_none_or(str::is_empty) {
             problems.push(format!("{file}: masterName must be a non-empty string"));
         }
-        if !topology["db"].as_u64().is_some() {
+        if topology["db"].as_u64().is_none() {
             problems.push(format!("{file}: db must be an integer >= 0"));
         }
     }
