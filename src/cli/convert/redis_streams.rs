@@ -24,38 +24,7 @@ pub fn convert(t: &mut TriggerCtx, topology: Topology) -> Result<Source, Convert
         .meta
         .take_str("consumerGroup", t.w)?
         .filter(|g| !g.is_empty());
-    let pending = t.meta.take_i64("pendingEntriesCount", t.w)?;
-    let length = t.meta.take_i64("streamLength", t.w)?;
-    let lag = t.meta.take_i64("lagCount", t.w)?.filter(|l| *l != 0);
-    let (measure, target, unused) = match (&group, lag) {
-        (Some(_), Some(lag)) => (
-            "Lag",
-            lag,
-            [("pendingEntriesCount", pending), ("streamLength", length)],
-        ),
-        (Some(_), None) => (
-            "Pending",
-            pending.unwrap_or(DEFAULT_TARGET),
-            [("streamLength", length), ("lagCount", None)],
-        ),
-        (None, _) => (
-            "Length",
-            length.unwrap_or(DEFAULT_TARGET),
-            [("pendingEntriesCount", pending), ("lagCount", lag)],
-        ),
-    };
-    for (field, value) in unused {
-        if value.is_some() {
-            let msg = format!(
-                "KEDA ignores it when measuring {measure} (see consumerGroup/lagCount); ignored"
-            );
-            t.w.add(t.meta.path(field), msg);
-        }
-    }
-    if target <= 0 {
-        let at = t.meta.path(target_field(measure));
-        return Err(t.w.invalid(at, format!("must be > 0, got {target}")));
-    }
+    let (measure, target) = measure_and_target(t, group.is_some())?;
     if measure == "Lag" {
         let at = t.meta.path("lagCount");
         t.w.add(at, "Lag needs Redis >= 7 (XINFO GROUPS lag), as in KEDA; where KEDA read a missing stream as 0 and a missing group as XLEN, a WorkerPool reports a failed read (and never scales down on one): create the group before switching to Active");
@@ -74,6 +43,47 @@ pub fn convert(t: &mut TriggerCtx, topology: Topology) -> Result<Source, Convert
         target: target as f64,
         activation: activation as f64,
     })
+}
+
+/// KEDA's choice of number, and its target per replica; the counts KEDA
+/// ignores for that choice are warned about.
+fn measure_and_target(
+    t: &mut TriggerCtx,
+    has_group: bool,
+) -> Result<(&'static str, i64), ConvertError> {
+    let pending = t.meta.take_i64("pendingEntriesCount", t.w)?;
+    let length = t.meta.take_i64("streamLength", t.w)?;
+    let lag = t.meta.take_i64("lagCount", t.w)?.filter(|l| *l != 0);
+    let (measure, target, unused) = match (has_group, lag) {
+        (true, Some(lag)) => (
+            "Lag",
+            lag,
+            [("pendingEntriesCount", pending), ("streamLength", length)],
+        ),
+        (true, None) => (
+            "Pending",
+            pending.unwrap_or(DEFAULT_TARGET),
+            [("streamLength", length), ("lagCount", None)],
+        ),
+        (false, _) => (
+            "Length",
+            length.unwrap_or(DEFAULT_TARGET),
+            [("pendingEntriesCount", pending), ("lagCount", lag)],
+        ),
+    };
+    for (field, value) in unused {
+        if value.is_some() {
+            let msg = format!(
+                "KEDA ignores it when measuring {measure} (see consumerGroup/lagCount); ignored"
+            );
+            t.w.add(t.meta.path(field), msg);
+        }
+    }
+    if target <= 0 {
+        let at = t.meta.path(target_field(measure));
+        return Err(t.w.invalid(at, format!("must be > 0, got {target}")));
+    }
+    Ok((measure, target))
 }
 
 fn target_field(measure: &str) -> &'static str {
