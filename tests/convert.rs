@@ -228,7 +228,7 @@ fn crd_knows_topologies() -> bool {
     redis.get("sentinel").is_some() && redis.get("cluster").is_some()
 }
 
-/// Checks a `sentinel`/`cluster` block's shape (DESIGN section 9) and,
+/// Checks a `sentinel`/`cluster` block's documented shape and,
 /// while the API lacks them, replaces it by a `url` so the rest of the pool
 /// is still checked against the CRD and the operator's validation.
 fn check_topology_structure(file: &str, pool: &mut Value) -> Vec<String> {
