@@ -37,12 +37,28 @@ pub fn read(text: &str) -> Result<Input, ConvertError> {
         if value.is_null() {
             continue;
         }
-        classify(&mut input, n, value)?;
+        // `kubectl get ... -o yaml` prints several objects as one `List`.
+        match list_items(&value) {
+            Some(items) => {
+                for item in items {
+                    classify(&mut input, n, item)?;
+                }
+            }
+            None => classify(&mut input, n, value)?,
+        }
     }
     if input.scaled_objects.is_empty() {
         return Err(ConvertError::NoScaledObject);
     }
     Ok(input)
+}
+
+fn list_items(value: &Value) -> Option<Vec<Value>> {
+    let kind = value.get("kind").and_then(Value::as_str)?;
+    if !kind.ends_with("List") {
+        return None;
+    }
+    value.get("items").and_then(Value::as_sequence).cloned()
 }
 
 fn classify(input: &mut Input, doc: usize, value: Value) -> Result<(), ConvertError> {
