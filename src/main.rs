@@ -58,6 +58,19 @@ enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
+    /// Convert KEDA ScaledObjects (and the TriggerAuthentications they use) into WorkerPools.
+    /// Prints the WorkerPools on stdout and every field without an exact equivalent as a
+    /// warning on stderr. Exit 0: converted (warnings or not); 2: not a ScaledObject, or a
+    /// trigger type that cannot be converted (nothing printed).
+    Convert {
+        /// KEDA manifests (YAML, several documents allowed); `-` reads stdin.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Emit `mode: Active` (the WorkerPool scales the target at once) instead of
+        /// `mode: Shadow` (it only reports what it would do, beside KEDA).
+        #[arg(long)]
+        active: bool,
+    },
 }
 
 /// The endpoint policy (`run` and `check` alike): which hosts a trigger may
@@ -167,6 +180,9 @@ fn main() -> ExitCode {
         };
         return ExitCode::from(cli::check::run(file, secrets, *current, *output, endpoints));
     }
+    if let Command::Convert { file, active } = &args.command {
+        return ExitCode::from(cli::convert::run(file, *active));
+    }
     let result = match args.command {
         Command::Run(run_args) => run(*run_args),
         Command::Crd => api::crd_yaml()
@@ -178,7 +194,7 @@ fn main() -> ExitCode {
             start,
             svg,
         } => simulate(&file, &trace, start, svg.as_deref()),
-        Command::Check { .. } => Ok(()),
+        Command::Check { .. } | Command::Convert { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

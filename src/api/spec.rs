@@ -26,6 +26,7 @@ use super::status::WorkerPoolStatus;
         type_ = "string",
         json_path = ".spec.scaleTargetRef.name"
     ),
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
     printcolumn(name = "Min", type_ = "integer", json_path = ".spec.minReplicas"),
     printcolumn(name = "Max", type_ = "integer", json_path = ".spec.maxReplicas"),
     printcolumn(
@@ -61,6 +62,10 @@ use super::status::WorkerPoolStatus;
 pub struct WorkerPoolSpec {
     /// The workload to scale: anything with a `/scale` subresource.
     pub scale_target_ref: ScaleTargetRef,
+    /// `Active` (default) scales the target; `Shadow` reads, decides and
+    /// reports what it would do, but never writes to the target.
+    #[serde(default)]
+    pub mode: super::Mode,
     /// Fewest replicas. 0 enables scale-to-zero after `cooldownSeconds` of inactivity.
     #[serde(default = "default_min_replicas")]
     #[schemars(range(min = 0, max = 2147483647))]

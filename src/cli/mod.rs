@@ -1,6 +1,7 @@
-//! The commands that need no cluster: `crd`, `check`, `simulate` (and its chart).
+//! The commands that need no cluster: `crd`, `check`, `simulate` (and its chart), `convert`.
 
 pub mod check;
+pub mod convert;
 pub mod manifest;
 pub mod simulate;
 pub mod svg;
