@@ -15,6 +15,7 @@
 //! 5. stabilization windows, then rate policies ([`behavior`]).
 
 mod behavior;
+mod drain;
 mod explain;
 mod history;
 mod policy;
@@ -23,6 +24,7 @@ mod proposal;
 pub use behavior::{
     limit_rate, scale_down_limit, scale_up_limit, stabilize, RateLimit, Stabilized,
 };
+pub use drain::{DrainEstimate, DrainPolicy, DrainSample, DrainTrack, Throughput};
 pub use history::{History, RecommendationSpan, ScaleEvent};
 pub use policy::{
     FallbackPolicy, Policy, PolicyType, RatePolicy, Rules, SelectPolicy, TriggerPolicy,
@@ -35,6 +37,9 @@ pub enum Reading {
     Value(f64),
     /// The read failed; the text says why (never a Secret's value).
     Failed(String),
+    /// A drain trigger's value with its `throughputFrom` reading: total
+    /// items per second the pool completed.
+    WithThroughput { value: f64, throughput: f64 },
 }
 
 impl Reading {
@@ -57,6 +62,8 @@ pub struct TriggerOutcome {
     pub active: bool,
     pub error: Option<String>,
     pub consecutive_failures: u32,
+    /// The drain estimate (drain triggers read OK only).
+    pub drain: Option<DrainEstimate>,
 }
 
 /// The Event a decision deserves.
@@ -163,11 +170,18 @@ pub fn decide(
 
     for (i, t) in policy.triggers.iter().enumerate() {
         let prior = history.failures.get(&t.name).copied().unwrap_or(0);
-        let reading = readings.get(i);
-        let outcome = match reading {
+        let judged = drain::judged_reading(t, readings.get(i));
+        let outcome = match judged.as_ref() {
             Some(Reading::Value(v)) if v.is_finite() => {
-                let (proposed, within_tolerance) =
-                    propose(*v, t.target_per_replica, current, policy.tolerance);
+                let (proposed, within_tolerance, drain) = drain::propose_trigger(
+                    t,
+                    *v,
+                    readings.get(i),
+                    current,
+                    policy.tolerance,
+                    &history.drain,
+                    now,
+                );
                 let active = *v > t.activation_threshold;
                 any_active |= active;
                 raw_ok = Some(raw_ok.map_or(proposed, |r| r.max(proposed)));
@@ -179,12 +193,15 @@ pub fn decide(
                     active,
                     error: None,
                     consecutive_failures: 0,
+                    drain,
                 }
             }
             other => {
                 let error = match other {
                     Some(Reading::Failed(e)) => e.clone(),
-                    Some(Reading::Value(v)) => format!("value {v} is not a finite number"),
+                    Some(Reading::Value(v) | Reading::WithThroughput { value: v, .. }) => {
+                        format!("value {v} is not a finite number")
+                    }
                     None => "no reading".to_string(),
                 };
                 any_failed = true;
@@ -203,6 +220,7 @@ pub fn decide(
                     active: false,
                     error: Some(error),
                     consecutive_failures: failures,
+                    drain: None,
                 }
             }
         };
@@ -391,6 +409,7 @@ impl History {
                 self.failures.insert(t.name.clone(), t.consecutive_failures);
             }
         }
+        self.record_drain(policy, decision);
         self.inactive_since = decision.inactive_since;
         self.last_active = decision.last_active;
         self.fallback_since = if decision.fallback {
