@@ -1,1 +1,235 @@
+//! Hand-computed drain estimates.
+
 use super::*;
+
+fn per_replica(rate: f64) -> DrainPolicy {
+    DrainPolicy {
+        seconds: 60.0,
+        throughput: Throughput::PerReplica(rate),
+        rate_window_ms: 60_000,
+    }
+}
+
+fn measured() -> DrainPolicy {
+    DrainPolicy {
+        throughput: Throughput::Measured,
+        ..per_replica(1.0)
+    }
+}
+
+fn trigger(p: DrainPolicy) -> TriggerPolicy {
+    TriggerPolicy {
+        name: "payments".into(),
+        target_per_replica: 150.0,
+        activation_threshold: 0.0,
+        drain: Some(p),
+    }
+}
+
+/// Estimates one poll and records it, as decide + commit do.
+fn poll(
+    p: &DrainPolicy,
+    track: &mut DrainTrack,
+    now: i64,
+    depth: f64,
+    current: i32,
+    measured: Option<f64>,
+) -> DrainEstimate {
+    let est = estimate(p, Some(track), now, depth, current, measured);
+    track.record(p, &est);
+    est
+}
+
+fn proposal(p: DrainPolicy, track: &DrainTrack, now: i64, reading: Reading, current: i32) -> i32 {
+    let t = trigger(p);
+    let tracks = BTreeMap::from([("payments".to_string(), track.clone())]);
+    let value = match reading {
+        Reading::Value(v) | Reading::WithThroughput { value: v, .. } => v,
+        Reading::Failed(_) => unreachable!(),
+    };
+    propose_trigger(&t, value, Some(&reading), current, 0.1, &tracks, now).0
+}
+
+#[test]
+fn first_poll_sizes_for_the_backlog_and_never_below_current() {
+    let p = per_replica(2.5);
+    let est = estimate(&p, None, 0, 150.0, 2, None);
+    assert_eq!(est.arrival_rate, None);
+    assert_eq!(est.drain_seconds, None);
+    // 150/60 = 2.5 items/s -> 1 replica, held at the current 2.
+    let t = trigger(p);
+    let (n, within, _) = propose_trigger(&t, 150.0, None, 2, 0.1, &BTreeMap::new(), 0);
+    assert_eq!((n, within), (2, false));
+    let (n, _, _) = propose_trigger(&t, 600.0, None, 2, 0.1, &BTreeMap::new(), 0);
+    assert_eq!(n, 4, "600/60 = 10 items/s at 2.5 each");
+}
+
+#[test]
+fn growing_backlog_counts_completions_as_arrivals() {
+    let p = per_replica(2.5);
+    let mut track = DrainTrack::default();
+    poll(&p, &mut track, 0, 100.0, 4, None);
+    let est = estimate(&p, Some(&track), 10_000, 160.0, 4, None);
+    // served 2.5 * 4 * 10 = 100; λ = (160 - 100 + 100) / 10 = 16/s.
+    assert_eq!(est.sample.served, 100.0);
+    assert_eq!(est.arrival_rate, Some(16.0));
+    // capacity 10/s < 16/s: the backlog does not shrink.
+    assert_eq!(est.drain_seconds, None);
+    // (16 + 160/60) / 2.5 = 7.47 -> 8.
+    assert_eq!(proposal(p, &track, 10_000, Reading::Value(160.0), 4), 8);
+}
+
+#[test]
+fn shrinking_backlog_reports_its_drain_time() {
+    let p = per_replica(2.5);
+    let mut track = DrainTrack::default();
+    poll(&p, &mut track, 0, 300.0, 8, None);
+    let est = estimate(&p, Some(&track), 10_000, 200.0, 8, None);
+    // served 200; λ = (200 - 300 + 200) / 10 = 10/s; capacity 20/s.
+    assert_eq!(est.arrival_rate, Some(10.0));
+    assert_eq!(est.drain_seconds, Some(20.0));
+    // (10 + 200/60) / 2.5 = 5.33 -> 6.
+    assert_eq!(proposal(p, &track, 10_000, Reading::Value(200.0), 8), 6);
+}
+
+#[test]
+fn an_emptied_queue_does_not_invent_arrivals() {
+    let p = per_replica(2.5);
+    let mut track = DrainTrack::default();
+    poll(&p, &mut track, 0, 30.0, 4, None);
+    let est = estimate(&p, Some(&track), 10_000, 0.0, 4, None);
+    // Capacity was 100 but only 30 were there: served 30, λ = 0.
+    assert_eq!(est.sample.served, 30.0);
+    assert_eq!(est.arrival_rate, Some(0.0));
+    assert_eq!(est.drain_seconds, Some(0.0));
+    assert_eq!(proposal(p, &track, 10_000, Reading::Value(0.0), 4), 0);
+}
+
+#[test]
+fn measured_throughput_sets_the_per_replica_rate() {
+    let p = measured();
+    let mut track = DrainTrack::default();
+    poll(&p, &mut track, 0, 200.0, 5, Some(10.0));
+    assert_eq!(track.per_replica, Some(2.0));
+    let est = estimate(&p, Some(&track), 10_000, 180.0, 5, Some(12.0));
+    // served 120; λ = (180 - 200 + 120) / 10 = 10/s; per replica 12/5 = 2.4.
+    assert_eq!(est.arrival_rate, Some(10.0));
+    assert_eq!(est.per_replica, Some(2.4));
+    assert_eq!(est.drain_seconds, Some(90.0));
+    // (10 + 180/60) / (2.4 * 5) = 1.08: within tolerance 0.1, keeps 5;
+    // with no tolerance 13 / 2.4 = 5.42 -> 6.
+    let r = Reading::WithThroughput {
+        value: 180.0,
+        throughput: 12.0,
+    };
+    assert_eq!(proposal(p, &track, 10_000, r.clone(), 5), 5);
+    let tracks = BTreeMap::from([("payments".to_string(), track.clone())]);
+    let (n, _, _) = propose_trigger(&trigger(p), 180.0, Some(&r), 5, 0.0, &tracks, 10_000);
+    assert_eq!(n, 6);
+}
+
+#[test]
+fn idle_replicas_keep_the_rate_measured_while_busy() {
+    let p = measured();
+    let mut track = DrainTrack::default();
+    poll(&p, &mut track, 0, 50.0, 10, Some(24.0));
+    let est = poll(&p, &mut track, 10_000, 0.0, 10, Some(1.0));
+    // 1/s over 10 idle replicas says nothing about what they can do.
+    assert_eq!(est.per_replica, Some(2.4));
+    assert_eq!(track.per_replica, Some(2.4));
+}
+
+#[test]
+fn no_replicas_and_no_rate_asks_for_one_replica_while_there_is_work() {
+    let p = measured();
+    let t = trigger(p);
+    let r = Reading::WithThroughput {
+        value: 50.0,
+        throughput: 0.0,
+    };
+    let (n, _, est) = propose_trigger(&t, 50.0, Some(&r), 0, 0.1, &BTreeMap::new(), 0);
+    assert_eq!(n, 1);
+    assert_eq!(est.and_then(|e| e.per_replica), None);
+    let r = Reading::WithThroughput {
+        value: 0.0,
+        throughput: 0.0,
+    };
+    let (n, _, _) = propose_trigger(&t, 0.0, Some(&r), 0, 0.1, &BTreeMap::new(), 0);
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn a_measured_trigger_without_its_throughput_reading_has_failed() {
+    let t = trigger(measured());
+    let judged = judged_reading(&t, Some(&Reading::Value(3.0)));
+    assert!(matches!(judged, Some(Reading::Failed(e)) if e.contains("drain.throughputFrom")));
+    let judged = judged_reading(
+        &t,
+        Some(&Reading::WithThroughput {
+            value: 3.0,
+            throughput: 1.0,
+        }),
+    );
+    assert_eq!(judged, Some(Reading::Value(3.0)));
+}
+
+#[test]
+fn the_window_starts_at_the_newest_sample_before_it() {
+    let p = per_replica(1.0);
+    let mut track = DrainTrack::default();
+    for (at, depth) in [(0, 0.0), (30_000, 30.0), (60_000, 60.0), (90_000, 90.0)] {
+        poll(&p, &mut track, at, depth, 0, None);
+    }
+    // Window 60 s at 100 s: anchor is the sample at 30 s (depth 30).
+    let est = estimate(&p, Some(&track), 100_000, 100.0, 0, None);
+    assert_eq!(est.arrival_rate, Some(1.0));
+    assert_eq!(track.samples.first().map(|s| s.at), Some(30_000));
+}
+
+#[test]
+fn samples_stay_bounded_at_fast_polling() {
+    let p = DrainPolicy {
+        rate_window_ms: 3_600_000,
+        ..per_replica(1.0)
+    };
+    let mut track = DrainTrack::default();
+    for i in 0..5_000 {
+        poll(&p, &mut track, i * 1000, 10.0, 3, None);
+    }
+    assert!(track.samples.len() <= MAX_SAMPLES + 2, "{}", track.samples.len());
+    // Steady backlog with 3 busy replicas: arrivals equal capacity.
+    let est = estimate(&p, Some(&track), 5_000_000, 10.0, 3, None);
+    let rate = est.arrival_rate.unwrap_or_default();
+    assert!((rate - 3.0).abs() < 1e-9, "{rate}");
+    assert_eq!(track.samples.first().map(|s| s.served), Some(0.0));
+}
+
+#[test]
+fn untrusted_samples_from_status_are_dropped() {
+    let p = per_replica(1.0);
+    let s = |at, depth, served| DrainSample { at, depth, served };
+    let mut track = DrainTrack {
+        samples: vec![
+            s(0, f64::NAN, 0.0),
+            s(1_000, 10.0, 5.0),
+            s(2_000, -4.0, 6.0),
+            s(3_000, 12.0, 1.0),
+            s(500, 12.0, 9.0),
+            s(4_000, 1e300, 9.0),
+            s(99_000_000, 1.0, 9.0),
+        ],
+        per_replica: Some(f64::INFINITY),
+    };
+    let est = poll(&p, &mut track, 10_000, 10.0, 0, None);
+    // Only (1 s, 10, 5) is valid: λ = (10 - 10 + 0) / 9 = 0.
+    assert_eq!(est.arrival_rate, Some(0.0));
+    assert_eq!(track.samples.len(), 2);
+    assert_eq!(track.per_replica, None);
+    let huge = DrainTrack {
+        samples: (0..10_000)
+            .map(|i| s(i, 1.0, i as f64))
+            .collect(),
+        per_replica: None,
+    };
+    assert!(valid_samples(&huge.samples, 20_000).len() <= MAX_SAMPLES + 2);
+}
