@@ -4,7 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::decision::History;
+use crate::decision::{DrainEstimate, History};
 
 /// Condition types (DESIGN.md section 1).
 pub mod condition {
@@ -61,4 +61,39 @@ pub struct TriggerStatus {
     /// Why the last read failed (never contains a Secret's value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Drain triggers: items per second arriving, estimated over
+    /// `drain.rateWindowSeconds` (absent until the window has two samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_rate: Option<String>,
+    /// Drain triggers: seconds to clear the backlog at the current replicas,
+    /// rounded up; absent when the backlog does not shrink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_drain_seconds: Option<i64>,
+}
+
+impl TriggerStatus {
+    /// The drain fields of a trigger status (everything else default), for
+    /// struct update syntax where the status is built.
+    pub fn drain_fields(est: Option<&DrainEstimate>) -> TriggerStatus {
+        TriggerStatus {
+            arrival_rate: est.and_then(|e| e.arrival_rate).map(rate_text),
+            estimated_drain_seconds: est.and_then(|e| e.drain_seconds).map(whole_seconds),
+            ..TriggerStatus::default()
+        }
+    }
+}
+
+/// A rate as a short decimal string (3 decimals at most).
+pub fn rate_text(r: f64) -> String {
+    let rounded = (r * 1000.0).round() / 1000.0;
+    format!("{rounded}")
+}
+
+/// Seconds rounded up, saturating (a huge backlog over a tiny surplus).
+pub fn whole_seconds(s: f64) -> i64 {
+    if s.is_finite() {
+        s.ceil().clamp(0.0, i64::MAX as f64) as i64
+    } else {
+        i64::MAX
+    }
 }

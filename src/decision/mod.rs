@@ -50,6 +50,17 @@ impl Reading {
             Err(e) => Reading::Failed(e.to_string()),
         }
     }
+
+    /// A source's result with a drain trigger's measured throughput, if any.
+    pub fn measured<E: std::fmt::Display>(result: &Result<f64, E>, throughput: Option<f64>) -> Self {
+        match (result, throughput) {
+            (Ok(v), Some(t)) => Reading::WithThroughput {
+                value: *v,
+                throughput: t,
+            },
+            _ => Reading::of(result),
+        }
+    }
 }
 
 /// What one trigger contributed to a decision.
