@@ -1,6 +1,7 @@
 //! The commands that need no cluster: `crd`, `check`, `simulate` (and its chart).
 
 pub mod check;
+pub mod closed_loop;
 pub mod manifest;
 pub mod simulate;
 pub mod svg;
