@@ -36,7 +36,12 @@ fn readme_block(name: &str) -> (String, Vec<String>) {
         .unwrap()
         .0;
     let mut lines = body.lines();
-    let command = lines.next().unwrap().strip_prefix("$ ").unwrap().to_string();
+    let command = lines
+        .next()
+        .unwrap()
+        .strip_prefix("$ ")
+        .unwrap()
+        .to_string();
     (command, lines.map(str::to_string).collect())
 }
 

@@ -195,10 +195,7 @@ fn sizing(trig: &Trigger, at: &str) -> Result<(f64, Option<DrainPolicy>), SpecEr
             };
             Ok((per_target, Some(p)))
         }
-        (Some(_), Some(_)) => Err(err(
-            at,
-            "set targetPerReplica or drain, not both",
-        )),
+        (Some(_), Some(_)) => Err(err(at, "set targetPerReplica or drain, not both")),
         (None, None) => Err(err(
             format!("{at}.targetPerReplica"),
             "required (or drain): how many items one replica should hold",

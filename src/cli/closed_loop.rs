@@ -171,8 +171,11 @@ pub fn run_loop(
 /// The trace column of each trigger (policy order); every column must name
 /// a trigger and every trigger needs a column.
 fn columns_of(policy: &Policy, trace: &Trace) -> Result<Vec<usize>, SimulateError> {
-    if let Some(c) = (trace.columns.iter()).find(|c| !policy.triggers.iter().any(|t| &t.name == *c)) {
-        return Err(SimulateError(format!("trace line 1: column {c:?} names no trigger")));
+    if let Some(c) = (trace.columns.iter()).find(|c| !policy.triggers.iter().any(|t| &t.name == *c))
+    {
+        return Err(SimulateError(format!(
+            "trace line 1: column {c:?} names no trigger"
+        )));
     }
     (policy.triggers.iter())
         .map(|t| {
@@ -246,10 +249,7 @@ pub fn write_csv(
         let mut line = seconds_text(step.time_ms);
         for (i, c) in columns.iter().enumerate() {
             let cell = row.map_or("", |r| r.cells[*c].as_str());
-            line.push_str(&format!(
-                ",{cell},{:.0},{:.0}",
-                step.depth[i], step.wait[i]
-            ));
+            line.push_str(&format!(",{cell},{:.0},{:.0}", step.depth[i], step.wait[i]));
         }
         let event = step.event.map_or("", ScaleEventKind::as_str);
         writeln!(out, "{line},{},{},{event}", step.current, step.desired)?;

@@ -262,8 +262,9 @@ impl Poll<'_> {
             .map_or(0.0, |due| now.saturating_duration_since(due).as_secs_f64());
         ctx.metrics.poll_lag.observe(lag);
         let measured = futures::future::join_all(sources.iter().map(|s| s.measure())).await;
-        let readings: Vec<Reading> =
-            (measured.iter()).map(|m| Reading::measured(&m.value, m.throughput)).collect();
+        let readings: Vec<Reading> = (measured.iter())
+            .map(|m| Reading::measured(&m.value, m.throughput))
+            .collect();
         let results: Vec<_> = measured.into_iter().map(|m| m.value).collect();
 
         // 7. Decide, and scale.

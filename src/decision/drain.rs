@@ -167,7 +167,9 @@ pub fn estimate(
 ) -> DrainEstimate {
     let depth = depth.clamp(0.0, MAX_ITEMS);
     let measured = measured.map(|m| if m.is_finite() { m.max(0.0) } else { 0.0 });
-    let samples = track.map(|t| valid_samples(&t.samples, now)).unwrap_or_default();
+    let samples = track
+        .map(|t| valid_samples(&t.samples, now))
+        .unwrap_or_default();
     let replicas = f64::from(current.max(0));
     let served = samples.last().map_or(0.0, |last| {
         last.served + served_since(p, last, now, depth, replicas, measured)
@@ -276,6 +278,13 @@ fn valid_rate(rate: Option<f64>) -> Option<f64> {
 }
 
 impl DrainTrack {
+    /// Keeps only the valid samples of what status held (a poll without a
+    /// reading adds none, but must not carry garbage along).
+    pub fn sanitize(&mut self, now: i64) {
+        self.samples = valid_samples(&self.samples, now.saturating_add(1));
+        self.per_replica = valid_rate(self.per_replica);
+    }
+
     /// Adds a poll's sample and forgets what the window no longer needs:
     /// samples before the window's anchor, and samples closer together than
     /// `window / MAX_SAMPLES` (the newest is always kept: the next interval

@@ -119,13 +119,21 @@ impl History {
 
 impl History {
     /// Remembers each drain trigger's sample of this poll; a failed read adds
-    /// none. Tracks of triggers that are gone (or no longer drain) are dropped.
-    pub fn record_drain(&mut self, policy: &Policy, decision: &Decision) {
-        self.drain
-            .retain(|name, _| policy.triggers.iter().any(|t| &t.name == name && t.drain.is_some()));
+    /// none (but what status held is still checked and bounded). Tracks of
+    /// triggers that are gone (or no longer drain) are dropped.
+    pub fn record_drain(&mut self, policy: &Policy, decision: &Decision, now: i64) {
+        self.drain.retain(|name, _| {
+            policy
+                .triggers
+                .iter()
+                .any(|t| &t.name == name && t.drain.is_some())
+        });
         for (t, outcome) in policy.triggers.iter().zip(&decision.triggers) {
-            if let (Some(p), Some(est)) = (&t.drain, &outcome.drain) {
-                self.drain.entry(t.name.clone()).or_default().record(p, est);
+            let Some(p) = &t.drain else { continue };
+            match (&outcome.drain, self.drain.get_mut(&t.name)) {
+                (Some(est), _) => self.drain.entry(t.name.clone()).or_default().record(p, est),
+                (None, Some(track)) => track.sanitize(now),
+                (None, None) => {}
             }
         }
     }

@@ -39,7 +39,10 @@ pub enum Reading {
     Failed(String),
     /// A drain trigger's value with its `throughputFrom` reading: total
     /// items per second the pool completed.
-    WithThroughput { value: f64, throughput: f64 },
+    WithThroughput {
+        value: f64,
+        throughput: f64,
+    },
 }
 
 impl Reading {
@@ -52,7 +55,10 @@ impl Reading {
     }
 
     /// A source's result with a drain trigger's measured throughput, if any.
-    pub fn measured<E: std::fmt::Display>(result: &Result<f64, E>, throughput: Option<f64>) -> Self {
+    pub fn measured<E: std::fmt::Display>(
+        result: &Result<f64, E>,
+        throughput: Option<f64>,
+    ) -> Self {
         match (result, throughput) {
             (Ok(v), Some(t)) => Reading::WithThroughput {
                 value: *v,
@@ -420,7 +426,7 @@ impl History {
                 self.failures.insert(t.name.clone(), t.consecutive_failures);
             }
         }
-        self.record_drain(policy, decision);
+        self.record_drain(policy, decision, now);
         self.inactive_since = decision.inactive_since;
         self.last_active = decision.last_active;
         self.fallback_since = if decision.fallback {

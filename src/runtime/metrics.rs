@@ -164,7 +164,10 @@ impl Metrics {
     ) {
         let gauges = [
             (&self.trigger_arrival_rate, est.and_then(|e| e.arrival_rate)),
-            (&self.trigger_drain_seconds, est.and_then(|e| e.drain_seconds)),
+            (
+                &self.trigger_drain_seconds,
+                est.and_then(|e| e.drain_seconds),
+            ),
         ];
         for (family, value) in gauges {
             match value {

@@ -72,7 +72,8 @@ pub(super) fn build_query(
     secrets: &dyn SecretLookup,
     timeout: Duration,
 ) -> Result<Arc<dyn MetricSource>, SourceError> {
-    PrometheusSource::new(sources, p, secrets, timeout).map(|s| Arc::new(s) as Arc<dyn MetricSource>)
+    PrometheusSource::new(sources, p, secrets, timeout)
+        .map(|s| Arc::new(s) as Arc<dyn MetricSource>)
 }
 
 /// How requests authenticate. Never printed.

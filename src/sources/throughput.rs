@@ -30,11 +30,15 @@ pub(super) fn wrap(
     secrets: &dyn SecretLookup,
     timeout: Duration,
 ) -> Result<Arc<dyn MetricSource>, SourceError> {
-    let Some(from) = trigger.drain.as_ref().and_then(|d| d.throughput_from.as_ref()) else {
+    let Some(from) = trigger
+        .drain
+        .as_ref()
+        .and_then(|d| d.throughput_from.as_ref())
+    else {
         return Ok(backlog);
     };
-    let throughput = prometheus::build_query(sources, &from.prometheus, secrets, timeout)
-        .map_err(named)?;
+    let throughput =
+        prometheus::build_query(sources, &from.prometheus, secrets, timeout).map_err(named)?;
     Ok(Arc::new(WithThroughput {
         backlog,
         throughput,

@@ -196,7 +196,11 @@ fn samples_stay_bounded_at_fast_polling() {
     for i in 0..5_000 {
         poll(&p, &mut track, i * 1000, 10.0, 3, None);
     }
-    assert!(track.samples.len() <= MAX_SAMPLES + 2, "{}", track.samples.len());
+    assert!(
+        track.samples.len() <= MAX_SAMPLES + 2,
+        "{}",
+        track.samples.len()
+    );
     // Steady backlog with 3 busy replicas: arrivals equal capacity.
     let est = estimate(&p, Some(&track), 5_000_000, 10.0, 3, None);
     let rate = est.arrival_rate.unwrap_or_default();
@@ -226,10 +230,103 @@ fn untrusted_samples_from_status_are_dropped() {
     assert_eq!(track.samples.len(), 2);
     assert_eq!(track.per_replica, None);
     let huge = DrainTrack {
-        samples: (0..10_000)
-            .map(|i| s(i, 1.0, i as f64))
-            .collect(),
+        samples: (0..10_000).map(|i| s(i, 1.0, i as f64)).collect(),
         per_replica: None,
     };
     assert!(valid_samples(&huge.samples, 20_000).len() <= MAX_SAMPLES + 2);
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::super::super::{decide, History, Policy, Rules};
+    use super::*;
+
+    fn arb_drain() -> impl Strategy<Value = DrainPolicy> {
+        (1i32..600, prop::option::of(0.01f64..50.0), 5i64..600).prop_map(|(s, rate, w)| {
+            DrainPolicy {
+                seconds: f64::from(s),
+                throughput: rate.map_or(Throughput::Measured, Throughput::PerReplica),
+                rate_window_ms: w * 1000,
+            }
+        })
+    }
+
+    fn arb_policy() -> impl Strategy<Value = Policy> {
+        (0i32..4, 0i32..60, arb_drain(), 0.0f64..0.5).prop_map(|(min, extra, d, tol)| Policy {
+            min_replicas: min,
+            max_replicas: min.max(1) + extra,
+            cooldown_ms: 60_000,
+            triggers: vec![trigger(d)],
+            scale_up: Rules::default_scale_up(),
+            scale_down: Rules::default_scale_down(),
+            tolerance: tol,
+            fallback: None,
+        })
+    }
+
+    fn arb_reading() -> impl Strategy<Value = Reading> {
+        let value =
+            prop_oneof![4 => 0.0f64..5000.0, 1 => Just(0.0), 1 => -10.0f64..0.0, 1 => Just(1e300)];
+        let rate =
+            prop_oneof![3 => 0.0f64..100.0, 1 => Just(0.0), 1 => Just(-1.0), 1 => Just(f64::NAN)];
+        prop_oneof![
+            3 => value.clone().prop_map(Reading::Value),
+            3 => (value, rate).prop_map(|(value, throughput)| Reading::WithThroughput { value, throughput }),
+            1 => Just(Reading::Failed("down".into())),
+        ]
+    }
+
+    fn arb_garbage_track() -> impl Strategy<Value = DrainTrack> {
+        let sample = (
+            -1_000_000i64..2_000_000,
+            prop_oneof![Just(f64::NAN), -1e3f64..1e18],
+            -1e3f64..1e18,
+        )
+            .prop_map(|(at, depth, served)| DrainSample { at, depth, served });
+        (
+            prop::collection::vec(sample, 0..80),
+            prop::option::of(prop_oneof![Just(f64::NAN), -1.0f64..1e20]),
+        )
+            .prop_map(|(samples, per_replica)| DrainTrack {
+                samples,
+                per_replica,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Whatever the readings and whatever status held, desired stays in
+        /// [min, max], a poll with a failed read never scales down, and the
+        /// remembered samples stay bounded.
+        #[test]
+        fn drain_decisions_stay_in_range_and_never_scale_down_blind(
+            p in arb_policy(),
+            start in 0i32..80,
+            garbage in arb_garbage_track(),
+            polls in prop::collection::vec((arb_reading(), 1i64..30), 1..40),
+        ) {
+            let mut h = History::default();
+            h.drain.insert("payments".into(), garbage);
+            let (mut cur, mut now) = (start, 0);
+            for (reading, dt) in polls {
+                now += dt * 1000;
+                let d = decide(&p, now, cur, std::slice::from_ref(&reading), &h);
+                prop_assert!(d.desired >= p.min_replicas && d.desired <= p.max_replicas, "{}", d.explanation);
+                let in_range = cur >= p.min_replicas && cur <= p.max_replicas;
+                let failed = !d.metrics_available;
+                if failed && in_range {
+                    prop_assert!(d.desired >= cur, "scaled down {} -> {} blind: {}", cur, d.desired, d.explanation);
+                }
+                if matches!(reading, Reading::Failed(_)) {
+                    prop_assert!(failed);
+                }
+                h.commit(&p, &d, now, d.desired != d.current);
+                let kept = h.drain.get("payments").map_or(0, |t| t.samples.len());
+                prop_assert!(kept <= MAX_SAMPLES + 2, "{kept} samples");
+                cur = d.desired;
+            }
+        }
+    }
 }
