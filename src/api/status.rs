@@ -97,3 +97,45 @@ pub fn whole_seconds(s: f64) -> i64 {
         i64::MAX
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{estimate_drain, DrainPolicy, DrainTrack, Throughput};
+
+    #[test]
+    fn drain_fields_and_history_round_trip_through_status() {
+        let p = DrainPolicy {
+            seconds: 60.0,
+            throughput: Throughput::PerReplica(2.5),
+            rate_window_ms: 60_000,
+        };
+        let mut track = DrainTrack::default();
+        track.record(&p, &estimate_drain(&p, None, 0, 300.0, 8, None));
+        let est = estimate_drain(&p, Some(&track), 10_000, 200.0, 8, None);
+        let t = TriggerStatus::drain_fields(Some(&est));
+        assert_eq!(t.arrival_rate.as_deref(), Some("10"));
+        assert_eq!(t.estimated_drain_seconds, Some(20));
+        let none = TriggerStatus::drain_fields(None);
+        assert_eq!(
+            (none.arrival_rate, none.estimated_drain_seconds),
+            (None, None)
+        );
+
+        let mut history = History::default();
+        history.drain.insert("payments".into(), track);
+        let status = WorkerPoolStatus {
+            history: Some(history.clone()),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            json["history"]["drain"]["payments"]["samples"][0],
+            serde_json::json!({"at": 0, "depth": 300.0, "served": 0.0})
+        );
+        let back: WorkerPoolStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(back.history, Some(history));
+        assert_eq!(whole_seconds(f64::INFINITY), i64::MAX);
+        assert_eq!(rate_text(1.23456), "1.235");
+    }
+}

@@ -324,6 +324,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn drain_triggers_report_their_estimate_in_text_and_json() {
+        let text = "apiVersion: workerpool.dev/v1alpha1
+kind: WorkerPool
+metadata: {name: p, namespace: shop}
+spec:
+  scaleTargetRef: {name: w}
+  maxReplicas: 10
+  triggers:
+    - name: payments
+      redis: {url: 'redis://127.0.0.1:1/0', list: q}
+      drain: {seconds: 60, throughputPerReplica: 2.5}
+";
+        let (_, policy) = crate::cli::manifest::parse(text).unwrap();
+        let p = policy.triggers[0].drain.unwrap();
+        let drain = Some(crate::decision::estimate_drain(&p, None, 0, 120.0, 2, None));
+        let report = Report {
+            pool: "shop/p".into(),
+            triggers: vec![TriggerReport {
+                name: "payments".into(),
+                source: None,
+                value: Some(120.0),
+                proposed_replicas: Some(4),
+                active: true,
+                error: None,
+                drain,
+            }],
+            current: 2,
+            desired: 4,
+            explanation: String::new(),
+        };
+        let json = report.to_json();
+        let t = &json["triggers"][0];
+        assert!(
+            t["arrivalRate"].is_null() && t["estimatedDrainSeconds"].is_null(),
+            "{json}"
+        );
+        let out = report.to_text(&policy);
+        assert!(
+            out.contains("to drain within 60s at 2.5/s per replica"),
+            "{out}"
+        );
+        assert!(
+            out.contains("arrival rate: unknown after one read (estimated over 60s of polls)"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn secret_flags() {
         let f = parse_secret_flag("redis-auth/password=a=b/c").unwrap();
         assert_eq!(

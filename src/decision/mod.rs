@@ -24,7 +24,9 @@ mod proposal;
 pub use behavior::{
     limit_rate, scale_down_limit, scale_up_limit, stabilize, RateLimit, Stabilized,
 };
-pub use drain::{DrainEstimate, DrainPolicy, DrainSample, DrainTrack, Throughput};
+pub use drain::{
+    estimate as estimate_drain, DrainEstimate, DrainPolicy, DrainSample, DrainTrack, Throughput,
+};
 pub use history::{History, RecommendationSpan, ScaleEvent};
 pub use policy::{
     FallbackPolicy, Policy, PolicyType, RatePolicy, Rules, SelectPolicy, TriggerPolicy,

@@ -231,6 +231,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn drain_gauges_are_set_and_removed_when_unknown() {
+        use crate::decision::{DrainPolicy, DrainTrack, Throughput};
+        let m = Metrics::new();
+        let labels = TriggerLabels {
+            namespace: "shop".into(),
+            workerpool: "payments".into(),
+            trigger: "payments".into(),
+        };
+        let p = DrainPolicy {
+            seconds: 60.0,
+            throughput: Throughput::PerReplica(2.5),
+            rate_window_ms: 60_000,
+        };
+        let mut track = DrainTrack::default();
+        let first = crate::decision::estimate_drain(&p, None, 0, 300.0, 8, None);
+        track.record(&p, &first);
+        let est = crate::decision::estimate_drain(&p, Some(&track), 10_000, 200.0, 8, None);
+        m.record_drain(&labels, Some(&est));
+        let text = m.encode();
+        assert!(
+            text.contains("workerpool_trigger_arrival_rate{namespace=\"shop\",workerpool=\"payments\",trigger=\"payments\"} 10.0"),
+            "{text}"
+        );
+        assert!(text.contains("workerpool_trigger_drain_seconds{"), "{text}");
+        m.record_drain(&labels, Some(&first));
+        let text = m.encode();
+        assert!(!text.contains("workerpool_trigger_arrival_rate{"), "{text}");
+        assert!(
+            !text.contains("workerpool_trigger_drain_seconds{"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_forgotten_pool_leaves_no_series_behind() {
         let m = Metrics::new();
         for (pool, trigger) in [("gone", "orders"), ("kept", "orders")] {

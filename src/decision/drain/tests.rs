@@ -330,3 +330,39 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn the_explanation_names_the_drain_estimate() {
+    use super::super::{decide, History, Policy, Rules};
+    let p = Policy {
+        min_replicas: 1,
+        max_replicas: 40,
+        cooldown_ms: 60_000,
+        triggers: vec![trigger(per_replica(2.5))],
+        scale_up: Rules::default_scale_up(),
+        scale_down: Rules::default_scale_down(),
+        tolerance: 0.1,
+        fallback: None,
+    };
+    let mut h = History::default();
+    let d = decide(&p, 0, 4, &[Reading::Value(100.0)], &h);
+    assert!(
+        d.explanation.contains(
+            "payments=100 wants 4 (drain within 60s, arrivals not yet known, 2.5/s per replica)"
+        ),
+        "{}",
+        d.explanation
+    );
+    h.commit(&p, &d, 0, false);
+    let d = decide(&p, 10_000, 4, &[Reading::Value(160.0)], &h);
+    assert!(
+        d.explanation
+            .contains("payments=160 wants 8 (drain within 60s, arrivals 16/s, 2.5/s per replica)"),
+        "{}",
+        d.explanation
+    );
+    let est = d.triggers[0].drain.expect("estimate");
+    assert_eq!(est.arrival_rate, Some(16.0));
+    h.commit(&p, &d, 10_000, false);
+    assert_eq!(h.drain["payments"].samples.len(), 2);
+}
