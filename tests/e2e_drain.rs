@@ -1,6 +1,6 @@
 //! End to end: a drain-time trigger on a real Redis list, the real operator
 //! against the Kubernetes API emulator, and the test as the workload —
-//! producers push 40 items/s, and "workers" pop 5 items/s per replica the
+//! a backlog of 600, producers push 40 items/s, and "workers" pop 5 items/s per replica the
 //! Deployment has. Status shows the arrival rate and the drain time, the
 //! estimate's samples are kept in status.history, /metrics exports both
 //! gauges, and replicas stay within [min, max]. Every wait polls with a
@@ -59,6 +59,13 @@ async fn drain_trigger_reports_arrivals_and_drain_time_end_to_end() {
     let key = unique("payments");
     let mut r = connect(&shared_url());
     let _: () = redis::cmd("DEL").arg(&key).query(&mut r).unwrap();
+    // A backlog to start with, so there is something to drain.
+    let backlog: Vec<String> = (0..600).map(|i| format!("b{i}")).collect();
+    let _: () = redis::cmd("RPUSH")
+        .arg(&key)
+        .arg(&backlog)
+        .query(&mut r)
+        .unwrap();
     let recorder = c.record_replicas("payments-worker");
     c.apply_pool(drain_pool(&key)).await;
     let op = c.operator(None).await;
@@ -104,7 +111,8 @@ async fn drain_trigger_reports_arrivals_and_drain_time_end_to_end() {
         {
             seen.arrival_rate = Some(rate);
         }
-        if let Some(s) = t["estimatedDrainSeconds"].as_i64() {
+        // A backlog that shrinks: positive seconds (0 is an empty queue).
+        if let Some(s) = t["estimatedDrainSeconds"].as_i64().filter(|s| *s > 0) {
             seen.drain_seconds = Some(s);
         }
         let samples = &pool["status"]["history"]["drain"]["payments"]["samples"];
@@ -125,6 +133,11 @@ async fn drain_trigger_reports_arrivals_and_drain_time_end_to_end() {
     assert!(
         (10.0..=160.0).contains(&rate),
         "arrival rate {rate} is far from 40/s"
+    );
+    let drain = seen.drain_seconds.unwrap_or_default();
+    assert!(
+        drain <= 60,
+        "sized to drain within 30 s, estimated {drain} s"
     );
     let samples = seen.samples;
     assert!(

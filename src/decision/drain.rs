@@ -241,13 +241,18 @@ fn anchor(samples: &[DrainSample], now: i64, window_ms: i64) -> Option<DrainSamp
         .copied()
 }
 
+/// Longest drain time reported; beyond it the backlog does not shrink on
+/// any scale a person acts on (and a surplus of rounding error would
+/// otherwise report ~10^15 s).
+pub const MAX_DRAIN_SECONDS: f64 = 1e7;
+
 /// Seconds to clear `depth` with `capacity` items/s while `arrivals` keep coming.
 fn drain_time(depth: f64, arrivals: Option<f64>, capacity: Option<f64>) -> Option<f64> {
     if depth <= 0.0 {
         return Some(0.0);
     }
     let shrink = capacity? - arrivals?;
-    (shrink > 0.0).then(|| depth / shrink)
+    Some(depth / shrink).filter(|s| shrink > 0.0 && *s <= MAX_DRAIN_SECONDS)
 }
 
 /// Samples from status are untrusted: keep only finite, in-range ones in

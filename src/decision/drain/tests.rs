@@ -366,3 +366,11 @@ fn the_explanation_names_the_drain_estimate() {
     h.commit(&p, &d, 10_000, false);
     assert_eq!(h.drain["payments"].samples.len(), 2);
 }
+
+#[test]
+fn a_surplus_of_rounding_error_is_no_drain_time() {
+    assert_eq!(drain_time(100.0, Some(40.0), Some(40.0 + 1e-12)), None);
+    assert_eq!(drain_time(100.0, Some(40.0), Some(50.0)), Some(10.0));
+    assert_eq!(drain_time(0.0, Some(40.0), Some(10.0)), Some(0.0));
+    assert_eq!(drain_time(100.0, None, Some(10.0)), None);
+}
