@@ -57,6 +57,12 @@ enum Command {
         /// Also draw the timeline as an SVG chart.
         #[arg(long)]
         svg: Option<PathBuf>,
+        /// Closed loop: the trace gives arrivals per second; the simulator models the queue.
+        #[arg(long, conflicts_with = "svg")]
+        arrivals: bool,
+        /// With --arrivals: items/s one replica completes (default: drain.throughputPerReplica).
+        #[arg(long, requires = "arrivals")]
+        throughput_per_replica: Option<f64>,
     },
     /// Convert KEDA ScaledObjects (and the TriggerAuthentications they use) into WorkerPools.
     /// Prints the WorkerPools on stdout and every field without an exact equivalent as a
@@ -192,7 +198,16 @@ fn main() -> ExitCode {
             file,
             trace,
             start,
+            arrivals: true,
+            throughput_per_replica,
+            ..
+        } => cli::closed_loop::run(&file, &trace, start, throughput_per_replica),
+        Command::Simulate {
+            file,
+            trace,
+            start,
             svg,
+            ..
         } => simulate(&file, &trace, start, svg.as_deref()),
         Command::Check { .. } | Command::Convert { .. } => Ok(()),
     };

@@ -5,11 +5,13 @@
 //! `kubectl apply` rejects bad specs before the operator sees them; the
 //! operator re-validates with [`validate`] and reports anything else in status.
 
+mod drain;
 mod mode;
 mod spec;
 mod status;
 mod validate;
 
+pub use drain::*;
 pub use mode::Mode;
 pub use spec::*;
 pub use status::*;

@@ -131,6 +131,7 @@ fn default_target_kind() -> String {
 /// One work signal. Exactly one source (`redis` or `prometheus`) is set.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("(has(self.redis) ? 1 : 0) + (has(self.prometheus) ? 1 : 0) == 1").message("exactly one source (redis or prometheus) must be set"))]
+#[x_kube(validation = Rule::new("(has(self.targetPerReplica) ? 1 : 0) + (has(self.drain) ? 1 : 0) == 1").message("exactly one of targetPerReplica and drain must be set"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Trigger {
     /// Unique name within the pool; default `<type>-<index>` (e.g. `redis-0`).
@@ -146,9 +147,13 @@ pub struct Trigger {
     /// A Prometheus instant query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusTrigger>,
-    /// Work items one replica should hold; > 0.
+    /// Work items one replica should hold; > 0. Exactly one of this and `drain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0.0").message("targetPerReplica must be > 0"))]
-    pub target_per_replica: f64,
+    pub target_per_replica: Option<f64>,
+    /// Replicas so the backlog clears within a time (instead of `targetPerReplica`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<super::drain::Drain>,
     /// The trigger is active when its value is above this.
     #[serde(default)]
     pub activation_threshold: f64,

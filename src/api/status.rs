@@ -4,7 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::decision::History;
+use crate::decision::{DrainEstimate, History};
 
 /// Condition types.
 pub mod condition {
@@ -61,4 +61,81 @@ pub struct TriggerStatus {
     /// Why the last read failed (never contains a Secret's value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Drain triggers: items per second arriving, estimated over
+    /// `drain.rateWindowSeconds` (absent until the window has two samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_rate: Option<String>,
+    /// Drain triggers: seconds to clear the backlog at the current replicas,
+    /// rounded up; absent when the backlog does not shrink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_drain_seconds: Option<i64>,
+}
+
+impl TriggerStatus {
+    /// The drain fields of a trigger status (everything else default), for
+    /// struct update syntax where the status is built.
+    pub fn drain_fields(est: Option<&DrainEstimate>) -> TriggerStatus {
+        TriggerStatus {
+            arrival_rate: est.and_then(|e| e.arrival_rate).map(rate_text),
+            estimated_drain_seconds: est.and_then(|e| e.drain_seconds).map(whole_seconds),
+            ..TriggerStatus::default()
+        }
+    }
+}
+
+/// A rate as a short decimal string (3 decimals at most).
+pub fn rate_text(r: f64) -> String {
+    let rounded = (r * 1000.0).round() / 1000.0;
+    format!("{rounded}")
+}
+
+/// Seconds rounded up, saturating (a huge backlog over a tiny surplus).
+pub fn whole_seconds(s: f64) -> i64 {
+    if s.is_finite() {
+        s.ceil().clamp(0.0, i64::MAX as f64) as i64
+    } else {
+        i64::MAX
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{estimate_drain, DrainPolicy, DrainTrack, Throughput};
+
+    #[test]
+    fn drain_fields_and_history_round_trip_through_status() {
+        let p = DrainPolicy {
+            seconds: 60.0,
+            throughput: Throughput::PerReplica(2.5),
+            rate_window_ms: 60_000,
+        };
+        let mut track = DrainTrack::default();
+        track.record(&p, &estimate_drain(&p, None, 0, 300.0, 8, None));
+        let est = estimate_drain(&p, Some(&track), 10_000, 200.0, 8, None);
+        let t = TriggerStatus::drain_fields(Some(&est));
+        assert_eq!(t.arrival_rate.as_deref(), Some("10"));
+        assert_eq!(t.estimated_drain_seconds, Some(20));
+        let none = TriggerStatus::drain_fields(None);
+        assert_eq!(
+            (none.arrival_rate, none.estimated_drain_seconds),
+            (None, None)
+        );
+
+        let mut history = History::default();
+        history.drain.insert("payments".into(), track);
+        let status = WorkerPoolStatus {
+            history: Some(history.clone()),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            json["history"]["drain"]["payments"]["samples"][0],
+            serde_json::json!({"at": 0, "depth": 300.0, "served": 0.0})
+        );
+        let back: WorkerPoolStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(back.history, Some(history));
+        assert_eq!(whole_seconds(f64::INFINITY), i64::MAX);
+        assert_eq!(rate_text(1.23456), "1.235");
+    }
 }

@@ -6,7 +6,9 @@
 use std::collections::HashSet;
 
 use super::spec::*;
-use crate::decision::{FallbackPolicy, Policy, RatePolicy, Rules, SelectPolicy, TriggerPolicy};
+use crate::decision::{
+    DrainPolicy, FallbackPolicy, Policy, RatePolicy, Rules, SelectPolicy, Throughput, TriggerPolicy,
+};
 
 /// A spec mistake: the JSON path of the field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -16,7 +18,7 @@ pub struct SpecError {
     pub message: String,
 }
 
-fn err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
+pub(super) fn err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
     SpecError {
         field: field.into(),
         message: message.into(),
@@ -107,12 +109,7 @@ pub fn validate(spec: &WorkerPoolSpec) -> Result<Policy, SpecError> {
                 ))
             }
         }
-        if !(trig.target_per_replica.is_finite() && trig.target_per_replica > 0.0) {
-            return Err(err(
-                format!("{at}.targetPerReplica"),
-                format!("must be a number > 0, got {}", trig.target_per_replica),
-            ));
-        }
+        let (target_per_replica, drain) = sizing(trig, &at)?;
         if !trig.activation_threshold.is_finite() {
             return Err(err(
                 format!("{at}.activationThreshold"),
@@ -121,8 +118,9 @@ pub fn validate(spec: &WorkerPoolSpec) -> Result<Policy, SpecError> {
         }
         triggers.push(TriggerPolicy {
             name,
-            target_per_replica: trig.target_per_replica,
+            target_per_replica,
             activation_threshold: trig.activation_threshold,
+            drain,
         });
     }
 
@@ -179,6 +177,30 @@ pub fn validate(spec: &WorkerPoolSpec) -> Result<Policy, SpecError> {
         tolerance,
         fallback,
     })
+}
+
+/// How a trigger sizes the pool: exactly one of `targetPerReplica` and `drain`.
+fn sizing(trig: &Trigger, at: &str) -> Result<(f64, Option<DrainPolicy>), SpecError> {
+    match (trig.target_per_replica, &trig.drain) {
+        (Some(t), None) if t.is_finite() && t > 0.0 => Ok((t, None)),
+        (Some(t), None) => Err(err(
+            format!("{at}.targetPerReplica"),
+            format!("must be a number > 0, got {t}"),
+        )),
+        (None, Some(d)) => {
+            let p = d.policy(&format!("{at}.drain"))?;
+            let per_target = match p.throughput {
+                Throughput::PerReplica(rate) => rate * p.seconds,
+                Throughput::Measured => p.seconds,
+            };
+            Ok((per_target, Some(p)))
+        }
+        (Some(_), Some(_)) => Err(err(at, "set targetPerReplica or drain, not both")),
+        (None, None) => Err(err(
+            format!("{at}.targetPerReplica"),
+            "required (or drain): how many items one replica should hold",
+        )),
+    }
 }
 
 fn validate_name(n: &str) -> Result<(), String> {
@@ -284,7 +306,7 @@ fn validate_redis(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn validate_prometheus(p: &PrometheusTrigger, at: &str) -> Result<(), SpecError> {
+pub(super) fn validate_prometheus(p: &PrometheusTrigger, at: &str) -> Result<(), SpecError> {
     let url = url::Url::parse(&p.url).map_err(|e| {
         err(
             format!("{at}.url"),

@@ -18,9 +18,11 @@ use std::sync::Arc;
 use futures::future::{join_all, BoxFuture, FutureExt};
 
 use crate::api::WorkerPool;
-use crate::decision::{decide, History, Policy, Reading};
+use crate::decision::{
+    decide, DrainEstimate, DrainPolicy, History, Policy, Reading, Throughput, TriggerPolicy,
+};
 use crate::sources::policy::EndpointPolicy;
-use crate::sources::{read_timeout, MetricSource, SourceError, Sources};
+use crate::sources::{read_timeout, Measurement, MetricSource, SourceError, Sources};
 
 /// How `check` prints its result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -95,6 +97,8 @@ pub struct TriggerReport {
     pub proposed_replicas: Option<i32>,
     pub active: bool,
     pub error: Option<String>,
+    /// Drain triggers: the estimate of this read.
+    pub drain: Option<DrainEstimate>,
 }
 
 /// The whole result of a check.
@@ -122,6 +126,9 @@ impl Report {
                 "proposedReplicas": t.proposed_replicas,
                 "active": t.active,
                 "error": t.error,
+                "arrivalRate": t.drain.and_then(|d| d.arrival_rate),
+                "estimatedDrainSeconds": t.drain.and_then(|d| d.drain_seconds),
+                "throughput": t.drain.and_then(|d| d.measured),
             })).collect::<Vec<_>>(),
             "decision": {
                 "current": self.current,
@@ -142,15 +149,20 @@ impl Report {
             s.push('\n');
             match (&t.error, t.value, t.proposed_replicas) {
                 (Some(e), _, _) => s.push_str(&format!("  error: {e}\n")),
-                (None, Some(v), Some(n)) => s.push_str(&format!(
-                    "  value {v}: proposes {n} replicas at {}/replica; {}\n",
-                    p.target_per_replica,
-                    if t.active {
-                        format!("active (> {})", p.activation_threshold)
-                    } else {
-                        format!("inactive (<= {})", p.activation_threshold)
+                (None, Some(v), Some(n)) => {
+                    s.push_str(&format!(
+                        "  value {v}: proposes {n} replicas {}; {}\n",
+                        sizing_text(p, t.drain.as_ref()),
+                        if t.active {
+                            format!("active (> {})", p.activation_threshold)
+                        } else {
+                            format!("inactive (<= {})", p.activation_threshold)
+                        }
+                    ));
+                    if let (Some(d), Some(est)) = (&p.drain, &t.drain) {
+                        s.push_str(&drain_lines(d, est));
                     }
-                )),
+                }
                 _ => s.push_str("  not read\n"),
             }
         }
@@ -160,6 +172,48 @@ impl Report {
         ));
         s
     }
+}
+
+/// How a trigger sizes the pool, for the text report.
+fn sizing_text(p: &TriggerPolicy, est: Option<&DrainEstimate>) -> String {
+    match (&p.drain, est.and_then(|e| e.per_replica)) {
+        (None, _) => format!("at {}/replica", p.target_per_replica),
+        (Some(d), Some(rate)) => format!(
+            "to drain within {}s at {}/s per replica",
+            d.seconds,
+            crate::api::rate_text(rate)
+        ),
+        (Some(d), None) => format!("to drain within {}s (no per-replica rate yet)", d.seconds),
+    }
+}
+
+/// The drain estimate of one read: one read has no arrival rate yet (the
+/// operator estimates it over `rateWindowSeconds` of polls).
+fn drain_lines(d: &DrainPolicy, est: &DrainEstimate) -> String {
+    let mut s = String::new();
+    if let (Throughput::Measured, Some(m)) = (d.throughput, est.measured) {
+        s.push_str(&format!(
+            "  throughput: {}/s measured\n",
+            crate::api::rate_text(m)
+        ));
+    }
+    let arrivals = est.arrival_rate.map_or_else(
+        || {
+            format!(
+                "unknown after one read (estimated over {}s of polls)",
+                d.rate_window_ms / 1000
+            )
+        },
+        |r| format!("{}/s", crate::api::rate_text(r)),
+    );
+    let drains = est.drain_seconds.map_or_else(
+        || "unknown or never at the current replicas".to_string(),
+        |t| format!("{}s at the current replicas", crate::api::whole_seconds(t)),
+    );
+    s.push_str(&format!(
+        "  arrival rate: {arrivals}; estimated drain: {drains}\n"
+    ));
+    s
 }
 
 /// Builds every trigger's source, reads them all once (concurrently), and
@@ -182,15 +236,21 @@ pub async fn check(
         .iter()
         .map(|t| sources.build_in(namespace, t, secrets, timeout))
         .collect();
-    let reads: Vec<BoxFuture<'_, Result<f64, SourceError>>> = built
+    let reads: Vec<BoxFuture<'_, Measurement>> = built
         .iter()
         .map(|b| match b {
-            Ok(src) => src.read().boxed(),
-            Err(e) => futures::future::ready(Err(e.clone())).boxed(),
+            Ok(src) => src.measure(),
+            Err(e) => futures::future::ready(Measurement {
+                value: Err(e.clone()),
+                throughput: None,
+            })
+            .boxed(),
         })
         .collect();
-    let results = join_all(reads).await;
-    let readings: Vec<Reading> = results.iter().map(Reading::of).collect();
+    let measured = join_all(reads).await;
+    let readings: Vec<Reading> = (measured.iter())
+        .map(|m| Reading::measured(&m.value, m.throughput))
+        .collect();
     let current = current.unwrap_or(policy.min_replicas).max(0);
     let d = decide(policy, now_ms, current, &readings, &History::default());
     let triggers = d
@@ -204,6 +264,7 @@ pub async fn check(
             proposed_replicas: t.proposed,
             active: t.active,
             error: t.error.clone(),
+            drain: t.drain,
         })
         .collect();
     let meta = &pool.metadata;
@@ -292,6 +353,54 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_triggers_report_their_estimate_in_text_and_json() {
+        let text = "apiVersion: workerpool.dev/v1alpha1
+kind: WorkerPool
+metadata: {name: p, namespace: shop}
+spec:
+  scaleTargetRef: {name: w}
+  maxReplicas: 10
+  triggers:
+    - name: payments
+      redis: {url: 'redis://127.0.0.1:1/0', list: q}
+      drain: {seconds: 60, throughputPerReplica: 2.5}
+";
+        let (_, policy) = crate::cli::manifest::parse(text).unwrap();
+        let p = policy.triggers[0].drain.unwrap();
+        let drain = Some(crate::decision::estimate_drain(&p, None, 0, 120.0, 2, None));
+        let report = Report {
+            pool: "shop/p".into(),
+            triggers: vec![TriggerReport {
+                name: "payments".into(),
+                source: None,
+                value: Some(120.0),
+                proposed_replicas: Some(4),
+                active: true,
+                error: None,
+                drain,
+            }],
+            current: 2,
+            desired: 4,
+            explanation: String::new(),
+        };
+        let json = report.to_json();
+        let t = &json["triggers"][0];
+        assert!(
+            t["arrivalRate"].is_null() && t["estimatedDrainSeconds"].is_null(),
+            "{json}"
+        );
+        let out = report.to_text(&policy);
+        assert!(
+            out.contains("to drain within 60s at 2.5/s per replica"),
+            "{out}"
+        );
+        assert!(
+            out.contains("arrival rate: unknown after one read (estimated over 60s of polls)"),
+            "{out}"
+        );
+    }
 
     #[test]
     fn secret_flags() {

@@ -1,6 +1,7 @@
 //! The commands that need no cluster: `crd`, `check`, `simulate` (and its chart), `convert`.
 
 pub mod check;
+pub mod closed_loop;
 pub mod convert;
 pub mod manifest;
 pub mod simulate;

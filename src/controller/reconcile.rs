@@ -337,8 +337,11 @@ impl Poll<'_> {
             .next_due
             .map_or(0.0, |due| now.saturating_duration_since(due).as_secs_f64());
         self.ctx.metrics.poll_lag.observe(lag);
-        let results = futures::future::join_all(sources.iter().map(|s| s.read())).await;
-        let readings: Vec<Reading> = results.iter().map(Reading::of).collect();
+        let measured = futures::future::join_all(sources.iter().map(|s| s.measure())).await;
+        let readings: Vec<Reading> = (measured.iter())
+            .map(|m| Reading::measured(&m.value, m.throughput))
+            .collect();
+        let results: Vec<_> = measured.into_iter().map(|m| m.value).collect();
         let decision = decide(&policy, now_ms, current, &readings, &history);
         let applied = !writes.passive() && decision.desired != current;
         if applied {
@@ -558,6 +561,7 @@ impl Poll<'_> {
                     trigger: t.name.clone(),
                 };
                 m.trigger_value.get_or_create(&labels).set(v);
+                m.record_drain(&labels, t.drain.as_ref());
             }
         }
     }

@@ -262,6 +262,7 @@ fn trigger_status(
         },
         consecutive_failures: t.consecutive_failures.min(i32::MAX as u32) as i32,
         error: result.as_ref().err().map(|e| truncate(&e.to_string(), 512)),
+        ..TriggerStatus::drain_fields(t.drain.as_ref())
     }
 }
 

@@ -30,11 +30,8 @@ pub(super) fn explain(
                 } else {
                     "wants"
                 };
-                let _ = write!(
-                    s,
-                    "{}={} {} {} ({}/replica",
-                    t.name, v, verb, n, p.target_per_replica
-                );
+                let _ = write!(s, "{}={} {} {} (", t.name, v, verb, n);
+                sizing(&mut s, p, t);
                 if !t.active {
                     let _ = write!(s, ", inactive at <= {}", p.activation_threshold);
                 }
@@ -113,6 +110,28 @@ pub(super) fn explain(
         };
     }
     s
+}
+
+/// How a trigger sized its proposal: `20/replica`, or the drain estimate.
+fn sizing(s: &mut String, p: &super::TriggerPolicy, t: &super::TriggerOutcome) {
+    let (Some(d), Some(est)) = (&p.drain, &t.drain) else {
+        let _ = write!(s, "{}/replica", p.target_per_replica);
+        return;
+    };
+    let _ = write!(s, "drain within {}s", d.seconds);
+    match est.arrival_rate {
+        Some(r) => {
+            let _ = write!(s, ", arrivals {}/s", round3(r));
+        }
+        None => s.push_str(", arrivals not yet known"),
+    }
+    if let Some(r) = est.per_replica {
+        let _ = write!(s, ", {}/s per replica", round3(r));
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 fn fail_threshold(policy: &Policy) -> u32 {

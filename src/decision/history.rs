@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
+use super::{Decision, DrainTrack, Policy};
+
 /// A run of polls that all recommended the same count, from `from` to `to`
 /// (inclusive). Storing runs instead of samples keeps a 1 s poll with a
 /// 300 s window at a handful of entries; it is exact, because a run
@@ -52,6 +54,9 @@ pub struct History {
     /// Set while the fallback is in effect (start of the episode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_since: Option<i64>,
+    /// Recent backlog samples per drain trigger name, for the arrival rate.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drain: BTreeMap<String, DrainTrack>,
 }
 
 /// Consecutive failures beyond this count mean the same to every rule.
@@ -139,5 +144,27 @@ impl History {
             .iter()
             .filter(|e| e.at > cutoff)
             .fold(0i32, |acc, e| acc.saturating_add(e.change))
+    }
+}
+
+impl History {
+    /// Remembers each drain trigger's sample of this poll; a failed read adds
+    /// none (but what status held is still checked and bounded). Tracks of
+    /// triggers that are gone (or no longer drain) are dropped.
+    pub fn record_drain(&mut self, policy: &Policy, decision: &Decision, now: i64) {
+        self.drain.retain(|name, _| {
+            policy
+                .triggers
+                .iter()
+                .any(|t| &t.name == name && t.drain.is_some())
+        });
+        for (t, outcome) in policy.triggers.iter().zip(&decision.triggers) {
+            let Some(p) = &t.drain else { continue };
+            match (&outcome.drain, self.drain.get_mut(&t.name)) {
+                (Some(est), _) => self.drain.entry(t.name.clone()).or_default().record(p, est),
+                (None, Some(track)) => track.sanitize(now),
+                (None, None) => {}
+            }
+        }
     }
 }

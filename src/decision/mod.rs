@@ -15,6 +15,7 @@
 //! 5. stabilization windows, then rate policies ([`behavior`]).
 
 mod behavior;
+mod drain;
 mod explain;
 mod history;
 mod policy;
@@ -22,6 +23,9 @@ mod proposal;
 
 pub use behavior::{
     limit_rate, scale_down_limit, scale_up_limit, stabilize, RateLimit, Stabilized,
+};
+pub use drain::{
+    estimate as estimate_drain, DrainEstimate, DrainPolicy, DrainSample, DrainTrack, Throughput,
 };
 pub use history::{History, RecommendationSpan, ScaleEvent};
 pub use policy::{
@@ -35,6 +39,12 @@ pub enum Reading {
     Value(f64),
     /// The read failed; the text says why (never a Secret's value).
     Failed(String),
+    /// A drain trigger's value with its `throughputFrom` reading: total
+    /// items per second the pool completed.
+    WithThroughput {
+        value: f64,
+        throughput: f64,
+    },
 }
 
 impl Reading {
@@ -43,6 +53,20 @@ impl Reading {
         match result {
             Ok(v) => Reading::Value(*v),
             Err(e) => Reading::Failed(e.to_string()),
+        }
+    }
+
+    /// A source's result with a drain trigger's measured throughput, if any.
+    pub fn measured<E: std::fmt::Display>(
+        result: &Result<f64, E>,
+        throughput: Option<f64>,
+    ) -> Self {
+        match (result, throughput) {
+            (Ok(v), Some(t)) => Reading::WithThroughput {
+                value: *v,
+                throughput: t,
+            },
+            _ => Reading::of(result),
         }
     }
 }
@@ -57,6 +81,8 @@ pub struct TriggerOutcome {
     pub active: bool,
     pub error: Option<String>,
     pub consecutive_failures: u32,
+    /// The drain estimate (drain triggers read OK only).
+    pub drain: Option<DrainEstimate>,
 }
 
 /// The Event a decision deserves.
@@ -158,11 +184,18 @@ pub fn decide(
 
     for (i, t) in policy.triggers.iter().enumerate() {
         let prior = history.failures.get(&t.name).copied().unwrap_or(0);
-        let reading = readings.get(i);
-        let outcome = match reading {
+        let judged = drain::judged_reading(t, readings.get(i));
+        let outcome = match judged.as_ref() {
             Some(Reading::Value(v)) if v.is_finite() => {
-                let (proposed, within_tolerance) =
-                    propose(*v, t.target_per_replica, current, policy.tolerance);
+                let (proposed, within_tolerance, drain) = drain::propose_trigger(
+                    t,
+                    *v,
+                    readings.get(i),
+                    current,
+                    policy.tolerance,
+                    &history.drain,
+                    now,
+                );
                 let active = *v > t.activation_threshold;
                 any_active |= active;
                 raw_ok = Some(raw_ok.map_or(proposed, |r| r.max(proposed)));
@@ -174,12 +207,15 @@ pub fn decide(
                     active,
                     error: None,
                     consecutive_failures: 0,
+                    drain,
                 }
             }
             other => {
                 let error = match other {
                     Some(Reading::Failed(e)) => e.clone(),
-                    Some(Reading::Value(v)) => format!("value {v} is not a finite number"),
+                    Some(Reading::Value(v) | Reading::WithThroughput { value: v, .. }) => {
+                        format!("value {v} is not a finite number")
+                    }
                     None => "no reading".to_string(),
                 };
                 any_failed = true;
@@ -198,6 +234,7 @@ pub fn decide(
                     active: false,
                     error: Some(error),
                     consecutive_failures: failures,
+                    drain: None,
                 }
             }
         };
@@ -387,6 +424,7 @@ impl History {
                 self.failures.insert(t.name.clone(), t.consecutive_failures);
             }
         }
+        self.record_drain(policy, decision, now);
         self.inactive_since = decision.inactive_since;
         self.last_active = decision.last_active;
         self.fallback_since = if decision.fallback {

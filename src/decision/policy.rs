@@ -22,8 +22,13 @@ pub struct Policy {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TriggerPolicy {
     pub name: String,
+    /// Items one replica should hold. For a drain trigger (unused by the
+    /// decision): the items one replica clears within `drain.seconds`, or
+    /// `drain.seconds` when the throughput is measured.
     pub target_per_replica: f64,
     pub activation_threshold: f64,
+    /// Size by drain time instead of `target_per_replica`.
+    pub drain: Option<super::DrainPolicy>,
 }
 
 /// One direction's behavior, as autoscaling/v2 `HPAScalingRules` after defaulting.

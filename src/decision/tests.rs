@@ -9,6 +9,7 @@ fn trig(name: &str, target: f64) -> TriggerPolicy {
         name: name.into(),
         target_per_replica: target,
         activation_threshold: 0.0,
+        drain: None,
     }
 }
 
@@ -330,6 +331,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
                     name: format!("t{i}"),
                     target_per_replica: 1.0 + i as f64 * 7.0,
                     activation_threshold: 0.0,
+                    drain: None,
                 })
                 .collect(),
             scale_up: up,

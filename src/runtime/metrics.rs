@@ -49,6 +49,8 @@ pub struct Metrics {
     pub desired_replicas: Family<PoolLabels, Gauge>,
     pub current_replicas: Family<PoolLabels, Gauge>,
     pub trigger_value: Family<TriggerLabels, Gauge<f64, AtomicU64>>,
+    pub trigger_arrival_rate: Family<TriggerLabels, Gauge<f64, AtomicU64>>,
+    pub trigger_drain_seconds: Family<TriggerLabels, Gauge<f64, AtomicU64>>,
     pub trigger_errors: Family<ErrorLabels, Counter>,
     pub scales: Family<ScaleLabels, Counter>,
     pub status_writes: Counter,
@@ -72,6 +74,8 @@ impl Metrics {
             desired_replicas: Family::default(),
             current_replicas: Family::default(),
             trigger_value: Family::default(),
+            trigger_arrival_rate: Family::default(),
+            trigger_drain_seconds: Family::default(),
             trigger_errors: Family::default(),
             scales: Family::default(),
             status_writes: Counter::default(),
@@ -96,6 +100,16 @@ impl Metrics {
             "workerpool_trigger_value",
             "Last value read from a trigger",
             m.trigger_value.clone(),
+        );
+        registry.register(
+            "workerpool_trigger_arrival_rate",
+            "Drain triggers: items per second arriving, over drain.rateWindowSeconds",
+            m.trigger_arrival_rate.clone(),
+        );
+        registry.register(
+            "workerpool_trigger_drain_seconds",
+            "Drain triggers: seconds to clear the backlog at the current replicas (absent when it does not shrink)",
+            m.trigger_drain_seconds.clone(),
         );
         // prometheus-client appends _total to counters.
         registry.register(
@@ -141,6 +155,32 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// A drain trigger's estimate; a series whose value is unknown (no rate
+    /// yet, a backlog that does not shrink) is removed rather than kept stale.
+    pub fn record_drain(
+        &self,
+        labels: &TriggerLabels,
+        est: Option<&crate::decision::DrainEstimate>,
+    ) {
+        let gauges = [
+            (&self.trigger_arrival_rate, est.and_then(|e| e.arrival_rate)),
+            (
+                &self.trigger_drain_seconds,
+                est.and_then(|e| e.drain_seconds),
+            ),
+        ];
+        for (family, value) in gauges {
+            match value {
+                Some(v) => {
+                    family.get_or_create(labels).set(v);
+                }
+                None => {
+                    family.remove(labels);
+                }
+            }
+        }
+    }
+
     /// The registry in the Prometheus text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -167,11 +207,13 @@ impl Metrics {
             });
         }
         for t in triggers {
-            self.trigger_value.remove(&TriggerLabels {
+            let labels = TriggerLabels {
                 namespace: namespace.into(),
                 workerpool: workerpool.into(),
                 trigger: t.clone(),
-            });
+            };
+            self.trigger_value.remove(&labels);
+            self.record_drain(&labels, None);
             for reason in crate::sources::SourceError::METRIC_LABELS {
                 self.trigger_errors.remove(&ErrorLabels {
                     namespace: namespace.into(),
@@ -187,6 +229,40 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_gauges_are_set_and_removed_when_unknown() {
+        use crate::decision::{DrainPolicy, DrainTrack, Throughput};
+        let m = Metrics::new();
+        let labels = TriggerLabels {
+            namespace: "shop".into(),
+            workerpool: "payments".into(),
+            trigger: "payments".into(),
+        };
+        let p = DrainPolicy {
+            seconds: 60.0,
+            throughput: Throughput::PerReplica(2.5),
+            rate_window_ms: 60_000,
+        };
+        let mut track = DrainTrack::default();
+        let first = crate::decision::estimate_drain(&p, None, 0, 300.0, 8, None);
+        track.record(&p, &first);
+        let est = crate::decision::estimate_drain(&p, Some(&track), 10_000, 200.0, 8, None);
+        m.record_drain(&labels, Some(&est));
+        let text = m.encode();
+        assert!(
+            text.contains("workerpool_trigger_arrival_rate{namespace=\"shop\",workerpool=\"payments\",trigger=\"payments\"} 10.0"),
+            "{text}"
+        );
+        assert!(text.contains("workerpool_trigger_drain_seconds{"), "{text}");
+        m.record_drain(&labels, Some(&first));
+        let text = m.encode();
+        assert!(!text.contains("workerpool_trigger_arrival_rate{"), "{text}");
+        assert!(
+            !text.contains("workerpool_trigger_drain_seconds{"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn a_forgotten_pool_leaves_no_series_behind() {

@@ -17,6 +17,7 @@
 pub mod policy;
 mod prometheus;
 mod redis;
+mod throughput;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -30,10 +31,41 @@ use policy::EndpointPolicy;
 /// What [`MetricSource::read`] returns.
 pub type ReadFuture<'a> = Pin<Box<dyn Future<Output = Result<f64, SourceError>> + Send + 'a>>;
 
+/// What [`MetricSource::measure`] returns.
+pub type MeasureFuture<'a> = Pin<Box<dyn Future<Output = Measurement> + Send + 'a>>;
+
+/// One poll's read of a trigger: its value, and for a drain trigger with
+/// `throughputFrom` the measured completions per second (then a failed
+/// throughput read makes `value` an error).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    pub value: Result<f64, SourceError>,
+    pub throughput: Option<f64>,
+}
+
+impl Measurement {
+    fn failed(e: SourceError) -> Self {
+        Measurement {
+            value: Err(e),
+            throughput: None,
+        }
+    }
+}
+
 /// A trigger's metric source, built once per spec generation, read every poll.
 pub trait MetricSource: Send + Sync + std::fmt::Debug {
     /// Reads the current value once, within the timeout the source was built with.
     fn read(&self) -> ReadFuture<'_>;
+    /// Reads everything the decision needs from this trigger once: the
+    /// value, plus the throughput for a drain trigger that measures it.
+    fn measure(&self) -> MeasureFuture<'_> {
+        Box::pin(async move {
+            Measurement {
+                value: self.read().await,
+                throughput: None,
+            }
+        })
+    }
     /// What is read where, e.g. `LLEN orders on redis://10.0.0.1:6379/0`.
     /// Never contains a secret (URLs are shown without credentials).
     fn describe(&self) -> String;
@@ -229,14 +261,15 @@ impl Sources {
         secrets: &dyn SecretLookup,
         timeout: Duration,
     ) -> Result<Arc<dyn MetricSource>, SourceError> {
-        REGISTRY
+        let backlog = REGISTRY
             .iter()
             .find_map(|build| build(self, trigger, secrets, timeout))
             .unwrap_or_else(|| {
                 Err(SourceError::Config(
                     "the trigger sets no source (redis or prometheus)".into(),
                 ))
-            })
+            })?;
+        throughput::wrap(self, trigger, backlog, secrets, timeout)
     }
 
     /// Number of distinct Redis endpoints with a live or pending connection

@@ -97,6 +97,17 @@ pub(super) fn build(
     )
 }
 
+/// A Prometheus query that is not a trigger's own (a drain trigger's `throughputFrom`).
+pub(super) fn build_query(
+    sources: &Sources,
+    p: &PrometheusTrigger,
+    secrets: &dyn SecretLookup,
+    timeout: Duration,
+) -> Result<Arc<dyn MetricSource>, SourceError> {
+    PrometheusSource::new(sources, p, secrets, timeout)
+        .map(|s| Arc::new(s) as Arc<dyn MetricSource>)
+}
+
 /// How requests authenticate. Never printed.
 enum Auth {
     None,
