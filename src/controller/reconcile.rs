@@ -389,7 +389,7 @@ impl Poll<'_> {
         secret_versions: Vec<Option<String>>,
     ) -> std::result::Result<Prepared, (&'static str, String)> {
         let spec = &self.pool.spec;
-        let policy = validate(spec).map_err(|e| ("InvalidSpec", e.to_string()))?;
+        let policy = validate(spec).map_err(|e| (e.reason(), e.to_string()))?;
         let timeout = read_timeout(spec.polling_interval_seconds);
         let lookup = NamespacedSecrets {
             store: &self.ctx.secrets,
