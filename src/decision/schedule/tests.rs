@@ -194,3 +194,90 @@ fn agrees_with_brute_force_in_utc() {
     }
     let _ = date(2026, 1, 1);
 }
+
+mod decisions {
+    use super::*;
+    use crate::decision::{decide, History, Limit, Reading, TriggerPolicy};
+
+    fn pool(min: i32) -> Policy {
+        let mut w = window("0 8 * * 1-5", "Europe/Berlin", 10 * 3600);
+        w.name = "business-hours".into();
+        let mut p = policy_with(vec![w]);
+        p.min_replicas = min;
+        p.triggers = vec![TriggerPolicy {
+            name: "orders".into(),
+            target_per_replica: 10.0,
+            activation_threshold: 0.0,
+        }];
+        p
+    }
+
+    /// Runs polls every 15 s from `from` for `n` polls with a constant value,
+    /// applying each decision; returns the replica counts.
+    fn run(p: &Policy, from: &str, n: i64, start: i32, value: Option<f64>, h: &mut History) -> Vec<i32> {
+        let t0 = at(from).as_millisecond();
+        let mut cur = start;
+        (0..n)
+            .map(|k| {
+                let now = t0 + k * 15_000;
+                let r = value.map_or(Reading::Failed("down".into()), Reading::Value);
+                let d = decide(p, now, cur, &[r], h);
+                h.commit(p, &d, now, d.desired != d.current);
+                cur = d.desired;
+                cur
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_raised_floor_applies_at_once_and_names_the_schedule() {
+        let p = pool(1);
+        // Monday 08:00 Berlin = 07:00Z.
+        let mut h = History::default();
+        run(&p, "2026-11-30T06:50:00Z", 20, 1, Some(0.0), &mut h);
+        let d = decide(&p, at("2026-11-30T07:00:00Z").as_millisecond(), 1, &[Reading::Value(0.0)], &h);
+        assert_eq!(d.desired, 5);
+        assert!(d.limits.contains(&Limit::OutOfRange(5)));
+        assert!(
+            d.explanation.contains("floor 5 from schedule business-hours"),
+            "{}",
+            d.explanation
+        );
+    }
+
+    #[test]
+    fn a_closed_window_comes_down_through_scale_down_stabilization() {
+        let p = pool(1);
+        let mut h = History::default();
+        // From 17:50 Berlin (16:50Z), polls every 15 s; the window closes at
+        // 18:00 (poll 40), and the 300 s scale-down window then holds the
+        // floor's recommendations for 20 more polls.
+        let counts = run(&p, "2026-11-30T16:50:00Z", 80, 5, Some(0.0), &mut h);
+        let first_drop = counts.iter().position(|c| *c < 5).unwrap();
+        assert!((59..=61).contains(&first_drop), "{counts:?}");
+        assert_eq!(*counts.last().unwrap(), 1);
+    }
+
+    #[test]
+    fn triggers_above_the_floor_still_scale_and_failed_reads_never_scale_down() {
+        let p = pool(0);
+        let mut h = History::default();
+        let counts = run(&p, "2026-11-30T08:00:00Z", 8, 5, Some(200.0), &mut h);
+        assert_eq!(*counts.last().unwrap(), 20);
+        // A failing trigger under the raised floor: hold 20.
+        let counts = run(&p, "2026-11-30T08:02:00Z", 30, 20, None, &mut h);
+        assert!(counts.iter().all(|c| *c == 20), "{counts:?}");
+    }
+
+    #[test]
+    fn scale_to_zero_waits_for_the_window_to_close() {
+        let p = pool(0);
+        let mut h = History::default();
+        // Idle all day: held at the floor 5 while open, never 0.
+        let counts = run(&p, "2026-11-30T15:00:00Z", 240, 5, Some(0.0), &mut h);
+        assert!(counts.iter().all(|c| *c == 5), "{counts:?}");
+        // After 18:00 Berlin, idle longer than the cooldown: to zero.
+        let counts = run(&p, "2026-11-30T17:00:00Z", 4, 5, Some(0.0), &mut h);
+        assert_eq!(*counts.last().unwrap(), 0, "{counts:?}");
+    }
+}
