@@ -175,15 +175,17 @@ impl Context {
             // still running for it may hold: wait for it off this thread.
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
-                let triggers: Vec<String> = state
-                    .lock()
-                    .await
-                    .prepared
-                    .as_ref()
-                    .map(|p| p.policy.triggers.iter().map(|t| t.name.clone()).collect())
-                    .unwrap_or_default();
+                let st = state.lock().await;
+                let policy = st.prepared.as_ref().map(|p| p.policy.clone());
+                drop(st);
+                let names = |f: &dyn Fn(&crate::decision::Policy) -> Vec<String>| {
+                    policy.as_deref().map(f).unwrap_or_default()
+                };
+                let triggers = names(&|p| p.triggers.iter().map(|t| t.name.clone()).collect());
+                let schedules = names(&|p| p.schedules.iter().map(|w| w.name.clone()).collect());
                 let ns = key.namespace.as_deref().unwrap_or_default();
                 metrics.forget_pool(ns, &key.name, &triggers);
+                metrics.forget_schedules(ns, &key.name, &schedules);
             });
         }
         let mut targets = self.targets.lock().unwrap_or_else(|p| p.into_inner());

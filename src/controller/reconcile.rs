@@ -365,9 +365,12 @@ impl Poll<'_> {
 
         // 9. Status (on change, or every resync) and metrics.
         let new_current = if applied { d.desired } else { current };
-        let status =
+        let mut status =
             self.decided_status(&d, new_current, applied, &results, history.clone(), now_ms);
+        status.active_schedules = d.bounds.open.clone();
+        status.next_openings = crate::api::next_openings(&policy.schedules, now_ms);
         self.record_metrics(&d, new_current, &policy.triggers);
+        self.record_schedule_metrics(&d, &policy.schedules);
         st.expected_replicas = Some(new_current);
         self.maybe_write_status(st, status).await?;
 
@@ -614,6 +617,7 @@ impl Poll<'_> {
                 now,
             ),
             history: Some(history),
+            ..WorkerPoolStatus::default()
         }
     }
 
@@ -664,6 +668,19 @@ impl Poll<'_> {
                 };
                 m.trigger_value.get_or_create(&labels).set(v);
             }
+        }
+    }
+
+    /// `workerpool_schedule_active`: 1 per open window, 0 per closed one.
+    fn record_schedule_metrics(&self, d: &Decision, windows: &[crate::decision::Window]) {
+        for w in windows {
+            let labels = crate::runtime::metrics::ScheduleLabels {
+                namespace: self.ns.into(),
+                workerpool: self.name.clone(),
+                schedule: w.name.clone(),
+            };
+            let open = d.bounds.open.contains(&w.name);
+            self.ctx.metrics.schedule_active.get_or_create(&labels).set(i64::from(open));
         }
     }
 

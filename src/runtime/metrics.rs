@@ -37,6 +37,13 @@ pub struct ErrorLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScheduleLabels {
+    pub namespace: String,
+    pub workerpool: String,
+    pub schedule: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms .. ~16 s
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -51,6 +58,7 @@ pub struct Metrics {
     pub trigger_value: Family<TriggerLabels, Gauge<f64, AtomicU64>>,
     pub trigger_errors: Family<ErrorLabels, Counter>,
     pub scales: Family<ScaleLabels, Counter>,
+    pub schedule_active: Family<ScheduleLabels, Gauge>,
     pub status_writes: Counter,
     pub polls: Counter,
     pub reconcile_duration: Histogram,
@@ -74,6 +82,7 @@ impl Metrics {
             trigger_value: Family::default(),
             trigger_errors: Family::default(),
             scales: Family::default(),
+            schedule_active: Family::default(),
             status_writes: Counter::default(),
             polls: Counter::default(),
             reconcile_duration: latency_histogram(),
@@ -107,6 +116,11 @@ impl Metrics {
             "workerpool_scale",
             "Scales of a target, by direction (up, down)",
             m.scales.clone(),
+        );
+        registry.register(
+            "workerpool_schedule_active",
+            "1 while the schedule's window is open, else 0",
+            m.schedule_active.clone(),
         );
         registry.register(
             "workerpool_status_writes",
@@ -180,6 +194,17 @@ impl Metrics {
                     reason,
                 });
             }
+        }
+    }
+
+    /// Forgets a deleted pool's schedule series (see [`Self::forget_pool`]).
+    pub fn forget_schedules(&self, namespace: &str, workerpool: &str, schedules: &[String]) {
+        for s in schedules {
+            self.schedule_active.remove(&ScheduleLabels {
+                namespace: namespace.into(),
+                workerpool: workerpool.into(),
+                schedule: s.clone(),
+            });
         }
     }
 }
