@@ -13,8 +13,27 @@ fn example(ext: &str) -> PathBuf {
     root().join(format!("examples/traces/business-hours.{ext}"))
 }
 
+/// The binary, or with `hide_tz_files` the binary in a mount namespace where
+/// the system tz directory is an empty one (as in the distroless image), so
+/// only a database built into the binary can answer.
+fn binary(hide_tz_files: Option<&Path>) -> Command {
+    let bin = env!("CARGO_BIN_EXE_workerpool-operator");
+    let system = Path::new("/usr/share/zoneinfo");
+    match hide_tz_files {
+        Some(empty) if system.exists() => {
+            let mut cmd = Command::new("unshare");
+            cmd.args(["--map-root-user", "--mount", "sh", "-c"])
+                .arg(r#"mount --bind "$0" /usr/share/zoneinfo && exec "$@""#)
+                .arg(empty)
+                .arg(bin);
+            cmd
+        }
+        _ => Command::new(bin),
+    }
+}
+
 fn simulate(trace: &Path, extra: &[&str], tzdir: Option<&Path>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_workerpool-operator"));
+    let mut cmd = binary(tzdir);
     cmd.arg("simulate")
         .arg("-f")
         .arg(example("yaml"))
@@ -56,7 +75,13 @@ fn the_monday_example_matches_its_recorded_output_and_the_readme() {
         .split("### A Monday with business hours")
         .nth(1)
         .expect("README has the business-hours section");
-    let block = section.split("```").nth(1).expect("a code block").trim();
+    let block = section
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .map(str::trim)
+        .find(|b| b.starts_with("time,"))
+        .expect("a code block of the output");
     assert_eq!(block, rows.join("\n"), "README's Monday is out of date");
     // The floor arrives with the window at 08:00 Berlin, the burst goes above
     // spec.maxReplicas (the window raises the ceiling), and the pool sleeps
@@ -69,8 +94,33 @@ fn the_monday_example_matches_its_recorded_output_and_the_readme() {
 #[test]
 fn time_zones_need_no_tz_files_on_disk() {
     let empty = tempfile::tempdir().unwrap();
+    // The namespace really hides the host's tz files (else this proves nothing).
+    let probe = binary(Some(empty.path()))
+        .arg("--version")
+        .output()
+        .expect("unshare (util-linux) runs the binary");
+    assert!(
+        probe.status.success(),
+        "cannot hide /usr/share/zoneinfo: {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
     let text = stdout(&simulate(&example("csv"), &[], Some(empty.path())));
-    assert_eq!(text, recorded(), "Europe/Berlin read differently without TZDIR");
+    assert_eq!(text, recorded(), "Europe/Berlin read differently without tz files");
+    // A zone that does not exist is still an error naming the field.
+    let tmp = tempfile::tempdir().unwrap();
+    let pool = tmp.path().join("pool.yaml");
+    let yaml = std::fs::read_to_string(example("yaml")).unwrap();
+    std::fs::write(&pool, yaml.replace("Europe/Berlin", "Europe/Atlantis")).unwrap();
+    let out = binary(Some(empty.path()))
+        .args(["simulate", "-f"])
+        .arg(&pool)
+        .arg("--trace")
+        .arg(example("csv"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("spec.schedules[0].timeZone"), "{err}");
 }
 
 #[test]

@@ -218,7 +218,7 @@ fn validate_schedules(spec: &WorkerPoolSpec) -> Result<Vec<Window>, SpecError> {
             ));
         }
         let cron = Cron::parse(&s.cron).map_err(|e| err(format!("{at}.cron"), e.to_string()))?;
-        let zone = jiff::tz::TimeZone::get(&s.time_zone).map_err(|_| {
+        let zone = crate::decision::time_zone(&s.time_zone).ok_or_else(|| {
             err(
                 format!("{at}.timeZone"),
                 format!("unknown IANA time zone {:?}", truncate(&s.time_zone)),

@@ -31,7 +31,9 @@ pub use policy::{
 };
 pub use cron::{Cron, CronError};
 pub use proposal::propose;
-pub use schedule::{bounds_at, states_at, Bounds, ScheduleError, Window, WindowState};
+pub use schedule::{
+    bounds_at, states_at, time_zone, Bounds, ScheduleError, Window, WindowState,
+};
 
 /// One trigger's reading on one poll.
 #[derive(Clone, Debug, PartialEq)]

@@ -32,6 +32,16 @@ pub struct Window {
     pub max_replicas: Option<i32>,
 }
 
+/// Looks up an IANA zone in the tz database built into the binary, never in
+/// the host's: the distroless image has none, and `check` or `simulate` on a
+/// laptop must read a schedule exactly as the operator in the cluster does.
+pub fn time_zone(name: &str) -> Option<TimeZone> {
+    static DB: std::sync::OnceLock<jiff::tz::TimeZoneDatabase> = std::sync::OnceLock::new();
+    DB.get_or_init(jiff::tz::TimeZoneDatabase::bundled)
+        .get(name)
+        .ok()
+}
+
 /// An instant a window's state could not be computed for (only at the far
 /// edges of the calendar; never a panic).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -9,7 +9,7 @@ fn window(cron: &str, zone: &str, secs: i64) -> Window {
         name: "w".into(),
         cron: Cron::parse(cron).unwrap(),
         zone_name: zone.into(),
-        zone: TimeZone::get(zone).unwrap(),
+        zone: time_zone(zone).unwrap(),
         duration_ms: secs * 1000,
         min_replicas: Some(5),
         max_replicas: None,
@@ -70,6 +70,15 @@ fn window_across_autumn_fall_back_lasts_its_real_seconds() {
         w.next_opening(at("2026-10-25T00:30:00Z")).unwrap(),
         Some(at("2026-10-26T01:30:00Z"))
     );
+}
+
+#[test]
+fn zones_come_from_the_bundled_database() {
+    assert!(time_zone("Europe/Berlin").is_some());
+    assert!(time_zone("America/Argentina/Buenos_Aires").is_some());
+    assert!(time_zone("Europe/Atlantis").is_none());
+    assert!(time_zone("../../etc/passwd").is_none());
+    assert!(time_zone("").is_none());
 }
 
 #[test]
