@@ -177,8 +177,7 @@ fn simulate(
             trace_path.display()
         );
         let chart = cli::svg::render_at(&title, &policy, &steps, trace.wall_clock);
-        std::fs::write(path, chart)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(path, chart).map_err(|e| format!("{}: {e}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

@@ -69,7 +69,10 @@ async fn an_open_window_raises_the_floor_and_a_bad_cron_is_reported_not_scaled()
     assert_eq!(openings[1]["name"], "new-year");
     // Midnight of 1 January at UTC+14 is 10:00 UTC on 31 December.
     assert!(
-        openings[1]["time"].as_str().unwrap().ends_with("-12-31T10:00:00Z"),
+        openings[1]["time"]
+            .as_str()
+            .unwrap()
+            .ends_with("-12-31T10:00:00Z"),
         "{status}"
     );
     let decision = status["lastDecision"].as_str().unwrap_or_default();
@@ -80,12 +83,16 @@ async fn an_open_window_raises_the_floor_and_a_bad_cron_is_reported_not_scaled()
 
     let body = eventually("/metrics has the schedules", T, || async {
         let (_, body) = http_get(op.http_addr, "/metrics").await?;
-        body.contains(r#"workerpool_schedule_active{namespace="shop",workerpool="s",schedule="always"} 1"#)
-            .then_some(body)
+        body.contains(
+            r#"workerpool_schedule_active{namespace="shop",workerpool="s",schedule="always"} 1"#,
+        )
+        .then_some(body)
     })
     .await;
     assert!(
-        body.contains(r#"workerpool_schedule_active{namespace="shop",workerpool="s",schedule="new-year"} 0"#),
+        body.contains(
+            r#"workerpool_schedule_active{namespace="shop",workerpool="s",schedule="new-year"} 0"#
+        ),
         "{body}"
     );
 
@@ -96,6 +103,10 @@ async fn an_open_window_raises_the_floor_and_a_bad_cron_is_reported_not_scaled()
     .await;
     assert_eq!(s, "False");
     assert!(msg.contains("spec.schedules[0].cron"), "{msg}");
-    assert_eq!(c.replicas("w-bad"), Some(1), "a pool with a bad schedule must not scale");
+    assert_eq!(
+        c.replicas("w-bad"),
+        Some(1),
+        "a pool with a bad schedule must not scale"
+    );
     op.shutdown(Duration::from_secs(5)).await;
 }

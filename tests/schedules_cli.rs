@@ -105,7 +105,11 @@ fn time_zones_need_no_tz_files_on_disk() {
         String::from_utf8_lossy(&probe.stderr)
     );
     let text = stdout(&simulate(&example("csv"), &[], Some(empty.path())));
-    assert_eq!(text, recorded(), "Europe/Berlin read differently without tz files");
+    assert_eq!(
+        text,
+        recorded(),
+        "Europe/Berlin read differently without tz files"
+    );
     // A zone that does not exist is still an error naming the field.
     let tmp = tempfile::tempdir().unwrap();
     let pool = tmp.path().join("pool.yaml");
@@ -152,11 +156,12 @@ fn at_gives_a_seconds_trace_its_wall_clock() {
     let before = epoch.lines().find(|l| l.starts_with("25140,")).unwrap();
     assert!(!before.ends_with(",5,ScaledOut"), "{before}");
     // --at with a timestamped trace, or a malformed --at, is a one-line error.
-    for args in [
-        vec!["--at", "2026-11-30T05:00:00Z"],
-        vec!["--at", "monday"],
-    ] {
-        let trace = if args[1] == "monday" { &trace } else { &example("csv") };
+    for args in [vec!["--at", "2026-11-30T05:00:00Z"], vec!["--at", "monday"]] {
+        let trace = if args[1] == "monday" {
+            &trace
+        } else {
+            &example("csv")
+        };
         let out = simulate(trace, &args, None);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
@@ -168,9 +173,16 @@ fn at_gives_a_seconds_trace_its_wall_clock() {
 fn the_chart_shades_the_open_window() {
     let tmp = tempfile::tempdir().unwrap();
     let svg = tmp.path().join("monday.svg");
-    stdout(&simulate(&example("csv"), &["--svg", svg.to_str().unwrap()], None));
+    stdout(&simulate(
+        &example("csv"),
+        &["--svg", svg.to_str().unwrap()],
+        None,
+    ));
     let chart = std::fs::read_to_string(&svg).unwrap();
-    assert!(chart.contains("schedule business-hours open from Mon 08:00"), "{chart}");
+    assert!(
+        chart.contains("schedule business-hours open from Mon 08:00"),
+        "{chart}"
+    );
     assert!(chart.contains("time (Europe/Berlin)"));
     assert!(chart.contains(">Mon 09:00<"));
 }

@@ -29,7 +29,10 @@ pub struct Schedule {
     /// IANA time zone the cron is read in (e.g. `Europe/Berlin`); default UTC.
     /// Daylight-saving changes are followed.
     #[serde(default = "default_time_zone")]
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$"))]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
+    )]
     pub time_zone: String,
     /// The floor while the window is open (the pool scales up to it at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]

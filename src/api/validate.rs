@@ -203,7 +203,10 @@ fn validate_schedules(spec: &WorkerPoolSpec) -> Result<Vec<Window>, SpecError> {
     if spec.schedules.len() > 16 {
         return Err(err(
             "spec.schedules",
-            format!("must have at most 16 schedules, got {}", spec.schedules.len()),
+            format!(
+                "must have at most 16 schedules, got {}",
+                spec.schedules.len()
+            ),
         ));
     }
     let mut names = HashSet::new();
@@ -246,10 +249,16 @@ fn validate_schedules(spec: &WorkerPoolSpec) -> Result<Vec<Window>, SpecError> {
 
 fn check_window_bounds(spec: &WorkerPoolSpec, s: &Schedule, at: &str) -> Result<(), SpecError> {
     if let Some(min) = s.min_replicas.filter(|m| *m < 0) {
-        return Err(err(format!("{at}.minReplicas"), format!("must be >= 0, got {min}")));
+        return Err(err(
+            format!("{at}.minReplicas"),
+            format!("must be >= 0, got {min}"),
+        ));
     }
     if let Some(max) = s.max_replicas.filter(|m| *m < 1) {
-        return Err(err(format!("{at}.maxReplicas"), format!("must be >= 1, got {max}")));
+        return Err(err(
+            format!("{at}.maxReplicas"),
+            format!("must be >= 1, got {max}"),
+        ));
     }
     let ceiling = s.max_replicas.unwrap_or(spec.max_replicas);
     if let Some(min) = s.min_replicas.filter(|m| *m > ceiling) {

@@ -128,7 +128,10 @@ impl ScheduleReport {
             Some(t) => format!("open until {t}"),
             None => "closed".to_string(),
         };
-        let next = self.next_opening.as_deref().unwrap_or("none within 8 years");
+        let next = self
+            .next_opening
+            .as_deref()
+            .unwrap_or("none within 8 years");
         format!("schedule {}: {state}; next opening {next}\n", self.name)
     }
 }
@@ -359,7 +362,14 @@ spec:
         let (pool, policy) = crate::cli::manifest::parse(&yaml).unwrap();
         // Monday 2026-11-30, 09:30 in Berlin.
         let now = jiff::Timestamp::from_second(1_796_027_400).unwrap();
-        let r = check(&pool, &policy, &BTreeMap::new(), Some(1), now.as_millisecond()).await;
+        let r = check(
+            &pool,
+            &policy,
+            &BTreeMap::new(),
+            Some(1),
+            now.as_millisecond(),
+        )
+        .await;
         let text = r.to_text(&policy);
         assert!(
             text.contains("schedule business-hours: open until 2026-11-30T18:00:00+01:00; next opening 2026-12-01T08:00:00+01:00"),
@@ -372,6 +382,9 @@ spec:
         assert_eq!(r.desired, 5, "{}", r.explanation);
         let json = r.to_json();
         assert_eq!(json["schedules"][0]["open"], true);
-        assert_eq!(json["schedules"][1]["nextOpening"], "2026-12-05T00:00:00+00:00");
+        assert_eq!(
+            json["schedules"][1]["nextOpening"],
+            "2026-12-05T00:00:00+00:00"
+        );
     }
 }

@@ -209,8 +209,9 @@ mod tests {
 
     #[test]
     fn rfc3339_times_are_unix_milliseconds() {
-        let t = parse("time,orders\n2026-11-30T09:30:00+01:00,1\n2026-11-30T08:30:05Z,2\n".as_bytes())
-            .unwrap();
+        let t =
+            parse("time,orders\n2026-11-30T09:30:00+01:00,1\n2026-11-30T08:30:05Z,2\n".as_bytes())
+                .unwrap();
         assert!(t.wall_clock);
         assert_eq!(t.rows[0].time_ms, 1_796_027_400_000);
         assert_eq!(t.rows[1].time_ms, 1_796_027_405_000);

@@ -680,7 +680,11 @@ impl Poll<'_> {
                 schedule: w.name.clone(),
             };
             let open = d.bounds.open.contains(&w.name);
-            self.ctx.metrics.schedule_active.get_or_create(&labels).set(i64::from(open));
+            self.ctx
+                .metrics
+                .schedule_active
+                .get_or_create(&labels)
+                .set(i64::from(open));
         }
     }
 

@@ -25,15 +25,13 @@ mod schedule;
 pub use behavior::{
     limit_rate, scale_down_limit, scale_up_limit, stabilize, RateLimit, Stabilized,
 };
+pub use cron::{Cron, CronError};
 pub use history::{History, RecommendationSpan, ScaleEvent};
 pub use policy::{
     FallbackPolicy, Policy, PolicyType, RatePolicy, Rules, SelectPolicy, TriggerPolicy,
 };
-pub use cron::{Cron, CronError};
 pub use proposal::propose;
-pub use schedule::{
-    bounds_at, states_at, time_zone, Bounds, ScheduleError, Window, WindowState,
-};
+pub use schedule::{bounds_at, states_at, time_zone, Bounds, ScheduleError, Window, WindowState};
 
 /// One trigger's reading on one poll.
 #[derive(Clone, Debug, PartialEq)]

@@ -215,7 +215,10 @@ pub fn bounds_at(policy: &Policy, now_ms: i64, current: i32) -> Bounds {
             b.min = m;
             b.min_from = Some(w.name.clone());
         }
-        if let Some(m) = w.max_replicas.filter(|m| ceiling.is_none_or(|(c, _)| *m > c)) {
+        if let Some(m) = w
+            .max_replicas
+            .filter(|m| ceiling.is_none_or(|(c, _)| *m > c))
+        {
             ceiling = Some((m, &w.name));
         }
     }

@@ -189,7 +189,12 @@ fn brute_last(cron: &Cron, now: Timestamp, secs: i64) -> Option<Timestamp> {
 
 #[test]
 fn agrees_with_brute_force_in_utc() {
-    let crons = ["*/7 3-5 * * *", "0 0 1,15 * mon", "15 10 * * 2-4", "0 */6 * 1,7 *"];
+    let crons = [
+        "*/7 3-5 * * *",
+        "0 0 1,15 * mon",
+        "15 10 * * 2-4",
+        "0 */6 * 1,7 *",
+    ];
     for c in crons {
         let w = window(c, "UTC", 2 * 86400);
         for k in 0..40 {
@@ -223,7 +228,14 @@ mod decisions {
 
     /// Runs polls every 15 s from `from` for `n` polls with a constant value,
     /// applying each decision; returns the replica counts.
-    fn run(p: &Policy, from: &str, n: i64, start: i32, value: Option<f64>, h: &mut History) -> Vec<i32> {
+    fn run(
+        p: &Policy,
+        from: &str,
+        n: i64,
+        start: i32,
+        value: Option<f64>,
+        h: &mut History,
+    ) -> Vec<i32> {
         let t0 = at(from).as_millisecond();
         let mut cur = start;
         (0..n)
@@ -244,11 +256,18 @@ mod decisions {
         // Monday 08:00 Berlin = 07:00Z.
         let mut h = History::default();
         run(&p, "2026-11-30T06:50:00Z", 20, 1, Some(0.0), &mut h);
-        let d = decide(&p, at("2026-11-30T07:00:00Z").as_millisecond(), 1, &[Reading::Value(0.0)], &h);
+        let d = decide(
+            &p,
+            at("2026-11-30T07:00:00Z").as_millisecond(),
+            1,
+            &[Reading::Value(0.0)],
+            &h,
+        );
         assert_eq!(d.desired, 5);
         assert!(d.limits.contains(&Limit::OutOfRange(5)));
         assert!(
-            d.explanation.contains("floor 5 from schedule business-hours"),
+            d.explanation
+                .contains("floor 5 from schedule business-hours"),
             "{}",
             d.explanation
         );
