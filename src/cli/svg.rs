@@ -126,6 +126,7 @@ pub fn render_at(title: &str, policy: &Policy, steps: &[SimStep], wall_clock: bo
         }
     );
     s.push_str(&schedule_shading(policy, steps, &x, &time_label));
+    s.push_str(&effective_floor(policy, steps, &x, &yr));
 
     // Trigger values: one polyline per trigger, broken where a read failed.
     for (i, tp) in policy.triggers.iter().enumerate() {
@@ -349,6 +350,35 @@ fn schedule_shading(
         }
     }
     s
+}
+
+/// The floor in force at each step (schedules move it) as a dashed step line.
+fn effective_floor(
+    policy: &Policy,
+    steps: &[SimStep],
+    x: &dyn Fn(i64) -> f64,
+    yr: &dyn Fn(f64) -> f64,
+) -> String {
+    if policy.schedules.is_empty() || steps.is_empty() {
+        return String::new();
+    }
+    let mut path = String::new();
+    for (k, st) in steps.iter().enumerate() {
+        let floor = f64::from(bounds_at(policy, st.time_ms, st.current).min);
+        let end = steps.get(k + 1).map_or(st.time_ms, |n| n.time_ms);
+        let cmd = if k == 0 { 'M' } else { 'L' };
+        let _ = write!(
+            path,
+            "{cmd}{:.1},{:.1} L{:.1},{:.1} ",
+            x(st.time_ms),
+            yr(floor),
+            x(end),
+            yr(floor)
+        );
+    }
+    format!(
+        "<path d=\"{path}\" fill=\"none\" stroke=\"#555\" stroke-width=\"1.5\" stroke-dasharray=\"2 3\"><title>floor in force</title></path>\n"
+    )
 }
 
 /// Hours and minutes of a Unix time on the given zone's wall clock.

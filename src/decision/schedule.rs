@@ -80,13 +80,20 @@ impl Window {
         let floor = now - SignedDuration::from_millis(self.duration_ms);
         let first_day = shift(self.local_date(floor), -ZONE_SLACK_DAYS);
         let quiet = self.no_transition_near(floor, now);
+        let local_now = self.zone.to_datetime(now);
         let mut day = shift(self.local_date(now), 1);
         let mut best: Option<Timestamp> = None;
         let mut stop_at: Option<Date> = None;
         while day >= first_day && stop_at.is_none_or(|s| day >= s) {
             if self.cron.matches_day(day) {
                 for (h, m) in self.cron.times().rev() {
-                    let t = self.instant(day.at(h, m, 0, 0), now)?;
+                    let dt = day.at(h, m, 0, 0);
+                    // With one offset throughout, wall time orders like real time:
+                    // skip the future without a zone conversion.
+                    if quiet && dt > local_now {
+                        continue;
+                    }
+                    let t = self.instant(dt, now)?;
                     if t <= now && t > floor && best.is_none_or(|b| t > b) {
                         best = Some(t);
                         // Real time follows wall time except across a
@@ -107,6 +114,8 @@ impl Window {
     /// The first firing strictly after `now` (None if none within 8 years,
     /// which a validated cron cannot be).
     pub fn next_opening(&self, now: Timestamp) -> Result<Option<Timestamp>, ScheduleError> {
+        let quiet = self.no_transition_near(now, now);
+        let local_now = self.zone.to_datetime(now);
         let mut day = shift(self.local_date(now), -1);
         let mut best: Option<Timestamp> = None;
         let mut stop_at: Option<Date> = None;
@@ -116,7 +125,11 @@ impl Window {
             }
             if self.cron.matches_day(day) {
                 for (h, m) in self.cron.times() {
-                    let t = self.instant(day.at(h, m, 0, 0), now)?;
+                    let dt = day.at(h, m, 0, 0);
+                    if quiet && dt <= local_now {
+                        continue;
+                    }
+                    let t = self.instant(dt, now)?;
                     if t > now && best.is_none_or(|b| t < b) {
                         best = Some(t);
                         if self.no_transition_near(now, t) {
