@@ -309,3 +309,68 @@ mod decisions {
         assert_eq!(*counts.last().unwrap(), 0, "{counts:?}");
     }
 }
+
+mod properties {
+    use super::*;
+    use crate::decision::{decide, History, Reading, TriggerPolicy};
+    use proptest::prelude::*;
+
+    fn arb_window() -> impl Strategy<Value = Window> {
+        (
+            prop::sample::select(vec![
+                "*/10 * * * *",
+                "0 8 * * 1-5",
+                "30 2 * * *",
+                "0 * * * *",
+            ]),
+            prop::sample::select(vec!["UTC", "Europe/Berlin", "America/New_York"]),
+            60i64..20_000,
+            prop::option::of(0i32..30),
+            prop::option::of(1i32..60),
+        )
+            .prop_map(|(cron, zone, secs, min, max)| {
+                let mut w = window(cron, zone, secs);
+                // What validation admits: a window's min is <= its own max.
+                w.min_replicas = match (min, max) {
+                    (Some(lo), Some(hi)) => Some(lo.min(hi)),
+                    (lo, _) => lo.map(|v| v.min(20)),
+                };
+                w.max_replicas = max;
+                w
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Whatever the windows and readings: the result is within the bounds
+        /// in force, and a poll with a failed read never scales down from a
+        /// count inside them.
+        #[test]
+        fn within_effective_bounds_and_never_down_while_blind(
+            windows in prop::collection::vec(arb_window(), 0..4),
+            start in 0i32..60,
+            t0 in 1_790_000_000i64..1_800_000_000,
+            polls in prop::collection::vec((prop::option::of(0.0f64..800.0), 1i64..900), 1..40),
+        ) {
+            let mut p = policy_with(windows);
+            p.min_replicas = 0;
+            p.max_replicas = 20;
+            p.triggers = vec![TriggerPolicy { name: "q".into(), target_per_replica: 10.0, activation_threshold: 0.0 }];
+            let mut h = History::default();
+            let (mut cur, mut now) = (start, t0 * 1000);
+            for (value, dt) in polls {
+                now += dt * 1000;
+                let r = value.map_or(Reading::Failed("down".into()), Reading::Value);
+                let d = decide(&p, now, cur, &[r], &h);
+                let b = bounds_at(&p, now, cur);
+                prop_assert!(d.desired >= b.min && d.desired <= b.max, "{} not in [{}, {}]: {}", d.desired, b.min, b.max, d.explanation);
+                if value.is_none() && cur >= b.min && cur <= b.max {
+                    prop_assert!(d.desired >= cur, "scaled down while blind: {}", d.explanation);
+                }
+                h.commit(&p, &d, now, d.desired != d.current);
+                cur = d.desired;
+            }
+        }
+    }
+}
