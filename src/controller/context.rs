@@ -175,14 +175,19 @@ impl Context {
             // still running for it may hold: wait for it off this thread.
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
-                let st = state.lock().await;
-                let policy = st.prepared.as_ref().map(|p| p.policy.clone());
-                drop(st);
-                let names = |f: &dyn Fn(&crate::decision::Policy) -> Vec<String>| {
-                    policy.as_deref().map(f).unwrap_or_default()
+                let policy = state
+                    .lock()
+                    .await
+                    .prepared
+                    .as_ref()
+                    .map(|p| p.policy.clone());
+                let (triggers, schedules): (Vec<String>, Vec<String>) = match policy {
+                    Some(p) => (
+                        p.triggers.iter().map(|t| t.name.clone()).collect(),
+                        p.schedules.iter().map(|w| w.name.clone()).collect(),
+                    ),
+                    None => (Vec::new(), Vec::new()),
                 };
-                let triggers = names(&|p| p.triggers.iter().map(|t| t.name.clone()).collect());
-                let schedules = names(&|p| p.schedules.iter().map(|w| w.name.clone()).collect());
                 let ns = key.namespace.as_deref().unwrap_or_default();
                 metrics.forget_pool(ns, &key.name, &triggers);
                 metrics.forget_schedules(ns, &key.name, &schedules);
