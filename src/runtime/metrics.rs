@@ -251,4 +251,28 @@ mod tests {
         assert!(!text.contains("workerpool=\"gone\""), "{text}");
         assert_eq!(text.matches("workerpool=\"kept\"").count(), 5, "{text}");
     }
+
+    #[test]
+    fn schedule_series_are_exported_and_forgotten() {
+        let m = Metrics::new();
+        for (pool, open) in [("gone", 1), ("kept", 0)] {
+            m.schedule_active
+                .get_or_create(&ScheduleLabels {
+                    namespace: "shop".into(),
+                    workerpool: pool.into(),
+                    schedule: "business-hours".into(),
+                })
+                .set(open);
+        }
+        let text = m.encode();
+        assert!(text.contains(
+            r#"workerpool_schedule_active{namespace="shop",workerpool="gone",schedule="business-hours"} 1"#
+        ), "{text}");
+        m.forget_schedules("shop", "gone", &["business-hours".into()]);
+        let text = m.encode();
+        assert!(!text.contains("workerpool=\"gone\""), "{text}");
+        assert!(text.contains(
+            r#"workerpool_schedule_active{namespace="shop",workerpool="kept",schedule="business-hours"} 0"#
+        ), "{text}");
+    }
 }
