@@ -63,6 +63,9 @@ enum Command {
         /// With --arrivals: items/s one replica completes (default: drain.throughputPerReplica).
         #[arg(long, requires = "arrivals")]
         throughput_per_replica: Option<f64>,
+        /// Wall clock of the trace's time 0, RFC 3339 (e.g. 2026-11-30T06:00:00Z); schedules are read on it. Default: the Unix epoch.
+        #[arg(long, value_parser = cli::simulate::parse_at)]
+        at: Option<i64>,
     },
     /// Convert KEDA ScaledObjects (and the TriggerAuthentications they use) into WorkerPools.
     /// Prints the WorkerPools on stdout and every field without an exact equivalent as a
@@ -207,8 +210,9 @@ fn main() -> ExitCode {
             trace,
             start,
             svg,
+            at,
             ..
-        } => simulate(&file, &trace, start, svg.as_deref()),
+        } => simulate(&file, &trace, start, svg.as_deref(), at),
         Command::Check { .. } | Command::Convert { .. } => Ok(()),
     };
     match result {
@@ -225,11 +229,16 @@ fn simulate(
     trace_path: &std::path::Path,
     start: Option<i32>,
     svg: Option<&std::path::Path>,
+    at: Option<i64>,
 ) -> Result<(), String> {
     let (pool, policy) = cli::manifest::load(file).map_err(|e| e.to_string())?;
     let input =
         std::fs::File::open(trace_path).map_err(|e| format!("{}: {e}", trace_path.display()))?;
-    let trace = cli::trace::parse(input).map_err(|e| format!("{}: {e}", trace_path.display()))?;
+    let mut trace =
+        cli::trace::parse(input).map_err(|e| format!("{}: {e}", trace_path.display()))?;
+    trace
+        .anchor(at)
+        .map_err(|e| format!("{}: {e}", trace_path.display()))?;
     let steps = cli::simulate::simulate(&policy, &trace, start.unwrap_or(policy.min_replicas))
         .map_err(|e| format!("{}: {e}", trace_path.display()))?;
     let stdout = std::io::stdout();
@@ -249,8 +258,8 @@ fn simulate(
                 .join(", "),
             trace_path.display()
         );
-        std::fs::write(path, cli::svg::render(&title, &policy, &steps))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let chart = cli::svg::render_at(&title, &policy, &steps, trace.wall_clock);
+        std::fs::write(path, chart).map_err(|e| format!("{}: {e}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

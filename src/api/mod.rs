@@ -7,12 +7,14 @@
 
 mod drain;
 mod mode;
+mod schedule;
 mod spec;
 mod status;
 mod validate;
 
 pub use drain::*;
 pub use mode::Mode;
+pub use schedule::Schedule;
 pub use spec::*;
 pub use status::*;
 pub use validate::{default_trigger_name, validate, SpecError};

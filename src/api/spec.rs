@@ -58,6 +58,7 @@ use super::status::WorkerPoolStatus;
 )]
 #[x_kube(validation = Rule::new("self.maxReplicas >= (self.minReplicas > 1 ? self.minReplicas : 1)").message("maxReplicas must be >= max(1, minReplicas)").field_path(".maxReplicas"))]
 #[x_kube(validation = Rule::new("self.triggers.all(t, !has(t.name) || self.triggers.exists_one(u, has(u.name) && u.name == t.name))").message("trigger names must be unique").field_path(".triggers"))]
+#[x_kube(validation = Rule::new("!has(self.schedules) || self.schedules.all(s, !has(s.minReplicas) || has(s.maxReplicas) || s.minReplicas <= self.maxReplicas)").message("a schedule's minReplicas must be <= spec.maxReplicas unless the schedule sets its own maxReplicas").field_path(".schedules"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkerPoolSpec {
     /// The workload to scale: anything with a `/scale` subresource.
@@ -94,6 +95,11 @@ pub struct WorkerPoolSpec {
     /// What to do when a trigger keeps failing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Fallback>,
+    /// Time windows that raise the floor (and may move the ceiling) while open; 0 to 16, unique names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.all(s, self.exists_one(u, u.name == s.name))").message("schedule names must be unique"))]
+    pub schedules: Vec<super::Schedule>,
 }
 
 fn default_min_replicas() -> i32 {

@@ -36,6 +36,12 @@ pub struct WorkerPoolStatus {
     pub last_decision: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Names of the schedules whose windows are open (their bounds are in force).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_schedules: Vec<String>,
+    /// When each schedule's window opens next.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_openings: Vec<ScheduleOpening>,
     /// Recent recommendations and scale events, kept so stabilization
     /// windows and rate policies survive an operator restart or leader change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,4 +144,29 @@ mod tests {
         assert_eq!(whole_seconds(f64::INFINITY), i64::MAX);
         assert_eq!(rate_text(1.23456), "1.235");
     }
+}
+
+/// The next opening of one schedule's window.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleOpening {
+    /// The schedule's name.
+    pub name: String,
+    /// When its window opens next; absent when it could not be computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+}
+
+/// The next opening of each schedule at `now_ms` (Unix milliseconds).
+pub fn next_openings(windows: &[crate::decision::Window], now_ms: i64) -> Vec<ScheduleOpening> {
+    let Ok(now) = k8s_openapi::jiff::Timestamp::from_millisecond(now_ms) else {
+        return Vec::new();
+    };
+    windows
+        .iter()
+        .map(|w| ScheduleOpening {
+            name: w.name.clone(),
+            time: w.next_opening(now).ok().flatten().map(Time),
+        })
+        .collect()
 }

@@ -6,8 +6,10 @@
 use std::collections::HashSet;
 
 use super::spec::*;
+use super::Schedule;
 use crate::decision::{
-    DrainPolicy, FallbackPolicy, Policy, RatePolicy, Rules, SelectPolicy, Throughput, TriggerPolicy,
+    Cron, DrainPolicy, FallbackPolicy, Policy, RatePolicy, Rules, SelectPolicy, Throughput,
+    TriggerPolicy, Window,
 };
 
 /// A spec mistake: the JSON path of the field and what is wrong with it.
@@ -16,6 +18,17 @@ use crate::decision::{
 pub struct SpecError {
     pub field: String,
     pub message: String,
+}
+
+impl SpecError {
+    /// The `Ready=False` reason this mistake deserves.
+    pub fn reason(&self) -> &'static str {
+        if self.field.starts_with("spec.schedules") {
+            "InvalidSchedule"
+        } else {
+            "InvalidSpec"
+        }
+    }
 }
 
 pub(super) fn err(field: impl Into<String>, message: impl Into<String>) -> SpecError {
@@ -167,6 +180,7 @@ pub fn validate(spec: &WorkerPoolSpec) -> Result<Policy, SpecError> {
         }
     };
 
+    let schedules = validate_schedules(spec)?;
     Ok(Policy {
         min_replicas: spec.min_replicas,
         max_replicas: spec.max_replicas,
@@ -176,6 +190,7 @@ pub fn validate(spec: &WorkerPoolSpec) -> Result<Policy, SpecError> {
         scale_down,
         tolerance,
         fallback,
+        schedules,
     })
 }
 
@@ -201,6 +216,84 @@ fn sizing(trig: &Trigger, at: &str) -> Result<(f64, Option<DrainPolicy>), SpecEr
             "required (or drain): how many items one replica should hold",
         )),
     }
+}
+
+/// The schedules, parsed: what the CRD's CEL rules say, and what they cannot
+/// (the cron's grammar, whether the time zone exists).
+fn validate_schedules(spec: &WorkerPoolSpec) -> Result<Vec<Window>, SpecError> {
+    if spec.schedules.len() > 16 {
+        return Err(err(
+            "spec.schedules",
+            format!(
+                "must have at most 16 schedules, got {}",
+                spec.schedules.len()
+            ),
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut out = Vec::with_capacity(spec.schedules.len());
+    for (i, s) in spec.schedules.iter().enumerate() {
+        let at = format!("spec.schedules[{i}]");
+        validate_name(&s.name).map_err(|m| err(format!("{at}.name"), m))?;
+        if !names.insert(s.name.as_str()) {
+            return Err(err(
+                format!("{at}.name"),
+                format!("duplicate schedule name {:?}", s.name),
+            ));
+        }
+        let cron = Cron::parse(&s.cron).map_err(|e| err(format!("{at}.cron"), e.to_string()))?;
+        let zone = crate::decision::time_zone(&s.time_zone).ok_or_else(|| {
+            err(
+                format!("{at}.timeZone"),
+                format!("unknown IANA time zone {:?}", truncate(&s.time_zone)),
+            )
+        })?;
+        if !(60..=604_800).contains(&s.duration_seconds) {
+            return Err(err(
+                format!("{at}.durationSeconds"),
+                format!("must be in 60..604800 (a week), got {}", s.duration_seconds),
+            ));
+        }
+        check_window_bounds(spec, s, &at)?;
+        out.push(Window {
+            name: s.name.clone(),
+            cron,
+            zone_name: s.time_zone.clone(),
+            zone,
+            duration_ms: i64::from(s.duration_seconds) * 1000,
+            min_replicas: s.min_replicas,
+            max_replicas: s.max_replicas,
+        });
+    }
+    Ok(out)
+}
+
+fn check_window_bounds(spec: &WorkerPoolSpec, s: &Schedule, at: &str) -> Result<(), SpecError> {
+    if let Some(min) = s.min_replicas.filter(|m| *m < 0) {
+        return Err(err(
+            format!("{at}.minReplicas"),
+            format!("must be >= 0, got {min}"),
+        ));
+    }
+    if let Some(max) = s.max_replicas.filter(|m| *m < 1) {
+        return Err(err(
+            format!("{at}.maxReplicas"),
+            format!("must be >= 1, got {max}"),
+        ));
+    }
+    let ceiling = s.max_replicas.unwrap_or(spec.max_replicas);
+    if let Some(min) = s.min_replicas.filter(|m| *m > ceiling) {
+        let whose = if s.max_replicas.is_some() {
+            "this schedule's maxReplicas"
+        } else {
+            "spec.maxReplicas"
+        };
+        return Err(err(
+            format!("{at}.minReplicas"),
+            format!("{min} is above {whose} {ceiling}"),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_name(n: &str) -> Result<(), String> {

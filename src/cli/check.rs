@@ -19,7 +19,8 @@ use futures::future::{join_all, BoxFuture, FutureExt};
 
 use crate::api::WorkerPool;
 use crate::decision::{
-    decide, DrainEstimate, DrainPolicy, History, Policy, Reading, Throughput, TriggerPolicy,
+    decide, states_at, DrainEstimate, DrainPolicy, History, Policy, Reading, Throughput,
+    TriggerPolicy, Window,
 };
 use crate::sources::policy::EndpointPolicy;
 use crate::sources::{read_timeout, Measurement, MetricSource, SourceError, Sources};
@@ -109,6 +110,52 @@ pub struct Report {
     pub current: i32,
     pub desired: i32,
     pub explanation: String,
+    /// Each schedule's window at the time of the check, or why it could not be computed.
+    pub schedules: Result<Vec<ScheduleReport>, String>,
+}
+
+/// One schedule's window when `check` ran; times in the schedule's zone, RFC 3339.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleReport {
+    pub name: String,
+    /// When the open window closes; None when it is closed.
+    pub closes_at: Option<String>,
+    pub next_opening: Option<String>,
+}
+
+/// The schedules' windows at `now_ms`, with times on their own wall clocks.
+fn schedule_reports(windows: &[Window], now_ms: i64) -> Result<Vec<ScheduleReport>, String> {
+    let fmt = |t: Option<jiff::Timestamp>, zone: &jiff::tz::TimeZone| {
+        t.map(|t| {
+            t.to_zoned(zone.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string()
+        })
+    };
+    let states = states_at(windows, now_ms)?;
+    Ok(states
+        .into_iter()
+        .zip(windows)
+        .map(|(st, w)| ScheduleReport {
+            name: st.name,
+            closes_at: fmt(st.closes_at, &w.zone),
+            next_opening: fmt(st.next_opening, &w.zone),
+        })
+        .collect())
+}
+
+impl ScheduleReport {
+    fn text(&self) -> String {
+        let state = match &self.closes_at {
+            Some(t) => format!("open until {t}"),
+            None => "closed".to_string(),
+        };
+        let next = self
+            .next_opening
+            .as_deref()
+            .unwrap_or("none within 8 years");
+        format!("schedule {}: {state}; next opening {next}\n", self.name)
+    }
 }
 
 impl Report {
@@ -134,6 +181,15 @@ impl Report {
                 "current": self.current,
                 "desired": self.desired,
                 "explanation": self.explanation,
+            },
+            "schedules": match &self.schedules {
+                Ok(list) => serde_json::json!(list.iter().map(|w| serde_json::json!({
+                    "name": w.name,
+                    "open": w.closes_at.is_some(),
+                    "closesAt": w.closes_at,
+                    "nextOpening": w.next_opening,
+                })).collect::<Vec<_>>()),
+                Err(e) => serde_json::json!({"error": e}),
             },
         })
     }
@@ -165,6 +221,10 @@ impl Report {
                 }
                 _ => s.push_str("  not read\n"),
             }
+        }
+        match &self.schedules {
+            Ok(list) => list.iter().for_each(|w| s.push_str(&w.text())),
+            Err(e) => s.push_str(&format!("schedules: {e}\n")),
         }
         s.push_str(&format!(
             "decision: {} -> {}\n  {}\n",
@@ -279,6 +339,7 @@ pub async fn check(
         current: d.current,
         desired: d.desired,
         explanation: d.explanation,
+        schedules: schedule_reports(&policy.schedules, now_ms),
     }
 }
 
@@ -381,6 +442,7 @@ spec:
                 error: None,
                 drain,
             }],
+            schedules: Ok(Vec::new()),
             current: 2,
             desired: 4,
             explanation: String::new(),
@@ -415,5 +477,57 @@ spec:
         assert!(parse_secret_flag("a/b").is_err());
         assert!(parse_secret_flag("/b=x").is_err());
         assert!(parse_secret_flag("a/b=@/nonexistent/file").is_err());
+    }
+
+    #[tokio::test]
+    async fn prints_open_windows_and_next_openings() {
+        // A port nothing listens on: the read fails fast, the schedules still print.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let yaml = format!(
+            r#"apiVersion: workerpool.dev/v1alpha1
+kind: WorkerPool
+metadata: {{name: p, namespace: shop}}
+spec:
+  scaleTargetRef: {{name: w}}
+  maxReplicas: 20
+  triggers:
+    - {{name: q, redis: {{url: "redis://127.0.0.1:{port}/0", list: q}}, targetPerReplica: 10}}
+  schedules:
+    - {{name: business-hours, cron: "0 8 * * 1-5", durationSeconds: 36000, timeZone: Europe/Berlin, minReplicas: 5}}
+    - {{name: weekend, cron: "0 0 * * 6", durationSeconds: 172800, minReplicas: 2}}
+"#
+        );
+        let (pool, policy) = crate::cli::manifest::parse(&yaml).unwrap();
+        // Monday 2026-11-30, 09:30 in Berlin.
+        let now = jiff::Timestamp::from_second(1_796_027_400).unwrap();
+        let r = check(
+            &pool,
+            &policy,
+            &Sources::new(),
+            &BTreeMap::new(),
+            Some(1),
+            now.as_millisecond(),
+        )
+        .await;
+        let text = r.to_text(&policy);
+        assert!(
+            text.contains("schedule business-hours: open until 2026-11-30T18:00:00+01:00; next opening 2026-12-01T08:00:00+01:00"),
+            "{text}"
+        );
+        assert!(
+            text.contains("schedule weekend: closed; next opening 2026-12-05T00:00:00+00:00"),
+            "{text}"
+        );
+        assert_eq!(r.desired, 5, "{}", r.explanation);
+        let json = r.to_json();
+        assert_eq!(json["schedules"][0]["open"], true);
+        assert_eq!(
+            json["schedules"][1]["nextOpening"],
+            "2026-12-05T00:00:00+00:00"
+        );
     }
 }

@@ -106,6 +106,13 @@ pub fn write_csv(
     Ok(())
 }
 
+/// Parses `--at`: an RFC 3339 timestamp, as Unix milliseconds.
+pub fn parse_at(s: &str) -> Result<i64, String> {
+    s.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|e| format!("not an RFC 3339 timestamp (like 2026-11-30T06:00:00Z): {e}"))
+}
+
 fn csv_cell(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))

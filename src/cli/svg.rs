@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::simulate::SimStep;
-use crate::decision::{Policy, ScaleEventKind};
+use crate::decision::{bounds_at, Bounds, Policy, ScaleEventKind};
 
 const W: f64 = 1000.0;
 const H: f64 = 620.0;
@@ -21,6 +21,27 @@ const PALETTE: [&str; 8] = [
 
 /// Renders the simulation as a standalone SVG document.
 pub fn render(title: &str, policy: &Policy, steps: &[SimStep]) -> String {
+    render_at(title, policy, steps, false)
+}
+
+/// As [`render`]; with `wall_clock` the step times are Unix milliseconds and
+/// the time axis shows the wall clock (in the first schedule's zone, else UTC).
+pub fn render_at(title: &str, policy: &Policy, steps: &[SimStep], wall_clock: bool) -> String {
+    let zone = policy
+        .schedules
+        .first()
+        .map_or(jiff::tz::TimeZone::UTC, |w| w.zone.clone());
+    let zone_label = policy
+        .schedules
+        .first()
+        .map_or("UTC", |w| w.zone_name.as_str());
+    let time_label = |secs: f64| {
+        if wall_clock {
+            fmt_clock(secs, &zone)
+        } else {
+            fmt_time(secs)
+        }
+    };
     let mut s = String::with_capacity(16 * 1024);
     let t_end = steps.last().map_or(1, |x| x.time_ms).max(1) as f64 / 1000.0;
     let t_start = steps.first().map_or(0, |x| x.time_ms) as f64 / 1000.0;
@@ -89,16 +110,23 @@ pub fn render(title: &str, policy: &Policy, steps: &[SimStep]) -> String {
             BOT_Y + BOT_H,
             TOP_Y + TOP_H,
             BOT_Y + BOT_H + 16.0,
-            fmt_time(t)
+            time_label(t)
         );
         t += t_step;
     }
     let _ = writeln!(
         s,
-        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#222">time since start</text>"##,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#222">{}</text>"##,
         LEFT + plot_w / 2.0,
-        BOT_Y + BOT_H + 36.0
+        BOT_Y + BOT_H + 36.0,
+        if wall_clock {
+            format!("time ({zone_label})")
+        } else {
+            "time since start".to_string()
+        }
     );
+    s.push_str(&schedule_shading(policy, steps, &x, &time_label));
+    s.push_str(&effective_floor(policy, steps, &x, &yr));
 
     // Trigger values: one polyline per trigger, broken where a read failed.
     for (i, tp) in policy.triggers.iter().enumerate() {
@@ -118,7 +146,7 @@ pub fn render(title: &str, policy: &Policy, steps: &[SimStep]) -> String {
                         TOP_Y + TOP_H - 10.0,
                         TOP_Y + TOP_H,
                         esc(&tp.name),
-                        fmt_time(st.time_ms as f64 / 1000.0)
+                        time_label(st.time_ms as f64 / 1000.0)
                     );
                 }
             }
@@ -171,7 +199,7 @@ pub fn render(title: &str, policy: &Policy, steps: &[SimStep]) -> String {
             s,
             r##"<g>{shape}<title>{} at {}: {}</title></g>"##,
             ev.as_str(),
-            fmt_time(st.time_ms as f64 / 1000.0),
+            time_label(st.time_ms as f64 / 1000.0),
             esc(&st.explanation)
         );
     }
@@ -278,6 +306,89 @@ fn flush_line(s: &mut String, seg: &mut String, color: &str, width: f64) {
 }
 
 /// A tick step in seconds that lands on round times, with at most ~8 ticks.
+/// Open schedule windows as shaded bands over both panels, named at the
+/// top, and the floor they set as a dashed step line.
+fn schedule_shading(
+    policy: &Policy,
+    steps: &[SimStep],
+    x: &dyn Fn(i64) -> f64,
+    time_label: &dyn Fn(f64) -> String,
+) -> String {
+    let mut s = String::new();
+    if policy.schedules.is_empty() || steps.is_empty() {
+        return s;
+    }
+    let bounds: Vec<Bounds> = steps
+        .iter()
+        .map(|st| bounds_at(policy, st.time_ms, st.current))
+        .collect();
+    let end_of = |k: usize| steps.get(k + 1).map_or(steps[k].time_ms, |n| n.time_ms);
+    for (i, w) in policy.schedules.iter().enumerate() {
+        let mut k = 0;
+        while k < steps.len() {
+            if !bounds[k].open.contains(&w.name) {
+                k += 1;
+                continue;
+            }
+            let first = k;
+            while k < steps.len() && bounds[k].open.contains(&w.name) {
+                k += 1;
+            }
+            let (x0, x1) = (x(steps[first].time_ms), x(end_of(k - 1)));
+            let _ = writeln!(
+                s,
+                r##"<g><rect x="{x0:.1}" y="{TOP_Y}" width="{:.1}" height="{:.1}" fill="{}" fill-opacity="0.12"/><text x="{:.1}" y="{:.1}" fill="#555">{}</text><title>schedule {} open from {}</title></g>"##,
+                (x1 - x0).max(1.0),
+                BOT_Y + BOT_H - TOP_Y,
+                PALETTE[(i + 3) % PALETTE.len()],
+                x0 + 4.0,
+                TOP_Y + 14.0 + 14.0 * i as f64,
+                esc(&w.name),
+                esc(&w.name),
+                time_label(steps[first].time_ms as f64 / 1000.0)
+            );
+        }
+    }
+    s
+}
+
+/// The floor in force at each step (schedules move it) as a dashed step line.
+fn effective_floor(
+    policy: &Policy,
+    steps: &[SimStep],
+    x: &dyn Fn(i64) -> f64,
+    yr: &dyn Fn(f64) -> f64,
+) -> String {
+    if policy.schedules.is_empty() || steps.is_empty() {
+        return String::new();
+    }
+    let mut path = String::new();
+    for (k, st) in steps.iter().enumerate() {
+        let floor = f64::from(bounds_at(policy, st.time_ms, st.current).min);
+        let end = steps.get(k + 1).map_or(st.time_ms, |n| n.time_ms);
+        let cmd = if k == 0 { 'M' } else { 'L' };
+        let _ = write!(
+            path,
+            "{cmd}{:.1},{:.1} L{:.1},{:.1} ",
+            x(st.time_ms),
+            yr(floor),
+            x(end),
+            yr(floor)
+        );
+    }
+    format!(
+        "<path d=\"{path}\" fill=\"none\" stroke=\"#555\" stroke-width=\"1.5\" stroke-dasharray=\"2 3\"><title>floor in force</title></path>\n"
+    )
+}
+
+/// Hours and minutes of a Unix time on the given zone's wall clock.
+fn fmt_clock(secs: f64, zone: &jiff::tz::TimeZone) -> String {
+    match jiff::Timestamp::from_millisecond((secs * 1000.0) as i64) {
+        Ok(t) => zone.to_datetime(t).strftime("%a %H:%M").to_string(),
+        Err(_) => fmt_time(secs),
+    }
+}
+
 fn time_step(span: f64) -> f64 {
     const STEPS: [f64; 16] = [
         1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,

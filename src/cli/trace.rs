@@ -1,13 +1,16 @@
 //! The metric trace `simulate` replays: CSV with a header
-//! `time,<trigger name>,...`, one row per poll, time in seconds from 0; an
-//! empty cell means that trigger failed on that poll.
+//! `time,<trigger name>,...`, one row per poll; an empty cell means that
+//! trigger failed on that poll. `time` is seconds from 0 (which
+//! `simulate --at` pins to a wall clock, by default the Unix epoch) or RFC
+//! 3339 timestamps (`2026-11-30T09:30:00Z`), one kind per trace.
 
 use std::io::Read;
 
 /// One poll of a trace.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TraceRow {
-    /// Milliseconds from the start of the trace.
+    /// Milliseconds from the start of the trace; after [`Trace::anchor`],
+    /// Unix milliseconds (the wall clock schedules are read on).
     pub time_ms: i64,
     /// The time cell as written, echoed in the output.
     pub time_text: String,
@@ -22,6 +25,47 @@ pub struct TraceRow {
 pub struct Trace {
     pub columns: Vec<String>,
     pub rows: Vec<TraceRow>,
+    /// The time column held RFC 3339 timestamps (rows are Unix milliseconds).
+    pub wall_clock: bool,
+}
+
+impl Trace {
+    /// Gives seconds-from-0 rows a wall clock: time 0 is `at_ms` (Unix
+    /// milliseconds). A trace of timestamps has one already, so `--at` with
+    /// one is a mistake, not something to ignore silently.
+    pub fn anchor(&mut self, at_ms: Option<i64>) -> Result<(), TraceError> {
+        match (self.wall_clock, at_ms) {
+            (true, Some(_)) => Err(TraceError(
+                "--at is for traces timed in seconds; this one has RFC 3339 timestamps".into(),
+            )),
+            (true, None) | (false, None) => Ok(()),
+            (false, Some(at)) => {
+                for r in &mut self.rows {
+                    r.time_ms = r.time_ms.saturating_add(at);
+                }
+                self.wall_clock = true;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A time cell: seconds from 0, or an RFC 3339 timestamp (Unix milliseconds).
+fn parse_time(text: &str, line: u64) -> Result<(i64, bool), TraceError> {
+    if let Ok(secs) = text.parse::<f64>() {
+        if !(0.0..=1e9).contains(&secs) {
+            return Err(TraceError(format!(
+                "line {line}: time {text:?} must be between 0 and 1e9 seconds"
+            )));
+        }
+        return Ok(((secs * 1000.0).round() as i64, false));
+    }
+    match text.parse::<jiff::Timestamp>() {
+        Ok(t) => Ok((t.as_millisecond(), true)),
+        Err(_) => Err(TraceError(format!(
+            "line {line}: time {text:?} is neither seconds nor an RFC 3339 timestamp"
+        ))),
+    }
 }
 
 /// A trace that could not be read, naming the line.
@@ -68,6 +112,7 @@ pub fn parse(input: impl Read) -> Result<Trace, TraceError> {
     }
     let mut rows = Vec::new();
     let mut last_time: Option<i64> = None;
+    let mut wall_clock: Option<bool> = None;
     for record in records {
         let record = record.map_err(|e| {
             let line = e.position().map_or(0, |p| p.line());
@@ -85,17 +130,12 @@ pub fn parse(input: impl Read) -> Result<Trace, TraceError> {
             )));
         }
         let time_text = record.get(0).unwrap_or_default().to_string();
-        let time: f64 = time_text.parse().map_err(|_| {
-            TraceError(format!(
-                "line {line}: time {time_text:?} is not a number of seconds"
-            ))
-        })?;
-        if !(0.0..=1e9).contains(&time) {
+        let (time_ms, stamped) = parse_time(&time_text, line)?;
+        if *wall_clock.get_or_insert(stamped) != stamped {
             return Err(TraceError(format!(
-                "line {line}: time {time_text:?} must be between 0 and 1e9 seconds"
+                "line {line}: time {time_text:?} mixes seconds and RFC 3339 timestamps"
             )));
         }
-        let time_ms = (time * 1000.0).round() as i64;
         if let Some(prev) = last_time {
             if time_ms <= prev {
                 return Err(TraceError(format!(
@@ -136,7 +176,11 @@ pub fn parse(input: impl Read) -> Result<Trace, TraceError> {
     if rows.is_empty() {
         return Err(TraceError("trace has a header but no rows".into()));
     }
-    Ok(Trace { columns, rows })
+    Ok(Trace {
+        columns,
+        rows,
+        wall_clock: wall_clock.unwrap_or(false),
+    })
 }
 
 #[cfg(test)]
@@ -161,5 +205,32 @@ mod tests {
         assert!(e.0.starts_with("line 1:"), "{e}");
         let e = parse("time,orders\n0,1,2\n".as_bytes()).unwrap_err();
         assert!(e.0.starts_with("line 2:"), "{e}");
+    }
+
+    #[test]
+    fn rfc3339_times_are_unix_milliseconds() {
+        let t =
+            parse("time,orders\n2026-11-30T09:30:00+01:00,1\n2026-11-30T08:30:05Z,2\n".as_bytes())
+                .unwrap();
+        assert!(t.wall_clock);
+        assert_eq!(t.rows[0].time_ms, 1_796_027_400_000);
+        assert_eq!(t.rows[1].time_ms, 1_796_027_405_000);
+        let e = parse("time,orders\n2026-11-30T09:30:00Z,1\n60,2\n".as_bytes()).unwrap_err();
+        assert!(e.0.starts_with("line 3:") && e.0.contains("mixes"), "{e}");
+        let e = parse("time,orders\nmonday,1\n".as_bytes()).unwrap_err();
+        assert!(e.0.contains("RFC 3339"), "{e}");
+        let e = parse("time,orders\n2026-11-30T09:30:00Z,1\n2026-11-30T09:29:00Z,2\n".as_bytes())
+            .unwrap_err();
+        assert!(e.0.starts_with("line 3:"), "{e}");
+    }
+
+    #[test]
+    fn anchor_pins_time_zero_to_a_wall_clock() {
+        let mut t = parse("time,orders\n0,1\n5,2\n".as_bytes()).unwrap();
+        t.anchor(Some(1_796_027_400_000)).unwrap();
+        assert_eq!(t.rows[1].time_ms, 1_796_027_405_000);
+        let mut t = parse("time,orders\n2026-11-30T09:30:00Z,1\n".as_bytes()).unwrap();
+        assert!(t.anchor(Some(0)).is_err());
+        assert!(t.anchor(None).is_ok());
     }
 }

@@ -160,15 +160,22 @@ impl Context {
             // still running for it may hold: wait for it off this thread.
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
-                let triggers: Vec<String> = state
+                let policy = state
                     .lock()
                     .await
                     .prepared
                     .as_ref()
-                    .map(|p| p.policy.triggers.iter().map(|t| t.name.clone()).collect())
-                    .unwrap_or_default();
+                    .map(|p| p.policy.clone());
+                let (triggers, schedules): (Vec<String>, Vec<String>) = match policy {
+                    Some(p) => (
+                        p.triggers.iter().map(|t| t.name.clone()).collect(),
+                        p.schedules.iter().map(|w| w.name.clone()).collect(),
+                    ),
+                    None => (Vec::new(), Vec::new()),
+                };
                 let ns = key.namespace.as_deref().unwrap_or_default();
                 metrics.forget_pool(ns, &key.name, &triggers);
+                metrics.forget_schedules(ns, &key.name, &schedules);
             });
         }
         self.targets.retain(keep);

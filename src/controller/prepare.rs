@@ -33,6 +33,9 @@ pub enum PrepareError {
     /// The spec breaks a rule the CRD schema could not express.
     #[error("{0}")]
     InvalidSpec(String),
+    /// A schedule's cron or time zone cannot be used.
+    #[error("{0}")]
+    InvalidSchedule(String),
     /// A Secret (or key) a trigger names does not exist.
     #[error("{0}")]
     SecretNotFound(String),
@@ -51,10 +54,18 @@ pub enum PrepareError {
 }
 
 impl PrepareError {
+    fn from_spec(e: crate::api::SpecError) -> Self {
+        match e.reason() {
+            "InvalidSchedule" => PrepareError::InvalidSchedule(e.to_string()),
+            _ => PrepareError::InvalidSpec(e.to_string()),
+        }
+    }
+
     /// The condition reason (and Event reason) this error reports.
     pub fn reason(&self) -> &'static str {
         match self {
             PrepareError::InvalidSpec(_) => "InvalidSpec",
+            PrepareError::InvalidSchedule(_) => "InvalidSchedule",
             PrepareError::SecretNotFound(_) => "SecretNotFound",
             PrepareError::SecretUnreadable(_) => "SecretUnreadable",
             PrepareError::InvalidTrigger(_) => "InvalidTrigger",
@@ -97,7 +108,7 @@ pub async fn prepare(
     secrets: &Snapshot,
 ) -> Result<Prepared, PrepareError> {
     let spec = &pool.spec;
-    let policy = validate(spec).map_err(|e| PrepareError::InvalidSpec(e.to_string()))?;
+    let policy = validate(spec).map_err(PrepareError::from_spec)?;
     let timeout = read_timeout(spec.polling_interval_seconds);
     let namespace = pool.metadata.namespace.as_deref().unwrap_or_default();
     let mut sources = Vec::with_capacity(spec.triggers.len());

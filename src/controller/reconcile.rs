@@ -409,7 +409,7 @@ impl Poll<'_> {
         st.last_warning = None;
         self.record_metrics(p);
         st.expected_replicas = Some(p.current);
-        let status = status::decided(&PollReport {
+        let mut status = status::decided(&PollReport {
             pool: self.pool,
             decision: &p.decision,
             results: &p.results,
@@ -419,6 +419,12 @@ impl Poll<'_> {
             history: p.history.clone(),
             now_ms: p.now_ms,
         });
+        if let Some(prepared) = st.prepared.as_ref() {
+            let windows = &prepared.policy.schedules;
+            status.active_schedules = p.decision.bounds.open.clone();
+            status.next_openings = crate::api::next_openings(windows, p.now_ms);
+            self.record_schedule_metrics(&p.decision, windows);
+        }
         self.maybe_write_status(st, status).await
     }
 
@@ -563,6 +569,23 @@ impl Poll<'_> {
                 m.trigger_value.get_or_create(&labels).set(v);
                 m.record_drain(&labels, t.drain.as_ref());
             }
+        }
+    }
+
+    /// `workerpool_schedule_active`: 1 per open window, 0 per closed one.
+    fn record_schedule_metrics(&self, d: &Decision, windows: &[crate::decision::Window]) {
+        for w in windows {
+            let labels = crate::runtime::metrics::ScheduleLabels {
+                namespace: self.ns.into(),
+                workerpool: self.name.clone(),
+                schedule: w.name.clone(),
+            };
+            let open = d.bounds.open.contains(&w.name);
+            self.ctx
+                .metrics
+                .schedule_active
+                .get_or_create(&labels)
+                .set(i64::from(open));
         }
     }
 

@@ -208,6 +208,7 @@ pub fn decided(r: &PollReport<'_>) -> WorkerPoolStatus {
         last_decision: Some(truncate(&explanation, 2048)),
         conditions: conditions(&conds, &prev.conditions, generation, Timestamp::now()),
         history: Some(r.history.clone()),
+        ..WorkerPoolStatus::default()
     }
 }
 

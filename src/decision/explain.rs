@@ -69,12 +69,18 @@ pub(super) fn explain(
     for limit in &d.limits {
         s.push_str("; ");
         let _ = match *limit {
-            Limit::MaxReplicas(n) => write!(s, "capped at maxReplicas {n}"),
-            Limit::MinReplicas(n) => write!(s, "raised to minReplicas {n}"),
+            Limit::MaxReplicas(n) => match &d.bounds.max_from {
+                Some(_) => write!(s, "capped at the schedule ceiling {n}"),
+                None => write!(s, "capped at maxReplicas {n}"),
+            },
+            Limit::MinReplicas(n) => match &d.bounds.min_from {
+                Some(_) => write!(s, "raised to the schedule floor {n}"),
+                None => write!(s, "raised to minReplicas {n}"),
+            },
             Limit::OutOfRange(n) => write!(
                 s,
                 "current count outside [{}, {}], moving to {n}",
-                policy.min_replicas, policy.max_replicas
+                d.bounds.min, d.bounds.max
             ),
             Limit::ScaleUpStabilized(n) => write!(
                 s,
@@ -109,6 +115,7 @@ pub(super) fn explain(
             Limit::Disabled => write!(s, "scale-up selectPolicy is Disabled"),
         };
     }
+    schedules_text(&mut s, &d.bounds);
     s
 }
 
@@ -132,6 +139,25 @@ fn sizing(s: &mut String, p: &super::TriggerPolicy, t: &super::TriggerOutcome) {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// Which schedules are open and which bound each set ("floor 5 from
+/// schedule business-hours"), or why the pool holds.
+fn schedules_text(s: &mut String, b: &super::Bounds) {
+    if let Some(e) = &b.error {
+        let _ = write!(s, "; {e}: holding {}", b.min);
+        return;
+    }
+    if b.open.is_empty() {
+        return;
+    }
+    let _ = write!(s, "; open schedules: {}", b.open.join(", "));
+    if let Some(name) = &b.min_from {
+        let _ = write!(s, "; floor {} from schedule {name}", b.min);
+    }
+    if let Some(name) = &b.max_from {
+        let _ = write!(s, "; ceiling {} from schedule {name}", b.max);
+    }
 }
 
 fn fail_threshold(policy: &Policy) -> u32 {

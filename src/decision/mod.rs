@@ -15,15 +15,18 @@
 //! 5. stabilization windows, then rate policies ([`behavior`]).
 
 mod behavior;
+mod cron;
 mod drain;
 mod explain;
 mod history;
 mod policy;
 mod proposal;
+mod schedule;
 
 pub use behavior::{
     limit_rate, scale_down_limit, scale_up_limit, stabilize, RateLimit, Stabilized,
 };
+pub use cron::{Cron, CronError};
 pub use drain::{
     estimate as estimate_drain, DrainEstimate, DrainPolicy, DrainSample, DrainTrack, Throughput,
 };
@@ -32,6 +35,7 @@ pub use policy::{
     FallbackPolicy, Policy, PolicyType, RatePolicy, Rules, SelectPolicy, TriggerPolicy,
 };
 pub use proposal::propose;
+pub use schedule::{bounds_at, states_at, time_zone, Bounds, ScheduleError, Window, WindowState};
 
 /// One trigger's reading on one poll.
 #[derive(Clone, Debug, PartialEq)]
@@ -144,6 +148,8 @@ pub struct Decision {
     pub limits: Vec<Limit>,
     pub event: Option<ScaleEventKind>,
     pub explanation: String,
+    /// The replica range in force on this poll, and the schedules behind it.
+    pub bounds: Bounds,
     inactive_since: Option<i64>,
     last_active: Option<i64>,
 }
@@ -176,8 +182,9 @@ pub fn decide(
     readings: &[Reading],
     history: &History,
 ) -> Decision {
-    let (min, max) = (policy.min_replicas, policy.max_replicas);
     let current = current.max(0);
+    let bounds = bounds_at(policy, now, current);
+    let (min, max) = (bounds.min, bounds.max);
     let mut triggers = Vec::with_capacity(policy.triggers.len());
     let (mut any_failed, mut any_active, mut fallback_due) = (false, false, false);
     let mut raw_ok: Option<i32> = None;
@@ -391,6 +398,7 @@ pub fn decide(
         limits,
         event,
         explanation: String::new(),
+        bounds,
         inactive_since,
         last_active,
     };

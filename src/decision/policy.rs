@@ -16,6 +16,8 @@ pub struct Policy {
     pub scale_down: Rules,
     pub tolerance: f64,
     pub fallback: Option<FallbackPolicy>,
+    /// Time windows that move the bounds while open (`spec.schedules`).
+    pub schedules: Vec<super::schedule::Window>,
 }
 
 /// One trigger's scaling parameters (its source lives in the spec).

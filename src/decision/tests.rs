@@ -23,6 +23,7 @@ fn policy(min: i32, max: i32) -> Policy {
         scale_down: Rules::default_scale_down(),
         tolerance: 0.1,
         fallback: None,
+        schedules: vec![],
     }
 }
 
@@ -341,6 +342,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
                 failure_threshold: t,
                 replicas: r,
             }),
+            schedules: vec![],
         })
 }
 

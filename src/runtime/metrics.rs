@@ -37,6 +37,13 @@ pub struct ErrorLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScheduleLabels {
+    pub namespace: String,
+    pub workerpool: String,
+    pub schedule: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms .. ~16 s
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -53,6 +60,7 @@ pub struct Metrics {
     pub trigger_drain_seconds: Family<TriggerLabels, Gauge<f64, AtomicU64>>,
     pub trigger_errors: Family<ErrorLabels, Counter>,
     pub scales: Family<ScaleLabels, Counter>,
+    pub schedule_active: Family<ScheduleLabels, Gauge>,
     pub status_writes: Counter,
     pub polls: Counter,
     pub reconcile_duration: Histogram,
@@ -78,6 +86,7 @@ impl Metrics {
             trigger_drain_seconds: Family::default(),
             trigger_errors: Family::default(),
             scales: Family::default(),
+            schedule_active: Family::default(),
             status_writes: Counter::default(),
             polls: Counter::default(),
             reconcile_duration: latency_histogram(),
@@ -121,6 +130,11 @@ impl Metrics {
             "workerpool_scale",
             "Scales of a target, by direction (up, down)",
             m.scales.clone(),
+        );
+        registry.register(
+            "workerpool_schedule_active",
+            "1 while the schedule's window is open, else 0",
+            m.schedule_active.clone(),
         );
         registry.register(
             "workerpool_status_writes",
@@ -224,6 +238,17 @@ impl Metrics {
             }
         }
     }
+
+    /// Forgets a deleted pool's schedule series (see [`Self::forget_pool`]).
+    pub fn forget_schedules(&self, namespace: &str, workerpool: &str, schedules: &[String]) {
+        for s in schedules {
+            self.schedule_active.remove(&ScheduleLabels {
+                namespace: namespace.into(),
+                workerpool: workerpool.into(),
+                schedule: s.clone(),
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -301,5 +326,29 @@ mod tests {
         let text = m.encode();
         assert!(!text.contains("workerpool=\"gone\""), "{text}");
         assert_eq!(text.matches("workerpool=\"kept\"").count(), 5, "{text}");
+    }
+
+    #[test]
+    fn schedule_series_are_exported_and_forgotten() {
+        let m = Metrics::new();
+        for (pool, open) in [("gone", 1), ("kept", 0)] {
+            m.schedule_active
+                .get_or_create(&ScheduleLabels {
+                    namespace: "shop".into(),
+                    workerpool: pool.into(),
+                    schedule: "business-hours".into(),
+                })
+                .set(open);
+        }
+        let text = m.encode();
+        assert!(text.contains(
+            r#"workerpool_schedule_active{namespace="shop",workerpool="gone",schedule="business-hours"} 1"#
+        ), "{text}");
+        m.forget_schedules("shop", "gone", &["business-hours".into()]);
+        let text = m.encode();
+        assert!(!text.contains("workerpool=\"gone\""), "{text}");
+        assert!(text.contains(
+            r#"workerpool_schedule_active{namespace="shop",workerpool="kept",schedule="business-hours"} 0"#
+        ), "{text}");
     }
 }

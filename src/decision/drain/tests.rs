@@ -262,6 +262,7 @@ mod properties {
             scale_down: Rules::default_scale_down(),
             tolerance: tol,
             fallback: None,
+            schedules: Vec::new(),
         })
     }
 
@@ -343,6 +344,7 @@ fn the_explanation_names_the_drain_estimate() {
         scale_down: Rules::default_scale_down(),
         tolerance: 0.1,
         fallback: None,
+        schedules: Vec::new(),
     };
     let mut h = History::default();
     let d = decide(&p, 0, 4, &[Reading::Value(100.0)], &h);
