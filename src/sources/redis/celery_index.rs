@@ -53,7 +53,7 @@
 //! count behind.
 //!
 //! # Cost
-//! Per refresh: one pipelined round trip with `ZCARD` and the chunked
+//! Per refresh: one pipelined round trip with `ZCARD`, `HLEN` and the chunked
 //! `ZRANGE`s (Redis's work is proportional to the tags, about 40 bytes
 //! each, not to the messages), plus one with `HMGET`s for new tags only
 //! (proportional to the rate at which workers take messages). A refresh
@@ -62,7 +62,7 @@
 //!
 //! # When the layout cannot be read (ACL)
 //! If the server refuses what the index needs (`NOPERM` for `ZRANGE`,
-//! `ZCARD` or `HMGET`, or for the key `unacked_index`), [`Lookup::Denied`]
+//! `ZCARD`, `HLEN` or `HMGET`, or for the key `unacked_index`), [`Lookup::Denied`]
 //! tells the source why; it then counts the old way and says so in a
 //! warning. The index asks again after [`RETRY_DENIED`], in case the ACL
 //! was fixed.
@@ -201,7 +201,7 @@ impl InFlightIndex {
                 Err(OpError::Redis(e)) if has_code(&e, "NOPERM") => {
                     let why = format!(
                         "the server refuses what the in-flight index reads \
-                         (ZCARD/ZRANGE {UNACKED_INDEX_KEY}, HMGET {UNACKED_KEY}): {e}"
+                         (ZCARD/ZRANGE {UNACKED_INDEX_KEY}, HLEN/HMGET {UNACKED_KEY}): {e}"
                     );
                     st.denied = Some((Instant::now(), why.clone()));
                     return Ok(Lookup::Denied(why));
@@ -272,12 +272,14 @@ impl InFlightIndex {
         loop {
             let first = chunks.len();
             let wanted = chunks_for(size + CHUNK / 2).max(first + 1);
-            let mut cmds = vec![zcard()];
+            // HLEN: O(1), and fails with WRONGTYPE when `unacked` is not
+            // a hash, which the scan of the index alone would not notice.
+            let mut cmds = vec![zcard(), hlen()];
             cmds.extend((first..wanted).map(chunk_range));
             let cmds: Commands = cmds.into();
             let conn = self.endpoint.connection(what, deadline).await?;
             let mut answer = self.endpoint.query_group(conn, &cmds).await?;
-            let card: i64 = replies::<i64>(answer.drain(..1).collect())?
+            let card: i64 = replies::<i64>(answer.drain(..2).collect())?
                 .first()
                 .copied()
                 .unwrap_or(0);
@@ -350,6 +352,12 @@ impl State {
             }
         }
     }
+}
+
+fn hlen() -> Cmd {
+    let mut c = ::redis::cmd("HLEN");
+    c.arg(UNACKED_KEY);
+    c
 }
 
 fn zcard() -> Cmd {
