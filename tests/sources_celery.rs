@@ -474,12 +474,14 @@ async fn a_key_of_the_wrong_type_is_a_bad_result() {
 /// through 60 short tasks while the source is read as often as it can be:
 /// no reading is ever above what was enqueued, the worker's taking is seen
 /// in flight, and once Celery reports the queue drained the source reads
-/// exactly 0: the shared index keeps no tag of an acknowledged message.
+/// exactly 0, as does kombu: the shared index keeps no tag of an
+/// acknowledged message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_follows_a_worker_taking_and_acknowledging() {
     let server = RedisProcess::start();
     let url = server.url();
     let broker = format!("{url}/0");
+    let mut c = connect(&url);
     let logs = tempfile::tempdir().expect("tempdir");
     let queue = "churn";
     let prios: Vec<String> = (0..60).map(|i| (i % 10).to_string()).collect();
@@ -507,8 +509,9 @@ async fn in_flight_follows_a_worker_taking_and_acknowledging() {
         let t = total.read().await.expect("total");
         assert!((0.0..=60.0).contains(&t), "total {t}");
         saw_in_flight |= t > q;
-        let seen: Observed = fixture(&broker, &["observe", queue, "nobody@nowhere"]);
-        if seen.queued == 0 && seen.unacked_ids.is_empty() {
+        // Drained, as the broker shows it (kombu's passive declare fails
+        // once a queue's lists are gone, so read them here).
+        if raw_lists(&mut c, queue).is_empty() && !raw_unacked(&mut c).contains_key(queue) {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -727,7 +730,8 @@ async fn acl_denying_the_index_falls_back_with_a_warning() {
             continue;
         }
         let w = warning.unwrap_or_else(|| panic!("{user}: no warning"));
-        assert!(w.contains("in-flight index") && w.contains("NOPERM"), "{w}");
+        assert!(w.contains("in-flight index"), "{w}");
+        assert!(w.to_lowercase().contains("noperm"), "{w}");
         assert!(w.contains("unacked_index"), "{w}");
         assert!(!w.contains("pw-12345"), "{w}");
         // The fallback keeps counting as the messages change.

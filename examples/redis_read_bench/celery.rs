@@ -46,7 +46,7 @@ pub struct Options {
 
 pub async fn run(url: &str, o: &Options) -> anyhow::Result<()> {
     let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = patient_connection(&client).await?;
     let held = fill(&mut conn, o).await?;
     let source_url = if o.deny_index {
         redis::cmd("ACL")
@@ -58,17 +58,26 @@ pub async fn run(url: &str, o: &Options) -> anyhow::Result<()> {
         url.to_string()
     };
     let sources = Sources::new();
+    // The operator's default read timeout; the old method needs longer
+    // (its reads take tens of ms each inside Redis, one after another).
+    let timeout = Duration::from_secs(if o.deny_index { 10 } else { 2 });
     let pools: Vec<(usize, Arc<dyn MetricSource>)> = (0..o.pools)
         .map(|i| {
             let t: Trigger = serde_json::from_value(json!({
                 "redis": {"url": source_url, "celery": {"queue": queue(i % QUEUES), "includeInFlight": true}},
                 "targetPerReplica": 1.0,
             }))?;
-            Ok((i % QUEUES, sources.build(&t, &BTreeMap::new(), Duration::from_secs(2))?))
+            Ok((i % QUEUES, sources.build(&t, &BTreeMap::new(), timeout)?))
         })
         .collect::<anyhow::Result<_>>()?;
-    // The first poll fills the index (every value read once); not measured.
-    poll(&pools, o.churn == 0, &held).await?;
+    // The first polls fill the index (every value read once; a refresh cut
+    // short by its deadline keeps what it fetched); not measured.
+    let warm_until = Instant::now() + Duration::from_secs(120);
+    while let Err(e) = poll(&pools, o.churn == 0, &held).await {
+        if Instant::now() > warm_until {
+            return Err(e.context("no poll succeeded within 120 s"));
+        }
+    }
     redis::cmd("CONFIG")
         .arg(&["SET", "slowlog-log-slower-than", "0", "slowlog-max-len", "100000"][..])
         .query_async::<()>(&mut conn)
@@ -91,7 +100,7 @@ pub async fn run(url: &str, o: &Options) -> anyhow::Result<()> {
         c.await??;
     }
     let usec = operator_usec(&mut conn).await?;
-    let (longest, longest_cmd) = longest_command(&mut conn).await?;
+    let ((longest, longest_cmd), over_1ms, logged) = longest_command(&mut conn).await?;
     println!(
         "celery: {} pools, {} in flight of ~{} B, {} taken+acked/s, {}polling 1/s for {:.0} s",
         o.pools,
@@ -106,14 +115,24 @@ pub async fn run(url: &str, o: &Options) -> anyhow::Result<()> {
     }
     let total: u64 = usec.values().map(|(_, us)| us).sum();
     println!(
-        "celery: Redis time on the operator's commands: {:.2} ms/s = {:.2} % of one core; longest command {} us ({}); slowest poll {:.1} ms",
+        "celery: Redis time on the operator's commands: {:.2} ms/s = {:.2} % of one core; longest command {} us ({}), {} of {} over 1 ms; slowest poll {:.1} ms",
         total as f64 / 1e3 / elapsed.as_secs_f64(),
         total as f64 / 1e4 / elapsed.as_secs_f64(),
         longest,
         longest_cmd,
+        over_1ms,
+        logged,
         worst_read.as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// A connection that waits for slow answers (a busy machine, big pipelines).
+async fn patient_connection(client: &redis::Client) -> anyhow::Result<MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    Ok(client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?)
 }
 
 fn queue(i: usize) -> String {
@@ -185,7 +204,7 @@ async fn churn_loop(
     bytes: usize,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = patient_connection(&client).await?;
     let mut n: u64 = 0;
     let start = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -241,15 +260,19 @@ async fn operator_usec(
     Ok(out)
 }
 
-/// The longest of the operator's commands in the slow log (every command is
-/// logged): microseconds and its name.
-async fn longest_command(conn: &mut MultiplexedConnection) -> anyhow::Result<(u64, String)> {
+/// The operator's commands in the slow log (every command is logged): the
+/// longest (microseconds and name), how many took over 1 ms, and how many
+/// there were. On a busy machine a command descheduled mid-way shows as long.
+async fn longest_command(
+    conn: &mut MultiplexedConnection,
+) -> anyhow::Result<((u64, String), usize, usize)> {
     let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
         .arg("GET")
         .arg(100_000)
         .query_async(conn)
         .await?;
     let mut best = (0u64, String::new());
+    let (mut over_1ms, mut all) = (0, 0);
     for e in entries {
         let redis::Value::Array(fields) = e else { continue };
         let (Some(redis::Value::Int(us)), Some(redis::Value::Array(argv))) = (fields.get(2), fields.get(3)) else {
@@ -260,9 +283,14 @@ async fn longest_command(conn: &mut MultiplexedConnection) -> anyhow::Result<(u6
             _ => continue,
         };
         let us = u64::try_from(*us).unwrap_or(0);
-        if OPERATOR_COMMANDS.contains(&name.as_str()) && us > best.0 {
+        if !OPERATOR_COMMANDS.contains(&name.as_str()) {
+            continue;
+        }
+        all += 1;
+        over_1ms += usize::from(us > 1_000);
+        if us > best.0 {
             best = (us, name);
         }
     }
-    Ok(best)
+    Ok((best, over_1ms, all))
 }

@@ -84,8 +84,9 @@ pub(super) const UNACKED_KEY: &str = "unacked";
 /// kombu's `Channel.unacked_index_key`.
 pub(super) const UNACKED_INDEX_KEY: &str = "unacked_index";
 
-/// Most members one `ZRANGE` returns: about 0.2 ms of Redis's time.
-const CHUNK: usize = 2_000;
+/// Most members one `ZRANGE` returns: about 0.2 ms of Redis's time
+/// (examples/redis_read_bench.rs `--celery`).
+const CHUNK: usize = 1_000;
 /// Ranks each `ZRANGE` re-reads of the one before it (see the module doc).
 const OVERLAP: usize = 100;
 /// Most fields one `HMGET` asks for (about 100 KiB of 1-KiB messages).
