@@ -516,7 +516,10 @@ async fn in_flight_follows_a_worker_taking_and_acknowledging() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(saw_in_flight, "the worker's prefetch was never seen in flight");
+    assert!(
+        saw_in_flight,
+        "the worker's prefetch was never seen in flight"
+    );
     // Drained: the index must not keep any acknowledged tag. Reads within
     // one poll slot share a refresh, so wait one out.
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -558,11 +561,17 @@ async fn in_flight_is_exact_while_tags_are_taken_and_acknowledged() {
                 let (takes, acks) = if round % 40 < 20 { (30, 20) } else { (20, 30) };
                 for _ in 0..acks {
                     kombu.ack_oldest(&mut c);
-                    history.lock().unwrap().push((Instant::now(), kombu.count("q")));
+                    history
+                        .lock()
+                        .unwrap()
+                        .push((Instant::now(), kombu.count("q")));
                 }
                 for i in 0..takes {
                     kombu.take(&mut c, if i % 3 == 0 { "other" } else { "q" });
-                    history.lock().unwrap().push((Instant::now(), kombu.count("q")));
+                    history
+                        .lock()
+                        .unwrap()
+                        .push((Instant::now(), kombu.count("q")));
                 }
             }
             kombu
@@ -625,7 +634,11 @@ struct KombuWrites {
 impl KombuWrites {
     fn take(&mut self, c: &mut redis::Connection, routing_key: &str) {
         self.next += 1;
-        let tag = format!("{:08x}-tag-{}", self.next * 2_654_435_761 % (1 << 32), self.next);
+        let tag = format!(
+            "{:08x}-tag-{}",
+            self.next * 2_654_435_761 % (1 << 32),
+            self.next
+        );
         let message = json!({
             "body": "x".repeat(900),
             "headers": {"id": tag},
@@ -697,7 +710,11 @@ async fn acl_denying_the_index_falls_back_with_a_warning() {
     ];
     for (user, rules) in users {
         let mut acl = redis::cmd("ACL");
-        acl.arg("SETUSER").arg(user).arg("on").arg(">pw-12345").arg("~*");
+        acl.arg("SETUSER")
+            .arg(user)
+            .arg("on")
+            .arg(">pw-12345")
+            .arg("~*");
         acl.arg(rules.split(' ').collect::<Vec<_>>());
         acl.query::<()>(&mut c).expect("ACL SETUSER");
     }

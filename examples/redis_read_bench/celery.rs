@@ -50,7 +50,17 @@ pub async fn run(url: &str, o: &Options) -> anyhow::Result<()> {
     let held = fill(&mut conn, o).await?;
     let source_url = if o.deny_index {
         redis::cmd("ACL")
-            .arg(&["SETUSER", "bench-no-index", "on", ">bench-pw", "~*", "+@all", "-zrange"][..])
+            .arg(
+                &[
+                    "SETUSER",
+                    "bench-no-index",
+                    "on",
+                    ">bench-pw",
+                    "~*",
+                    "+@all",
+                    "-zrange",
+                ][..],
+            )
             .query_async::<()>(&mut conn)
             .await?;
         url.replacen("redis://", "redis://bench-no-index:bench-pw@", 1)
@@ -79,13 +89,34 @@ pub async fn run(url: &str, o: &Options) -> anyhow::Result<()> {
         }
     }
     redis::cmd("CONFIG")
-        .arg(&["SET", "slowlog-log-slower-than", "0", "slowlog-max-len", "100000"][..])
+        .arg(
+            &[
+                "SET",
+                "slowlog-log-slower-than",
+                "0",
+                "slowlog-max-len",
+                "100000",
+            ][..],
+        )
         .query_async::<()>(&mut conn)
         .await?;
-    redis::cmd("SLOWLOG").arg("RESET").query_async::<()>(&mut conn).await?;
-    redis::cmd("CONFIG").arg("RESETSTAT").query_async::<()>(&mut conn).await?;
+    redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async::<()>(&mut conn)
+        .await?;
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(&mut conn)
+        .await?;
     let stop = Arc::new(AtomicBool::new(false));
-    let churn = (o.churn > 0).then(|| tokio::spawn(churn_loop(client.clone(), o.churn, o.message_bytes, stop.clone())));
+    let churn = (o.churn > 0).then(|| {
+        tokio::spawn(churn_loop(
+            client.clone(),
+            o.churn,
+            o.message_bytes,
+            stop.clone(),
+        ))
+    });
     let started = Instant::now();
     let mut worst_read = Duration::ZERO;
     for tick in 1..=o.seconds {
@@ -107,7 +138,11 @@ pub async fn run(url: &str, o: &Options) -> anyhow::Result<()> {
         o.in_flight,
         o.message_bytes,
         o.churn,
-        if o.deny_index { "index denied (script), " } else { "" },
+        if o.deny_index {
+            "index denied (script), "
+        } else {
+            ""
+        },
         elapsed.as_secs_f64()
     );
     for (cmd, (calls, us)) in &usec {
@@ -178,15 +213,26 @@ async fn fill(conn: &mut MultiplexedConnection, o: &Options) -> anyhow::Result<[
     let mut pipe = redis::pipe();
     for q in 0..QUEUES {
         for _ in 0..QUEUED_PER_QUEUE {
-            pipe.cmd("LPUSH").arg(queue(q)).arg(message("queued", &queue(q), 600)).ignore();
+            pipe.cmd("LPUSH")
+                .arg(queue(q))
+                .arg(message("queued", &queue(q), 600))
+                .ignore();
         }
     }
     for i in 0..o.in_flight {
         let q = i % QUEUES;
         held[q] += 1;
         let tag = format!("{:032x}", (i as u128 + 1) * 0x9e37_79b9_7f4a_7c15);
-        pipe.cmd("ZADD").arg("unacked_index").arg(1.7e9 + i as f64 / 1e3).arg(&tag).ignore();
-        pipe.cmd("HSET").arg("unacked").arg(&tag).arg(message(&tag, &queue(q), o.message_bytes)).ignore();
+        pipe.cmd("ZADD")
+            .arg("unacked_index")
+            .arg(1.7e9 + i as f64 / 1e3)
+            .arg(&tag)
+            .ignore();
+        pipe.cmd("HSET")
+            .arg("unacked")
+            .arg(&tag)
+            .arg(message(&tag, &queue(q), o.message_bytes))
+            .ignore();
         if pipe.len() >= 2_000 {
             pipe.query_async::<()>(conn).await?;
             pipe = redis::pipe();
@@ -213,16 +259,26 @@ async fn churn_loop(
         let q = queue((n % QUEUES as u64) as usize);
         redis::pipe()
             .atomic()
-            .cmd("ZADD").arg("unacked_index").arg(1.8e9 + n as f64).arg(&tag)
-            .cmd("HSET").arg("unacked").arg(&tag).arg(message(&tag, &q, bytes))
+            .cmd("ZADD")
+            .arg("unacked_index")
+            .arg(1.8e9 + n as f64)
+            .arg(&tag)
+            .cmd("HSET")
+            .arg("unacked")
+            .arg(&tag)
+            .arg(message(&tag, &q, bytes))
             .query_async::<()>(&mut conn)
             .await?;
         if n > 1 {
             let old = format!("churn-{:016x}", n - 1);
             redis::pipe()
                 .atomic()
-                .cmd("ZREM").arg("unacked_index").arg(&old)
-                .cmd("HDEL").arg("unacked").arg(&old)
+                .cmd("ZREM")
+                .arg("unacked_index")
+                .arg(&old)
+                .cmd("HDEL")
+                .arg("unacked")
+                .arg(&old)
                 .query_async::<()>(&mut conn)
                 .await?;
         }
@@ -236,7 +292,10 @@ async fn churn_loop(
 async fn operator_usec(
     conn: &mut MultiplexedConnection,
 ) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
-    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await?;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await?;
     let mut out = BTreeMap::new();
     for line in info.lines() {
         let Some((name, stats)) = line
@@ -274,8 +333,12 @@ async fn longest_command(
     let mut best = (0u64, String::new());
     let (mut over_1ms, mut all) = (0, 0);
     for e in entries {
-        let redis::Value::Array(fields) = e else { continue };
-        let (Some(redis::Value::Int(us)), Some(redis::Value::Array(argv))) = (fields.get(2), fields.get(3)) else {
+        let redis::Value::Array(fields) = e else {
+            continue;
+        };
+        let (Some(redis::Value::Int(us)), Some(redis::Value::Array(argv))) =
+            (fields.get(2), fields.get(3))
+        else {
             continue;
         };
         let name = match argv.first() {

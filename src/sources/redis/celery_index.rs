@@ -450,13 +450,19 @@ mod tests {
     #[test]
     fn routing_key_is_the_last_json_string() {
         let lit = |v: &str| routing_key_literal(v.as_bytes()).map(|b| b.to_vec());
-        assert_eq!(lit(r#"[{"body": "x"}, "", "q1"]"#), Some(b"\"q1\"".to_vec()));
+        assert_eq!(
+            lit(r#"[{"body": "x"}, "", "q1"]"#),
+            Some(b"\"q1\"".to_vec())
+        );
         assert_eq!(lit(r#"[{"body": "x"},"","q1"]"#), Some(b"\"q1\"".to_vec()));
         assert_eq!(
             lit(r#"[{"body": "x"}, "", "a, \"q1"]"#),
             Some(br#""a, \"q1""#.to_vec())
         );
-        assert_eq!(lit(r#"[{"b": "x"}, "", "a\\"]"#), Some(br#""a\\""#.to_vec()));
+        assert_eq!(
+            lit(r#"[{"b": "x"}, "", "a\\"]"#),
+            Some(br#""a\\""#.to_vec())
+        );
         assert_eq!(lit(r#"[{"body": "x"}, "", 5]"#), None);
         assert_eq!(lit(r#"""]"#), None);
         assert_eq!(lit("\"]"), None);
