@@ -85,7 +85,8 @@ pub(super) const UNACKED_KEY: &str = "unacked";
 pub(super) const UNACKED_INDEX_KEY: &str = "unacked_index";
 
 /// Most members one `ZRANGE` returns: about 0.2 ms of Redis's time
-/// (examples/redis_read_bench.rs `--celery`).
+/// (examples/redis_read_bench.rs `--celery`), which serves nobody else
+/// meanwhile.
 const CHUNK: usize = 1_000;
 /// Ranks each `ZRANGE` re-reads of the one before it (see the module doc).
 const OVERLAP: usize = 100;
@@ -161,6 +162,9 @@ struct State {
     denied: Option<(Instant, String)>,
 }
 
+/// The replies of a scan's `ZRANGE`s, in rank order.
+type Chunks = Vec<Vec<Vec<u8>>>;
+
 /// A value whose last element is not a JSON string.
 const UNROUTED: u32 = u32::MAX;
 
@@ -229,16 +233,18 @@ impl InFlightIndex {
                 break;
             }
         }
-        let Some((size, members)) = scan else {
+        let Some((size, chunks)) = scan else {
             return Err(OpError::Source(SourceError::BadResult(format!(
                 "{what}: {UNACKED_INDEX_KEY} changed by more than {OVERLAP} entries between \
                  two reads, {SCAN_ATTEMPTS} times in a row"
             ))));
         };
+        // Borrowed from the replies: a tag already known costs no allocation.
+        let members: HashSet<&[u8]> = chunks.iter().flatten().map(Vec::as_slice).collect();
         let unknown: Vec<&[u8]> = members
             .iter()
-            .filter(|t| !matches!(st.tags.get(t.as_slice()), Some(Some(_))))
-            .map(Vec::as_slice)
+            .copied()
+            .filter(|t| !matches!(st.tags.get(*t), Some(Some(_))))
             .collect();
         // Kept as each part arrives: a first refresh of 100,000 tags that
         // runs out of time resumes where it stopped, instead of starting over.
@@ -249,26 +255,22 @@ impl InFlightIndex {
                 st.tags.insert((*tag).into(), route);
             }
         }
-        let mut tags = HashMap::with_capacity(members.len());
-        for tag in members {
-            let route = st.tags.get(tag.as_slice()).copied().flatten();
-            tags.insert(tag.into_boxed_slice(), route);
-        }
-        st.tags = tags;
+        st.tags.retain(|tag, _| members.contains(&**tag));
         st.size = size;
         st.recount();
         Ok(())
     }
 
-    /// One scan of `unacked_index`: its `ZCARD` and every member, or `None`
-    /// when two chunks did not overlap (the set moved too much between).
+    /// One scan of `unacked_index`: its `ZCARD` and every member (in chunks
+    /// that overlap, so some twice), or `None` when two chunks did not
+    /// overlap (the set moved too much between).
     async fn scan(
         &self,
         size_before: usize,
         deadline: Instant,
         what: &str,
-    ) -> Result<Option<(usize, Vec<Vec<u8>>)>, OpError> {
-        let mut chunks: Vec<Vec<Vec<u8>>> = Vec::new();
+    ) -> Result<Option<(usize, Chunks)>, OpError> {
+        let mut chunks: Chunks = Vec::new();
         let mut size = size_before;
         loop {
             let first = chunks.len();
@@ -293,13 +295,7 @@ impl InFlightIndex {
         if !chunks_overlap(&chunks) {
             return Ok(None);
         }
-        let mut seen = HashSet::new();
-        let members = chunks
-            .into_iter()
-            .flatten()
-            .filter(|t| seen.insert(t.clone()))
-            .collect();
-        Ok(Some((size, members)))
+        Ok(Some((size, chunks)))
     }
 
     /// The values of `tags` in `unacked` (`None`: no such field), by `HMGET`s
