@@ -22,8 +22,9 @@
 //! * `Channel._restore` deletes the hash field only, so a tag can stay in
 //!   `unacked_index` with no value until `restore_visible` (under the
 //!   `unacked_mutex` lock, after `visibility_timeout`) drops it. The index
-//!   keeps such tags as *absent*: counted nowhere, asked for again on every
-//!   refresh (a nil `HMGET` field costs next to nothing).
+//!   keeps a tag whose value it found missing as *absent*: counted nowhere,
+//!   asked for again on every refresh (a nil `HMGET` field costs next to
+//!   nothing).
 //!
 //! So the hash's fields are a subset of the sorted set's members, and the
 //! index reads the members (`ZRANGE` by rank, cheap: no values), fetches the
@@ -47,10 +48,17 @@
 //!   between and the scan is taken again (a few times, then a failed read:
 //!   never a guess).
 //!
-//! Each refresh therefore answers for one moment within it, as the old
-//! script did for the moment it ran. Nothing accumulates: every refresh
-//! rebuilds membership from the scan, so no missed event can leave a stale
-//! count behind.
+//! Each refresh therefore counts the messages in flight when their part of
+//! the index was read, within the milliseconds a scan lasts: the old script
+//! was exact at the one moment it ran, this is exact up to what workers did
+//! during those milliseconds. Nothing accumulates: every refresh takes
+//! membership from its scan, so no missed event can leave a stale count.
+//!
+//! One limit: a tag's value is read once, so a value deleted *alone* while
+//! its tag stays in the index is still counted until the tag leaves it.
+//! Only `Channel._restore` does that, and kombu's Redis `QoS` overrides
+//! every path to it (`reject`, `restore_unacked`) with `restore_by_tag`,
+//! which removes both.
 //!
 //! # Cost
 //! Per refresh: one pipelined round trip with `ZCARD`, `HLEN` and the chunked
