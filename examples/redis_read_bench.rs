@@ -14,6 +14,13 @@
 //! ours, the requests ours sent per round and its CPU
 //! (`Sources::redis_round_trips`: reads issued together leave as pipelines
 //! of up to about 1,000 commands), one line for the floor, and their ratio.
+//!
+//! `--celery` measures something else: what counting Celery's in-flight
+//! work costs Redis (see `redis_read_bench/celery.rs`):
+//!
+//! ```text
+//! cargo run --example redis_read_bench -- --celery --pools 20 --in-flight 10000 --seconds 20
+//! ```
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -25,6 +32,10 @@ use clap::Parser;
 use serde_json::json;
 use workerpool_operator::api::Trigger;
 use workerpool_operator::sources::{MetricSource, Sources};
+
+// A crate root resolves `mod x;` next to itself, hence the path.
+#[path = "redis_read_bench/celery.rs"]
+mod celery;
 
 #[derive(Parser)]
 #[command(about = "Time N concurrent list reads through the shared Redis source connection")]
@@ -38,6 +49,28 @@ struct Args {
     /// The Redis to read; without it a redis-server is started here.
     #[arg(long, env = "REDIS_URL")]
     redis_url: Option<String>,
+    /// Celery mode: Redis's time on counting in-flight work (always on a
+    /// redis-server of its own: it flushes the database and resets stats).
+    #[arg(long)]
+    celery: bool,
+    /// Celery mode: WorkerPools polling together.
+    #[arg(long, default_value_t = 20)]
+    pools: usize,
+    /// Celery mode: messages in kombu's `unacked` hash.
+    #[arg(long, default_value_t = 10_000)]
+    in_flight: usize,
+    /// Celery mode: size of each in-flight message.
+    #[arg(long, default_value_t = 1024)]
+    message_bytes: usize,
+    /// Celery mode: seconds of polling once a second.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Celery mode: messages taken and acknowledged per second meanwhile.
+    #[arg(long, default_value_t = 0)]
+    churn: u64,
+    /// Celery mode: read as an ACL user denied `ZRANGE` (the old method).
+    #[arg(long)]
+    deny_index: bool,
 }
 
 /// A redis-server started by the bench, killed on drop.
@@ -172,6 +205,18 @@ async fn pipelined(url: &str, names: &[String], rounds: usize) -> anyhow::Result
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.celery {
+        let (url, _own) = start_redis()?;
+        let o = celery::Options {
+            pools: args.pools,
+            in_flight: args.in_flight,
+            message_bytes: args.message_bytes,
+            seconds: args.seconds.max(1),
+            churn: args.churn,
+            deny_index: args.deny_index,
+        };
+        return celery::run(&url, &o).await;
+    }
     if args.keys == 0 || args.rounds == 0 {
         bail!("--keys and --rounds must be at least 1");
     }

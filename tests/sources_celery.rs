@@ -469,3 +469,292 @@ async fn a_key_of_the_wrong_type_is_a_bad_result() {
     assert_eq!(e.metric_label(), "bad_result", "{e}");
     assert!(e.to_string().contains("wrong type"), "{e}");
 }
+
+/// A real worker (late acks, so running tasks are in `unacked` too) works
+/// through 60 short tasks while the source is read as often as it can be:
+/// no reading is ever above what was enqueued, the worker's taking is seen
+/// in flight, and once Celery reports the queue drained the source reads
+/// exactly 0, as does kombu: the shared index keeps no tag of an
+/// acknowledged message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_follows_a_worker_taking_and_acknowledging() {
+    let server = RedisProcess::start();
+    let url = server.url();
+    let broker = format!("{url}/0");
+    let mut c = connect(&url);
+    let logs = tempfile::tempdir().expect("tempdir");
+    let queue = "churn";
+    let prios: Vec<String> = (0..60).map(|i| (i % 10).to_string()).collect();
+    let mut args = vec!["enqueue", queue, "0.05"];
+    args.extend(prios.iter().map(String::as_str));
+    let ids: Vec<String> = fixture(&broker, &args);
+    assert_eq!(ids.len(), 60);
+    let s = Sources::new();
+    let total = celery_source(&s, &url, queue, true);
+    let queued_only = celery_source(&s, &url, queue, false);
+    assert_eq!(total.read().await, Ok(60.0));
+
+    let worker = Worker::start(&broker, queue, true, logs.path());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut saw_in_flight = false;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not drain the queue within 120 s; its log:\n{}",
+            worker.log()
+        );
+        // Queued first: the lists only shrink, so a total above it can
+        // only be messages in flight.
+        let q = queued_only.read().await.expect("queued");
+        let t = total.read().await.expect("total");
+        assert!((0.0..=60.0).contains(&t), "total {t}");
+        saw_in_flight |= t > q;
+        // Drained, as the broker shows it (kombu's passive declare fails
+        // once a queue's lists are gone, so read them here).
+        if raw_lists(&mut c, queue).is_empty() && !raw_unacked(&mut c).contains_key(queue) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        saw_in_flight,
+        "the worker's prefetch was never seen in flight"
+    );
+    // Drained: the index must not keep any acknowledged tag. Reads within
+    // one poll slot share a refresh, so wait one out.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(total.read().await, Ok(0.0));
+}
+
+/// kombu's own writes, made here at a high rate while the source reads: a
+/// worker taking a message is `ZADD unacked_index` + `HSET unacked` in one
+/// MULTI, an ack `ZREM` + `HDEL` in one MULTI (kombu/transport/redis.py,
+/// `QoS.append` and `_remove_from_indices`). Acks take the oldest tags (the
+/// lowest ranks of the index), which shifts every rank under the chunked
+/// scan; thousands in flight make the scan take several chunks. Each
+/// reading must be a count the queue really had at some moment of the read
+/// (or of the poll slot before it, which reads share), and after the churn
+/// it must be exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_is_exact_while_tags_are_taken_and_acknowledged() {
+    let server = RedisProcess::start();
+    let url = server.url();
+    let s = Sources::new();
+    let source = celery_source(&s, &url, "q", true);
+    let mut c = connect(&url);
+    let mut kombu = KombuWrites::default();
+    for i in 0..6_000 {
+        kombu.take(&mut c, if i % 3 == 0 { "other" } else { "q" });
+    }
+    assert_eq!(source.read().await, Ok(4_000.0));
+
+    let history = Arc::new(std::sync::Mutex::new(vec![(Instant::now(), 4_000i64)]));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (history, stop, url) = (history.clone(), stop.clone(), url.clone());
+        std::thread::spawn(move || {
+            let mut c = connect(&url);
+            let mut round = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                round += 1;
+                // Alternately more takes or more acks, so the count moves.
+                let (takes, acks) = if round % 40 < 20 { (30, 20) } else { (20, 30) };
+                for _ in 0..acks {
+                    kombu.ack_oldest(&mut c);
+                    history
+                        .lock()
+                        .unwrap()
+                        .push((Instant::now(), kombu.count("q")));
+                }
+                for i in 0..takes {
+                    kombu.take(&mut c, if i % 3 == 0 { "other" } else { "q" });
+                    history
+                        .lock()
+                        .unwrap()
+                        .push((Instant::now(), kombu.count("q")));
+                }
+            }
+            kombu
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(4);
+    let mut reads = 0;
+    while Instant::now() < until {
+        let asked = Instant::now();
+        let v = source.read().await.expect("read during churn");
+        let answered = Instant::now();
+        let (lo, hi) = range_between(
+            &history.lock().unwrap(),
+            asked - Duration::from_millis(100),
+            answered,
+        );
+        assert!(
+            (lo as f64..=hi as f64).contains(&v),
+            "read {v}, but the queue held between {lo} and {hi} meanwhile"
+        );
+        reads += 1;
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let kombu = writer.join().expect("writer");
+    assert!(reads >= 10, "only {reads} reads in 4 s");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(source.read().await, Ok(kombu.count("q") as f64));
+    assert_eq!(
+        raw_unacked(&mut c)["q"].len() as i64,
+        kombu.count("q"),
+        "the emulated writes keep kombu's layout"
+    );
+}
+
+/// The least and most the queue held between `from` and `to`, from the
+/// writer's records (each pushed right after its MULTI took effect, so the
+/// state at a moment is that of the last record before it or the next one).
+fn range_between(history: &[(Instant, i64)], from: Instant, to: Instant) -> (i64, i64) {
+    let first = history.iter().rposition(|(t, _)| *t <= from).unwrap_or(0);
+    let last = history
+        .iter()
+        .position(|(t, _)| *t > to)
+        .unwrap_or(history.len() - 1);
+    let window = &history[first..=last.max(first)];
+    let lo = window.iter().map(|(_, n)| *n).min().unwrap_or(0);
+    let hi = window.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    (lo, hi)
+}
+
+/// What kombu's Redis QoS writes when a worker takes and acknowledges
+/// messages, with messages of about 1 KiB like real task payloads.
+#[derive(Default)]
+struct KombuWrites {
+    /// In flight, oldest first: (delivery tag, routing key).
+    held: std::collections::VecDeque<(String, String)>,
+    next: u64,
+}
+
+impl KombuWrites {
+    fn take(&mut self, c: &mut redis::Connection, routing_key: &str) {
+        self.next += 1;
+        let tag = format!(
+            "{:08x}-tag-{}",
+            self.next * 2_654_435_761 % (1 << 32),
+            self.next
+        );
+        let message = json!({
+            "body": "x".repeat(900),
+            "headers": {"id": tag},
+            "properties": {"delivery_tag": tag, "priority": 0},
+        });
+        let value = serde_json::to_string(&json!([message, "", routing_key]))
+            .expect("json")
+            .replace("\",\"", "\", \"");
+        let score = self.next as f64;
+        redis::pipe()
+            .atomic()
+            .cmd("ZADD")
+            .arg("unacked_index")
+            .arg(score)
+            .arg(&tag)
+            .cmd("HSET")
+            .arg("unacked")
+            .arg(&tag)
+            .arg(value)
+            .query::<()>(c)
+            .expect("take");
+        self.held.push_back((tag, routing_key.to_string()));
+    }
+
+    fn ack_oldest(&mut self, c: &mut redis::Connection) {
+        let Some((tag, _)) = self.held.pop_front() else {
+            return;
+        };
+        redis::pipe()
+            .atomic()
+            .cmd("ZREM")
+            .arg("unacked_index")
+            .arg(&tag)
+            .cmd("HDEL")
+            .arg("unacked")
+            .arg(&tag)
+            .query::<()>(c)
+            .expect("ack");
+    }
+
+    fn count(&self, routing_key: &str) -> i64 {
+        self.held.iter().filter(|(_, k)| k == routing_key).count() as i64
+    }
+}
+
+/// A Redis ACL user that may not read what the in-flight index needs: the
+/// source still counts exactly, the old way, and says so in its warning;
+/// when scripts are denied too it scans the hash, still exactly. A user
+/// allowed everything gets no warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_denying_the_index_falls_back_with_a_warning() {
+    let server = RedisProcess::start();
+    let url = server.url();
+    let mut c = connect(&url);
+    let mut kombu = KombuWrites::default();
+    for i in 0..30 {
+        kombu.take(&mut c, if i % 3 == 0 { "other" } else { "q" });
+    }
+    redis::cmd("LPUSH")
+        .arg("q")
+        .arg("m1")
+        .arg("m2")
+        .query::<()>(&mut c)
+        .expect("LPUSH");
+    let users = [
+        ("no-index", "+@all -zrange"),
+        ("no-index-no-script", "+@all -zrange -evalsha -eval"),
+        ("everything", "+@all"),
+    ];
+    for (user, rules) in users {
+        let mut acl = redis::cmd("ACL");
+        acl.arg("SETUSER")
+            .arg(user)
+            .arg("on")
+            .arg(">pw-12345")
+            .arg("~*");
+        acl.arg(rules.split(' ').collect::<Vec<_>>());
+        acl.query::<()>(&mut c).expect("ACL SETUSER");
+    }
+    let secrets: BTreeMap<(String, String), Vec<u8>> = users
+        .iter()
+        .flat_map(|(u, _)| {
+            [
+                ((u.to_string(), "username".into()), u.as_bytes().to_vec()),
+                ((u.to_string(), "password".into()), b"pw-12345".to_vec()),
+            ]
+        })
+        .collect();
+    for (user, _) in users {
+        let t: Trigger = serde_json::from_value(json!({
+            "redis": {
+                "url": url,
+                "usernameSecretRef": {"name": user, "key": "username"},
+                "passwordSecretRef": {"name": user, "key": "password"},
+                "celery": {"queue": "q", "includeInFlight": true},
+            },
+            "targetPerReplica": 1.0,
+        }))
+        .expect("trigger");
+        let s = Sources::new();
+        let source = s.build(&t, &secrets, T).expect("build");
+        assert_eq!(source.read().await, Ok(22.0), "as {user}");
+        let warning = source.warning();
+        if user == "everything" {
+            assert_eq!(warning, None);
+            continue;
+        }
+        let w = warning.unwrap_or_else(|| panic!("{user}: no warning"));
+        assert!(w.contains("in-flight index"), "{w}");
+        assert!(w.to_lowercase().contains("noperm"), "{w}");
+        assert!(w.contains("unacked_index"), "{w}");
+        assert!(!w.contains("pw-12345"), "{w}");
+        // The fallback keeps counting as the messages change.
+        kombu.take(&mut c, "q");
+        assert_eq!(source.read().await, Ok(23.0), "as {user}");
+        kombu.ack_oldest(&mut c);
+        kombu.ack_oldest(&mut c);
+    }
+}

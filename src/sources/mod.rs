@@ -69,6 +69,12 @@ pub trait MetricSource: Send + Sync + std::fmt::Debug {
     /// What is read where, e.g. `LLEN orders on redis://10.0.0.1:6379/0`.
     /// Never contains a secret (URLs are shown without credentials).
     fn describe(&self) -> String;
+    /// Something the user should know about the last read although it
+    /// succeeded, e.g. that it had to use a method that loads the server
+    /// (one line, never a Secret's value). `None` when all is well.
+    fn warning(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Why a read (or building a source) failed. `Display` is one line that

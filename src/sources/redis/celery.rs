@@ -41,27 +41,33 @@
 //! matched to the queue; with Celery's default direct routing they are equal).
 //!
 //! # Cost of reading in-flight
-//! `unacked` holds every reserved message of every queue on the database,
-//! so counting one queue's is O(all in-flight messages). A server-side Lua
-//! script (`HVALS`, then a suffix comparison per value; no JSON decoding)
-//! returns just two integers, and reads the lists and the hash in one
-//! atomic step, in one round trip. Pulling the hash to the operator
-//! (`HGETALL`/`HSCAN`) would move every reserved message body over the
-//! network on every poll of every pool. The script blocks Redis while it
-//! runs: roughly a memory copy of the hash (a few ms for 10,000 messages of
-//! 1 KiB). If ACLs deny scripts (`NOPERM`), the source falls back to
-//! `HSCAN` from the client, counting the same way.
+//! `unacked` holds every reserved message of every queue on the database.
+//! In-flight counts come from the endpoint's shared in-flight index
+//! ([`super::celery_index`]), which reads the delivery tags each poll slot
+//! and each message's routing key once: the broker's cost grows with the
+//! number of endpoints and with the rate at which workers take messages,
+//! not with pools x messages x message size. The queue's `LLEN`s go in the
+//! endpoint's pipeline alongside the index's reads.
+//!
+//! # When the index cannot be read
+//! If ACLs deny what the index needs, the source falls back to the method
+//! it replaced and says so in [`MetricSource::warning`]: a server-side Lua
+//! script (`HVALS`, a suffix comparison per value) that reads the lists and
+//! the hash in one step, or, if scripts are denied too (`NOPERM`), `HSCAN`
+//! from the client, counting the same way. Both read every in-flight
+//! message on every poll, which is what the index exists to avoid.
 
 use std::collections::HashSet;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::redis::{RedisError, Script, Value};
 use tokio::time::Instant;
 
 use super::batch::Commands;
+use super::celery_index::{InFlightIndex, Lookup, UNACKED_INDEX_KEY, UNACKED_KEY};
 use super::endpoint::{Conn, Counted, Endpoint};
 use super::errors::{has_code, key_text, within, OpError};
 use crate::sources::{MetricSource, ReadFuture, SourceError};
@@ -70,8 +76,6 @@ use crate::sources::{MetricSource, ReadFuture, SourceError};
 const PRIORITY_STEPS: [u8; 4] = [0, 3, 6, 9];
 /// kombu's `Channel.sep`.
 const SEP: &str = "\x06\x16";
-/// kombu's `Channel.unacked_key`.
-const UNACKED_KEY: &str = "unacked";
 
 /// KEYS[1..4]: the queue's priority lists; KEYS[5]: the unacked hash.
 /// ARGV[1]: the routing key as kombu's JSON writes it, with quotes, then `]`.
@@ -111,6 +115,12 @@ pub(super) struct CelerySource {
     evalsha: Commands,
     /// Set once the server refused the script (ACL): use HSCAN from then on.
     script_denied: AtomicBool,
+    /// The endpoint's shared in-flight index.
+    index: Arc<InFlightIndex>,
+    /// The queue's name as kombu's JSON writes a routing key (quoted).
+    route: Vec<u8>,
+    /// Why the last read counted in-flight the slow way, if it did.
+    warning: Mutex<Option<String>>,
     /// [`MetricSource::describe`]'s text, made once rather than every read.
     what: String,
 }
@@ -118,12 +128,14 @@ pub(super) struct CelerySource {
 impl CelerySource {
     pub(super) fn new(
         endpoint: Arc<Endpoint>,
+        index: Arc<InFlightIndex>,
         queue: String,
         include_in_flight: bool,
         timeout: Duration,
     ) -> Self {
         let lists = priority_lists(&queue);
-        let tail = format!("{}]", python_json_string(&queue));
+        let route = python_json_string(&queue);
+        let tail = format!("{route}]");
         let what = format!(
             "Celery queue {} ({}) on {}",
             key_text(&queue),
@@ -160,23 +172,78 @@ impl CelerySource {
             llens,
             evalsha: Arc::new([evalsha]),
             script_denied: AtomicBool::new(false),
+            index,
+            route: route.into_bytes(),
+            warning: Mutex::new(None),
         }
     }
 
     /// Queued alone: the four `LLEN`s, answered together in the endpoint's
-    /// next pipeline. With in-flight: `EVALSHA` of the script, batched too;
-    /// loading the script after `NOSCRIPT` (after a server restart or
-    /// `SCRIPT FLUSH`) and the `HSCAN` fallback go on the connection directly.
-    /// Those two are boxed: the future of every read would otherwise carry
-    /// their state, and grow past what the allocator serves quickly.
-    async fn read_once(&self, conn: Conn) -> Result<f64, OpError> {
+    /// next pipeline. With in-flight: the same, while the endpoint's index
+    /// (refreshed at most once per poll slot, its reads in the same
+    /// pipeline) counts the queue's in-flight messages.
+    async fn read_once(&self, conn: Conn, asked: Instant) -> Result<f64, OpError> {
         let ep = &*self.endpoint;
         let deadline = conn.deadline;
         if !self.include_in_flight {
             let r = ep.query_group(conn, &self.llens).await?;
             return Ok(self.queued(r)? as f64);
         }
+        let (queued, inflight) = futures::join!(
+            ep.query_group(conn, &self.llens),
+            self.index.count(&self.route, asked, deadline, &self.what)
+        );
+        let inflight = inflight.map_err(|e| match e {
+            OpError::Redis(e) => self.wrong_type_or(e),
+            e => e,
+        });
+        match inflight? {
+            Lookup::Count(n) => {
+                let queued = self.queued(queued?)?;
+                self.set_warning(None);
+                Ok((queued + n) as f64)
+            }
+            Lookup::Denied(why) => {
+                let r = Box::pin(self.read_without_index(deadline)).await;
+                self.set_warning(Some(format!(
+                    "in-flight counted by reading every message in {UNACKED_KEY:?} on each \
+                     poll, which loads Redis: {why}"
+                )));
+                r.map_err(|e| self.denied_too(e, &why))
+            }
+        }
+    }
+
+    /// Records the warning, logging when one starts.
+    fn set_warning(&self, w: Option<String>) {
+        let mut cur = self.warning.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(w), None) = (&w, &*cur) {
+            tracing::warn!(source = %self.what, "{w}");
+        }
+        *cur = w;
+    }
+
+    /// A failed fallback read says that the index was denied first.
+    fn denied_too(&self, e: OpError, why: &str) -> OpError {
+        match e {
+            OpError::Redis(e) => OpError::Source(in_context_denied(
+                self.endpoint.redis_error(&self.what, &e),
+                why,
+            )),
+            OpError::Source(e) => OpError::Source(in_context_denied(e, why)),
+            OpError::TimedOut => OpError::TimedOut,
+        }
+    }
+
+    /// The method the index replaced: `EVALSHA` of the script, batched;
+    /// loading the script after `NOSCRIPT` (after a server restart or
+    /// `SCRIPT FLUSH`) and the `HSCAN` fallback go on the connection directly.
+    /// Those two are boxed: the future of every read would otherwise carry
+    /// their state, and grow past what the allocator serves quickly.
+    async fn read_without_index(&self, deadline: Instant) -> Result<f64, OpError> {
+        let ep = &*self.endpoint;
         if !self.script_denied.load(Ordering::Relaxed) {
+            let conn = ep.connection(&self.what, deadline).await?;
             let r: Result<(i64, i64), OpError> = match ep.query_one(conn, &self.evalsha).await {
                 // The server does not have the script (yet, or since a
                 // restart or SCRIPT FLUSH): load it, then run it again.
@@ -261,7 +328,8 @@ impl CelerySource {
     fn wrong_type_or(&self, e: RedisError) -> OpError {
         if has_code(&e, "WRONGTYPE") {
             OpError::Source(SourceError::BadResult(format!(
-                "{}: wrong type: the queue's lists must be lists and {UNACKED_KEY:?} a hash \
+                "{}: wrong type: the queue's lists must be lists, {UNACKED_KEY:?} a hash and \
+                 {UNACKED_INDEX_KEY:?} a sorted set \
                  (is this database used by something other than kombu?)",
                 self.what
             )))
@@ -274,14 +342,33 @@ impl CelerySource {
 impl MetricSource for CelerySource {
     fn read(&self) -> ReadFuture<'_> {
         Box::pin(async move {
+            let asked = Instant::now();
             self.endpoint
-                .run(&self.what, self.timeout, |conn| self.read_once(conn))
+                .run(&self.what, self.timeout, |conn| self.read_once(conn, asked))
                 .await
         })
     }
 
+    fn warning(&self) -> Option<String> {
+        self.warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn describe(&self) -> String {
         self.what.clone()
+    }
+}
+
+/// An error of the fallback read, prefixed with why there was a fallback.
+fn in_context_denied(e: SourceError, why: &str) -> SourceError {
+    let add = |m: String| format!("{m} (after the in-flight index was denied: {why})");
+    match e {
+        SourceError::Auth(m) => SourceError::Auth(add(m)),
+        SourceError::BadResult(m) => SourceError::BadResult(add(m)),
+        SourceError::Connection(m) => SourceError::Connection(add(m)),
+        other => other,
     }
 }
 

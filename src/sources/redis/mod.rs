@@ -45,6 +45,7 @@
 
 mod batch;
 mod celery;
+mod celery_index;
 mod endpoint;
 mod errors;
 mod measures;
@@ -81,8 +82,10 @@ fn build_redis(
 ) -> Result<Arc<dyn MetricSource>, SourceError> {
     let endpoint = sources.inner.redis.get(r, secrets, &sources.inner.policy)?;
     if let Some(c) = &r.celery {
+        let index = sources.inner.redis.celery_indexes.of(&endpoint);
         return Ok(Arc::new(celery::CelerySource::new(
             endpoint,
+            index,
             c.queue.clone(),
             c.include_in_flight,
             timeout,
@@ -95,6 +98,8 @@ fn build_redis(
 #[derive(Default)]
 pub(super) struct Endpoints {
     map: Mutex<HashMap<EndpointKey, Weak<Endpoint>>>,
+    /// Each endpoint's Celery in-flight index, shared by its Celery sources.
+    celery_indexes: celery_index::Indexes,
     /// Requests sent by every endpoint there has been (see [`RoundTrips`]).
     round_trips: Arc<AtomicU64>,
 }
