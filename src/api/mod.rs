@@ -5,10 +5,12 @@
 //! `kubectl apply` rejects bad specs before the operator sees them; the
 //! operator re-validates with [`validate`] and reports anything else in status.
 
+mod frameworks;
 mod spec;
 mod status;
 mod validate;
 
+pub use frameworks::*;
 pub use spec::*;
 pub use status::*;
 pub use validate::{default_trigger_name, validate, SpecError};

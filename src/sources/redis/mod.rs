@@ -47,7 +47,9 @@ mod batch;
 mod celery;
 mod endpoint;
 mod errors;
+mod framework;
 mod measures;
+mod rq;
 mod settings;
 mod stream_groups;
 
@@ -57,7 +59,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use super::{MetricSource, SecretLookup, SourceError, Sources};
-use crate::api::{RedisTrigger, Trigger};
+use crate::api::{included, FrameworkMeasureKind, JobState, RedisTrigger, Trigger};
 use endpoint::Endpoint;
 use settings::{ConnectionSettings, EndpointKey};
 
@@ -87,7 +89,24 @@ fn build_redis(
             timeout,
         )));
     }
+    if let Some(layout) = framework_layout(r) {
+        let (layout, include, measure) = layout;
+        return Ok(Arc::new(framework::FrameworkSource::new(
+            endpoint, layout, measure, include, timeout,
+        )));
+    }
     measures::build(endpoint, r, timeout)
+}
+
+/// The queue framework a trigger names, if any: its layout, the kinds of
+/// job to count and the measure.
+fn framework_layout(
+    r: &RedisTrigger,
+) -> Option<(framework::Layout, Vec<JobState>, FrameworkMeasureKind)> {
+    if let Some(q) = &r.rq {
+        return Some((rq::layout(&q.queue), included(&q.include), q.measure));
+    }
+    None
 }
 
 /// Every Redis endpoint in use, by what distinguishes its connection.

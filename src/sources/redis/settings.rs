@@ -164,6 +164,7 @@ mod tests {
             celery: None,
             stream: None,
             sorted_set: None,
+            rq: None,
         }
     }
 

@@ -1,0 +1,108 @@
+//! The queue-framework measures of a Redis trigger (`rq`, ...): each counts
+//! one queue of a task framework on the framework's own key layout, where a
+//! plain `LLEN` would miss the jobs the framework keeps elsewhere.
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+use super::validate::SpecError;
+
+/// A kind of job a framework measure counts. The same words for every
+/// framework; a framework that does not record a kind rejects it.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobState {
+    /// Ready to run and no worker holds it.
+    Waiting,
+    /// A worker holds it (taken from the queue, reserved or running) and it is not finished.
+    InFlight,
+    /// Delayed or scheduled, and its due time has passed (a scheduler releases it now);
+    /// future-dated jobs are never counted.
+    Scheduled,
+    /// Waiting to be retried, and its retry time has passed.
+    Retrying,
+}
+
+/// Which number of the queue a framework measure reports.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum FrameworkMeasureKind {
+    /// How many jobs of the kinds in `include`.
+    #[default]
+    Count,
+    /// Seconds since the job at the head of the queue (the next to run) was enqueued;
+    /// 0 for an empty queue. Only where the framework stores an enqueue time.
+    OldestAgeSeconds,
+}
+
+/// A Python RQ queue (RQ 3.0 key layout: `rq:queue:<queue>`, its
+/// `:intermediate` list, the `rq:wip:<queue>` and `rq:scheduled:<queue>` registries).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.include) || !self.include.exists(i, i == 'Retrying')").message("rq.include: RQ keeps retries that wait an interval in its scheduled registry: include Scheduled instead of Retrying").field_path(".include"))]
+#[x_kube(validation = Rule::new("self.measure != 'OldestAgeSeconds' || !has(self.include)").message("include applies to measure Count only").field_path(".include"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RqMeasure {
+    /// The queue's name as given to `rq.Queue(name)`, e.g. `default`.
+    #[schemars(length(min = 1, max = 512))]
+    pub queue: String,
+    /// Which jobs to count (measure Count): Waiting (the queue list), InFlight
+    /// (taken by a worker: its intermediate list plus the started registry),
+    /// Scheduled (due entries of the scheduled registry, including retries
+    /// waiting out an interval). Default: Waiting and InFlight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4))]
+    pub include: Option<Vec<JobState>>,
+    /// Count (default), or OldestAgeSeconds: the age of the job at the head
+    /// of the queue, from its `enqueued_at`.
+    #[serde(default)]
+    pub measure: FrameworkMeasureKind,
+}
+
+/// The include list a measure uses: the one given, else Waiting and InFlight.
+pub fn included(include: &Option<Vec<JobState>>) -> Vec<JobState> {
+    include
+        .clone()
+        .unwrap_or_else(|| vec![JobState::Waiting, JobState::InFlight])
+}
+
+/// The operator's own check of the framework measures (the CRD's rules
+/// again, for manifests read from files), `at` being the trigger's path.
+pub(super) fn validate_frameworks(r: &super::RedisTrigger, at: &str) -> Result<(), SpecError> {
+    let bad = |f: &str, m: &str| SpecError {
+        field: format!("{at}.{f}"),
+        message: m.to_string(),
+    };
+    if let Some(q) = &r.rq {
+        if q.queue.is_empty() {
+            return Err(bad("rq.queue", "must not be empty"));
+        }
+        check_include(&q.include, q.measure, "rq", &[JobState::Retrying])
+            .map_err(|m| bad("rq.include", &m))?;
+    }
+    Ok(())
+}
+
+/// An include list's own rules: not empty, and none of `unsupported`
+/// (kinds the framework does not record), and only for measure Count.
+fn check_include(
+    include: &Option<Vec<JobState>>,
+    measure: FrameworkMeasureKind,
+    framework: &str,
+    unsupported: &[JobState],
+) -> Result<(), String> {
+    let Some(list) = include else {
+        return Ok(());
+    };
+    if measure != FrameworkMeasureKind::Count {
+        return Err("applies to measure Count only".into());
+    }
+    if list.is_empty() {
+        return Err("must name at least one of Waiting, InFlight, Scheduled, Retrying".into());
+    }
+    match list.iter().find(|s| unsupported.contains(s)) {
+        Some(s) => Err(format!(
+            "{framework} does not record {s:?} jobs apart from others"
+        )),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,195 @@
+//! The queue-framework measures (`rq`, ...) against the real frameworks:
+//! each framework's own producer enqueues random numbers of immediate,
+//! scheduled (due and future), retrying and dead jobs, real workers hold
+//! some jobs (a job that blocks until the test releases it), and the
+//! operator's `check --output json` must equal the framework's own count
+//! API for every include combination. The fixture scripts are
+//! tests/fixtures/<framework>_app.py; scripts/test.sh installs the
+//! frameworks (pinned in tests/requirements.txt). Every wait polls with a
+//! deadline; workers are killed with their process group on drop.
+
+mod support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use support::frameworks::*;
+use support::redis::unique;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn seed() -> u64 {
+    let s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    eprintln!("seed {s}");
+    s
+}
+
+fn n(v: &Value, field: &str) -> i64 {
+    v[field]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no {field} in {v}"))
+}
+
+/// Runs `check` with one Count trigger per include combination (plus
+/// `extra`), and asserts each value is the sum of what the framework
+/// itself reports for the included kinds (`own`: kind -> count), the
+/// framework's numbers being the same before and after the check.
+fn assert_counts_match(
+    dir: &std::path::Path,
+    url: &str,
+    framework: &str,
+    measure: Value,
+    states: &[&str],
+    observe: &dyn Fn() -> Value,
+    own: &dyn Fn(&Value, &str) -> i64,
+) -> (
+    Value,
+    std::collections::BTreeMap<String, (Option<f64>, Option<String>)>,
+) {
+    let combos = include_combinations(states);
+    let mut triggers: Vec<(String, Value)> = vec![];
+    for (i, include) in combos.iter().enumerate() {
+        let mut m = measure.clone();
+        m["include"] = json!(include);
+        triggers.push((format!("c{i}"), json!({ framework: m })));
+    }
+    let mut age = measure.clone();
+    age["measure"] = json!("OldestAgeSeconds");
+    triggers.push(("age".into(), json!({ framework: age })));
+    let before = observe();
+    let got = check(dir, &pool(url, &triggers));
+    let after = observe();
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        v.as_object_mut().unwrap().remove("headEnqueuedAt");
+        v
+    };
+    assert_eq!(
+        strip(&before),
+        strip(&after),
+        "the framework's counts moved during the check"
+    );
+    for (i, include) in combos.iter().enumerate() {
+        let want: i64 = include.iter().map(|s| own(&before, s)).sum();
+        let (value, error) = &got[&format!("c{i}")];
+        assert_eq!(error, &None, "{include:?}");
+        assert_eq!(
+            *value,
+            Some(want as f64),
+            "include {include:?}; the framework says {before}"
+        );
+    }
+    (before, got)
+}
+
+#[test]
+fn rq_counts_equal_rqs_own() {
+    let url = format!("{}/0", redis_url());
+    let py = python();
+    let queue = unique("rq");
+    let other = unique("rq-other");
+    let dir = tempfile::tempdir().unwrap();
+    let filled = run_json(
+        &py,
+        "rq_app.py",
+        &["fill", &url, &queue, &seed().to_string()],
+    );
+    let observe = || run_json(&py, "rq_app.py", &["observe", &url, &queue]);
+    // One worker on the queue alone (it moves a job to the intermediate
+    // list, and from there to the started registry), one listening to two
+    // queues (it pops with BLPOP: straight to the started registry).
+    let _single = WorkerProcess::start(
+        &py,
+        &["rq_app.py", "worker", &url, &unique("w1"), &queue],
+        dir.path().join("w1.log"),
+    );
+    let _multi = WorkerProcess::start(
+        &py,
+        &["rq_app.py", "worker", &url, &unique("w2"), &queue, &other],
+        dir.path().join("w2.log"),
+    );
+    let due = n(&filled, "due") + n(&filled, "retryDue");
+    let seen = eventually(
+        "two RQ workers holding a job each, retries due",
+        LIMIT,
+        || {
+            let o = observe();
+            (n(&o, "started") == 2 && n(&o, "scheduledDue") == due).then_some(o)
+        },
+    );
+    assert_eq!(n(&seen, "waiting"), n(&filled, "immediate") - 2, "{seen}");
+    assert_eq!(n(&seen, "intermediate"), 0, "{seen}");
+    assert_eq!(n(&seen, "inFlight"), 2, "{seen}");
+    assert_eq!(n(&seen, "failed"), n(&filled, "dead"), "{seen}");
+    let own = |o: &Value, s: &str| match s {
+        "Waiting" => n(o, "waiting"),
+        "InFlight" => n(o, "inFlight"),
+        "Scheduled" => n(o, "scheduledDue"),
+        other => panic!("{other}"),
+    };
+    let (o, got) = assert_counts_match(
+        dir.path(),
+        &url,
+        "rq",
+        json!({ "queue": queue }),
+        &["Waiting", "InFlight", "Scheduled"],
+        &observe,
+        &own,
+    );
+    // Default include: Waiting + InFlight.
+    let d = check(
+        dir.path(),
+        &pool(&url, &[("d".into(), json!({ "rq": { "queue": queue } }))]),
+    );
+    assert_eq!(
+        d["d"].0,
+        Some((n(&o, "waiting") + n(&o, "inFlight")) as f64)
+    );
+    // The head job's age, against the enqueue time RQ recorded for it.
+    let head = o["headEnqueuedAt"].as_f64().expect("a head job");
+    let age = got["age"].0.expect("an age");
+    let expected = unix_now() - head;
+    assert!(
+        age > 0.0 && age <= expected + 1.0 && age >= expected - 30.0,
+        "age {age}, expected about {expected}"
+    );
+}
+
+#[test]
+fn rq_wrong_key_type_names_the_key_and_rq() {
+    let url = format!("{}/0", redis_url());
+    let queue = unique("rq-hash");
+    let key = format!("rq:queue:{queue}");
+    let _: () = support::redis::command(&url, &["HSET", &key, "a", "b"]);
+    let dir = tempfile::tempdir().unwrap();
+    for measure in ["Count", "OldestAgeSeconds"] {
+        let got = check(
+            dir.path(),
+            &pool(
+                &url,
+                &[(
+                    "t".into(),
+                    json!({ "rq": { "queue": queue, "measure": measure } }),
+                )],
+            ),
+        );
+        let (value, error) = &got["t"];
+        assert_eq!(*value, None);
+        let error = error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains(&key) && error.contains("RQ") && error.contains("hash"),
+            "{error}"
+        );
+    }
+    let _: () = support::redis::command(&url, &["DEL", &key]);
+}
