@@ -52,6 +52,7 @@ fn assert_counts_match(
     states: &[&str],
     observe: &dyn Fn() -> Value,
     own: &dyn Fn(&Value, &str) -> i64,
+    with_age: bool,
 ) -> (
     Value,
     std::collections::BTreeMap<String, (Option<f64>, Option<String>)>,
@@ -63,9 +64,11 @@ fn assert_counts_match(
         m["include"] = json!(include);
         triggers.push((format!("c{i}"), json!({ framework: m })));
     }
-    let mut age = measure.clone();
-    age["measure"] = json!("OldestAgeSeconds");
-    triggers.push(("age".into(), json!({ framework: age })));
+    if with_age {
+        let mut age = measure.clone();
+        age["measure"] = json!("OldestAgeSeconds");
+        triggers.push(("age".into(), json!({ framework: age })));
+    }
     let before = observe();
     let got = check(dir, &pool(url, &triggers));
     let after = observe();
@@ -145,6 +148,7 @@ fn rq_counts_equal_rqs_own() {
         &["Waiting", "InFlight", "Scheduled"],
         &observe,
         &own,
+        true,
     );
     // Default include: Waiting + InFlight.
     let d = check(
@@ -192,4 +196,81 @@ fn rq_wrong_key_type_names_the_key_and_rq() {
         );
     }
     let _: () = support::redis::command(&url, &["DEL", &key]);
+}
+
+#[test]
+fn arq_counts_equal_arqs_own() {
+    let url = format!("{}/0", redis_url());
+    let py = python_arq();
+    let queue = unique("arq");
+    let dir = tempfile::tempdir().unwrap();
+    let filled = run_json(
+        &py,
+        "arq_app.py",
+        &["fill", &url, &queue, &seed().to_string()],
+    );
+    let observe = || run_json(&py, "arq_app.py", &["observe", &url, &queue]);
+    // At most two jobs at once: it takes the lowest scores first, the jobs
+    // deferred to the past, and holds them.
+    let _worker = WorkerProcess::start(
+        &py,
+        &["arq_app.py", "worker", &url, &queue, "2"],
+        dir.path().join("worker.log"),
+    );
+    let seen = eventually(
+        "an arq worker holding two jobs, the retries due",
+        LIMIT,
+        || {
+            let o = observe();
+            (n(&o, "inProgress") == 2 && n(&o, "queuedRetry") == n(&filled, "retryDue"))
+                .then_some(o)
+        },
+    );
+    assert_eq!(
+        n(&seen, "queued"),
+        n(&filled, "immediate") + n(&filled, "duePast") - 2,
+        "{seen}"
+    );
+    assert_eq!(
+        n(&seen, "deferred"),
+        n(&filled, "retryFuture") + n(&filled, "future"),
+        "{seen}"
+    );
+    let own = |o: &Value, s: &str| match s {
+        "Waiting" => n(o, "queued"),
+        "InFlight" => n(o, "inProgress"),
+        "Retrying" => n(o, "queuedRetry"),
+        other => panic!("{other}"),
+    };
+    assert_counts_match(
+        dir.path(),
+        &url,
+        "arq",
+        json!({ "queueName": queue }),
+        &["Waiting", "InFlight", "Retrying"],
+        &observe,
+        &own,
+        false,
+    );
+}
+
+#[test]
+fn arq_wrong_key_type_names_the_key_and_arq() {
+    let url = format!("{}/0", redis_url());
+    let queue = unique("arq-list");
+    let _: () = support::redis::command(&url, &["RPUSH", &queue, "a"]);
+    let dir = tempfile::tempdir().unwrap();
+    let got = check(
+        dir.path(),
+        &pool(
+            &url,
+            &[("t".into(), json!({ "arq": { "queueName": queue } }))],
+        ),
+    );
+    let error = got["t"].1.as_deref().unwrap_or_default().to_string();
+    assert!(
+        error.contains(&queue) && error.contains("arq") && error.contains("list"),
+        "{error}"
+    );
+    let _: () = support::redis::command(&url, &["DEL", &queue]);
 }

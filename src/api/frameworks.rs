@@ -58,6 +58,34 @@ pub struct RqMeasure {
     pub measure: FrameworkMeasureKind,
 }
 
+/// An arq queue (arq 0.28 key layout: the sorted set `<queueName>` of job
+/// ids scored by due time in ms, `arq:in-progress:<id>`, `arq:retry:<id>`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.include) || !self.include.exists(i, i == 'Scheduled')").message("arq.include: arq keeps a due deferred job exactly like an immediate one (both Waiting): include Waiting instead of Scheduled").field_path(".include"))]
+#[x_kube(validation = Rule::new("self.measure == 'Count'").message("arq.measure: arq stores the enqueue time only inside its pickled job, so only Count is supported").field_path(".measure"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArqMeasure {
+    /// The queue's sorted set, as `queue_name` in arq's `WorkerSettings`
+    /// and `enqueue_job(_queue_name=...)`; default `arq:queue`.
+    #[serde(default = "default_arq_queue")]
+    #[schemars(length(min = 1, max = 512))]
+    pub queue_name: String,
+    /// Which jobs to count: Waiting (due, no worker holds it, never tried),
+    /// InFlight (due and a worker runs it: `arq:in-progress:<id>`), Retrying
+    /// (due again after a failed try raised Retry: `arq:retry:<id>`, not in
+    /// progress). Default: Waiting and InFlight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4))]
+    pub include: Option<Vec<JobState>>,
+    /// Count (the only one arq allows).
+    #[serde(default)]
+    pub measure: FrameworkMeasureKind,
+}
+
+fn default_arq_queue() -> String {
+    "arq:queue".into()
+}
+
 /// The include list a measure uses: the one given, else Waiting and InFlight.
 pub fn included(include: &Option<Vec<JobState>>) -> Vec<JobState> {
     include
@@ -78,6 +106,19 @@ pub(super) fn validate_frameworks(r: &super::RedisTrigger, at: &str) -> Result<(
         }
         check_include(&q.include, q.measure, "rq", &[JobState::Retrying])
             .map_err(|m| bad("rq.include", &m))?;
+    }
+    if let Some(q) = &r.arq {
+        if q.queue_name.is_empty() {
+            return Err(bad("arq.queueName", "must not be empty"));
+        }
+        if q.measure != FrameworkMeasureKind::Count {
+            return Err(bad(
+                "arq.measure",
+                "arq stores no readable enqueue time: only Count",
+            ));
+        }
+        check_include(&q.include, q.measure, "arq", &[JobState::Scheduled])
+            .map_err(|m| bad("arq.include", &m))?;
     }
     Ok(())
 }

@@ -26,6 +26,19 @@ pub fn python() -> String {
     })
 }
 
+/// arq's own venv (arq pins a redis client older than Celery's).
+pub fn python_arq() -> String {
+    std::env::var("PYTHON_ARQ").unwrap_or_else(|_| {
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-arq/bin/python");
+        assert!(
+            venv.exists(),
+            "no Python with arq: run the tests through scripts/test.sh \
+             (it installs tests/requirements-arq.txt into .venv-arq)"
+        );
+        venv.display().to_string()
+    })
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }

@@ -43,6 +43,7 @@
 //! request runs `errors::within` it. (One `tokio::time::timeout` around the whole
 //! read did the same with a timer per read, a tenth of a read's cost.)
 
+mod arq;
 mod batch;
 mod celery;
 mod endpoint;
@@ -105,6 +106,9 @@ fn framework_layout(
 ) -> Option<(framework::Layout, Vec<JobState>, FrameworkMeasureKind)> {
     if let Some(q) = &r.rq {
         return Some((rq::layout(&q.queue), included(&q.include), q.measure));
+    }
+    if let Some(q) = &r.arq {
+        return Some((arq::layout(&q.queue_name), included(&q.include), q.measure));
     }
     None
 }

@@ -165,6 +165,7 @@ mod tests {
             stream: None,
             sorted_set: None,
             rq: None,
+            arq: None,
         }
     }
 
