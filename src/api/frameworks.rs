@@ -82,15 +82,49 @@ pub struct ArqMeasure {
     pub measure: FrameworkMeasureKind,
 }
 
+/// A Huey queue on `RedisHuey` (Huey 3.5 key layout: the list
+/// `huey.redis.<name>`, or a sorted set with `PriorityRedisHuey`, and the
+/// schedule `huey.schedule.<name>`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.include) || !self.include.exists(i, i == 'InFlight' || i == 'Retrying')").message("huey.include: Huey keeps no record of running tasks, and retries wait in its schedule: include Waiting and/or Scheduled").field_path(".include"))]
+#[x_kube(validation = Rule::new("self.measure == 'Count'").message("huey.measure: Huey stores the enqueue time only inside its pickled task, so only Count is supported").field_path(".measure"))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HueyMeasure {
+    /// The Huey instance's name (`RedisHuey(name)`), before Huey removes
+    /// every character outside `[A-Za-z0-9_]` from it; default `huey`.
+    #[serde(default = "default_huey_name")]
+    #[schemars(length(min = 1, max = 512))]
+    pub name: String,
+    /// Which tasks to count: Waiting (the queue) and Scheduled (due tasks in
+    /// the schedule, including retries waiting out `retry_delay`). Default: Waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4))]
+    pub include: Option<Vec<JobState>>,
+    /// Count (the only one Huey allows).
+    #[serde(default)]
+    pub measure: FrameworkMeasureKind,
+}
+
+fn default_huey_name() -> String {
+    "huey".into()
+}
+
 fn default_arq_queue() -> String {
     "arq:queue".into()
 }
 
-/// The include list a measure uses: the one given, else Waiting and InFlight.
+/// The include list a measure uses: the one given, else Waiting and
+/// InFlight where the framework records in-flight work.
 pub fn included(include: &Option<Vec<JobState>>) -> Vec<JobState> {
     include
         .clone()
         .unwrap_or_else(|| vec![JobState::Waiting, JobState::InFlight])
+}
+
+/// The include list of a framework that records no in-flight work: the
+/// one given, else Waiting.
+pub fn included_without_in_flight(include: &Option<Vec<JobState>>) -> Vec<JobState> {
+    include.clone().unwrap_or_else(|| vec![JobState::Waiting])
 }
 
 /// The operator's own check of the framework measures (the CRD's rules
@@ -119,6 +153,24 @@ pub(super) fn validate_frameworks(r: &super::RedisTrigger, at: &str) -> Result<(
         }
         check_include(&q.include, q.measure, "arq", &[JobState::Scheduled])
             .map_err(|m| bad("arq.include", &m))?;
+    }
+    if let Some(h) = &r.huey {
+        if h.name.is_empty() {
+            return Err(bad("huey.name", "must not be empty"));
+        }
+        if h.measure != FrameworkMeasureKind::Count {
+            return Err(bad(
+                "huey.measure",
+                "Huey stores no readable enqueue time: only Count",
+            ));
+        }
+        check_include(
+            &h.include,
+            h.measure,
+            "Huey",
+            &[JobState::InFlight, JobState::Retrying],
+        )
+        .map_err(|m| bad("huey.include", &m))?;
     }
     Ok(())
 }

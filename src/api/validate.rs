@@ -246,11 +246,12 @@ fn validate_redis(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
         r.sorted_set.is_some(),
         r.rq.is_some(),
         r.arq.is_some(),
+        r.huey.is_some(),
     ];
     if measures.iter().filter(|m| **m).count() != 1 {
         return Err(err(
             at,
-            "exactly one of list, lists, celery, stream, sortedSet, rq, arq must be set",
+            "exactly one of list, lists, celery, stream, sortedSet, rq, arq, huey must be set",
         ));
     }
     let nonempty = |v: &str, f: &str| {

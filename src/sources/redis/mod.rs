@@ -49,6 +49,7 @@ mod celery;
 mod endpoint;
 mod errors;
 mod framework;
+mod huey;
 mod measures;
 mod rq;
 mod settings;
@@ -60,7 +61,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use super::{MetricSource, SecretLookup, SourceError, Sources};
-use crate::api::{included, FrameworkMeasureKind, JobState, RedisTrigger, Trigger};
+use crate::api::{
+    included, included_without_in_flight, FrameworkMeasureKind, JobState, RedisTrigger, Trigger,
+};
 use endpoint::Endpoint;
 use settings::{ConnectionSettings, EndpointKey};
 
@@ -109,6 +112,10 @@ fn framework_layout(
     }
     if let Some(q) = &r.arq {
         return Some((arq::layout(&q.queue_name), included(&q.include), q.measure));
+    }
+    if let Some(h) = &r.huey {
+        let include = included_without_in_flight(&h.include);
+        return Some((huey::layout(&h.name), include, h.measure));
     }
     None
 }

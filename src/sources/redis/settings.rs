@@ -166,6 +166,7 @@ mod tests {
             sorted_set: None,
             rq: None,
             arq: None,
+            huey: None,
         }
     }
 
