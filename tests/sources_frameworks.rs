@@ -40,23 +40,38 @@ fn n(v: &Value, field: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {field} in {v}"))
 }
 
-/// Runs `check` with one Count trigger per include combination (plus
-/// `extra`), and asserts each value is the sum of what the framework
-/// itself reports for the included kinds (`own`: kind -> count), the
-/// framework's numbers being the same before and after the check.
-fn assert_counts_match(
-    dir: &std::path::Path,
-    url: &str,
-    framework: &str,
+/// One framework trigger checked against the framework.
+struct Case<'a> {
+    dir: &'a std::path::Path,
+    url: &'a str,
+    /// The measure's field (`rq`).
+    framework: &'a str,
+    /// The measure without `include` (e.g. `{queue: Q}`).
     measure: Value,
-    states: &[&str],
+    /// The kinds the framework records.
+    states: &'a [&'a str],
+    /// Also check OldestAgeSeconds.
+    with_age: bool,
+}
+
+/// Runs `check` with one Count trigger per include combination (plus one
+/// OldestAgeSeconds trigger `age` if asked), and asserts each value is the
+/// sum of what the framework itself reports for the included kinds
+/// (`own`: kind -> count), the framework's numbers being the same before
+/// and after the check.
+fn assert_counts_match(
+    case: Case<'_>,
     observe: &dyn Fn() -> Value,
     own: &dyn Fn(&Value, &str) -> i64,
-    with_age: bool,
-) -> (
-    Value,
-    std::collections::BTreeMap<String, (Option<f64>, Option<String>)>,
-) {
+) -> (Value, Report) {
+    let Case {
+        dir,
+        url,
+        framework,
+        measure,
+        states,
+        with_age,
+    } = case;
     let combos = include_combinations(states);
     let mut triggers: Vec<(String, Value)> = vec![];
     for (i, include) in combos.iter().enumerate() {
@@ -144,14 +159,16 @@ fn rq_counts_equal_rqs_own() {
         other => panic!("{other}"),
     };
     let (o, got) = assert_counts_match(
-        dir.path(),
-        &url,
-        "rq",
-        json!({ "queue": queue }),
-        &["Waiting", "InFlight", "Scheduled"],
+        Case {
+            dir: dir.path(),
+            url: &url,
+            framework: "rq",
+            measure: json!({ "queue": queue }),
+            states: &["Waiting", "InFlight", "Scheduled"],
+            with_age: true,
+        },
         &observe,
         &own,
-        true,
     );
     // Default include: Waiting + InFlight.
     let d = check(
@@ -246,14 +263,16 @@ fn arq_counts_equal_arqs_own() {
         other => panic!("{other}"),
     };
     assert_counts_match(
-        dir.path(),
-        &url,
-        "arq",
-        json!({ "queueName": queue }),
-        &["Waiting", "InFlight", "Retrying"],
+        Case {
+            dir: dir.path(),
+            url: &url,
+            framework: "arq",
+            measure: json!({ "queueName": queue }),
+            states: &["Waiting", "InFlight", "Retrying"],
+            with_age: false,
+        },
         &observe,
         &own,
-        false,
     );
 }
 
@@ -308,14 +327,16 @@ fn huey_counts_equal_hueys_own() {
         other => panic!("{other}"),
     };
     let (o, _) = assert_counts_match(
-        dir.path(),
-        &url,
-        "huey",
-        json!({ "name": name }),
-        &["Waiting", "Scheduled"],
+        Case {
+            dir: dir.path(),
+            url: &url,
+            framework: "huey",
+            measure: json!({ "name": name }),
+            states: &["Waiting", "Scheduled"],
+            with_age: false,
+        },
         &observe,
         &own,
-        false,
     );
     // Default include: Waiting (Huey records no in-flight work).
     let d = check(

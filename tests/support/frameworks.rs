@@ -142,6 +142,9 @@ pub fn pool(url: &str, triggers: &[(String, Value)]) -> Value {
     })
 }
 
+/// Each trigger's `(value, error)` from a `check` report, by name.
+pub type Report = std::collections::BTreeMap<String, (Option<f64>, Option<String>)>;
+
 /// `workerpool-operator check -f POOL --output json`, whatever its exit
 /// code (a trigger's error is in the report): each trigger's
 /// `(value, error)` by name.
