@@ -263,7 +263,7 @@ fn arq_counts_equal_arqs_own() {
         "Retrying" => n(o, "queuedRetry"),
         other => panic!("{other}"),
     };
-    assert_counts_match(
+    let (o, _) = assert_counts_match(
         Case {
             dir: dir.path(),
             url: &url,
@@ -275,6 +275,16 @@ fn arq_counts_equal_arqs_own() {
         &observe,
         &own,
     );
+    // Default include: every due job.
+    let d = check(
+        dir.path(),
+        &pool(
+            &url,
+            &[("d".into(), json!({ "arq": { "queueName": queue } }))],
+        ),
+    );
+    let due = n(&o, "queued") + n(&o, "inProgress") + n(&o, "queuedRetry");
+    assert_eq!(d["d"].0, Some(due as f64));
 }
 
 #[test]
@@ -364,4 +374,38 @@ fn huey_wrong_key_type_names_the_key_and_huey() {
         "{error}"
     );
     let _: () = support::redis::command(&url, &["DEL", &key]);
+}
+
+#[test]
+fn arq_refuses_per_job_lookups_on_a_huge_backlog_but_counts_it_whole() {
+    let url = format!("{}/0", redis_url());
+    let queue = unique("arq-huge");
+    let mut args: Vec<String> = vec!["ZADD".into(), queue.clone()];
+    for i in 0..10_001 {
+        args.push("1000".into());
+        args.push(format!("job{i}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _: i64 = support::redis::command(&url, &args);
+    let dir = tempfile::tempdir().unwrap();
+    let got = check(
+        dir.path(),
+        &pool(
+            &url,
+            &[
+                (
+                    "split".into(),
+                    json!({ "arq": { "queueName": queue, "include": ["Waiting"] } }),
+                ),
+                ("whole".into(), json!({ "arq": { "queueName": queue } })),
+            ],
+        ),
+    );
+    let error = got["split"].1.as_deref().unwrap_or_default().to_string();
+    assert!(
+        error.contains(&queue) && error.contains("10001 due jobs"),
+        "{error}"
+    );
+    assert_eq!(got["whole"].0, Some(10_001.0));
+    let _: () = support::redis::command(&url, &["DEL", &queue]);
 }

@@ -73,7 +73,8 @@ pub struct ArqMeasure {
     /// Which jobs to count: Waiting (due, no worker holds it, never tried),
     /// InFlight (due and a worker runs it: `arq:in-progress:<id>`), Retrying
     /// (due again after a failed try raised Retry: `arq:retry:<id>`, not in
-    /// progress). Default: Waiting and InFlight.
+    /// progress). Default: all three, every due job, one ZCOUNT per poll;
+    /// any other list looks up two keys per due job (refused above 10,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4))]
     pub include: Option<Vec<JobState>>,
@@ -119,6 +120,15 @@ pub fn included(include: &Option<Vec<JobState>>) -> Vec<JobState> {
     include
         .clone()
         .unwrap_or_else(|| vec![JobState::Waiting, JobState::InFlight])
+}
+
+/// arq's include list: the one given, else every due job (Waiting,
+/// InFlight and Retrying share one sorted set, so counting them together
+/// is one ZCOUNT, and telling them apart costs look-ups per job).
+pub fn included_arq(include: &Option<Vec<JobState>>) -> Vec<JobState> {
+    include
+        .clone()
+        .unwrap_or_else(|| vec![JobState::Waiting, JobState::InFlight, JobState::Retrying])
 }
 
 /// The include list of a framework that records no in-flight work: the

@@ -62,7 +62,8 @@ use std::time::Duration;
 
 use super::{MetricSource, SecretLookup, SourceError, Sources};
 use crate::api::{
-    included, included_without_in_flight, FrameworkMeasureKind, JobState, RedisTrigger, Trigger,
+    included, included_arq, included_without_in_flight, FrameworkMeasureKind, JobState,
+    RedisTrigger, Trigger,
 };
 use endpoint::Endpoint;
 use settings::{ConnectionSettings, EndpointKey};
@@ -111,7 +112,11 @@ fn framework_layout(
         return Some((rq::layout(&q.queue), included(&q.include), q.measure));
     }
     if let Some(q) = &r.arq {
-        return Some((arq::layout(&q.queue_name), included(&q.include), q.measure));
+        return Some((
+            arq::layout(&q.queue_name),
+            included_arq(&q.include),
+            q.measure,
+        ));
     }
     if let Some(h) = &r.huey {
         let include = included_without_in_flight(&h.include);
