@@ -30,9 +30,19 @@ if ! cmp -s tests/requirements.txt .venv/.requirements.txt; then
   .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
   cp tests/requirements.txt .venv/.requirements.txt
 fi
+# arq pins a redis client older than Celery's: it gets a venv of its own.
+if [ ! -x .venv-arq/bin/python ]; then
+  python3 -m venv .venv-arq
+fi
+if ! cmp -s tests/requirements-arq.txt .venv-arq/.requirements.txt; then
+  echo "test.sh: installing arq into .venv-arq" >&2
+  .venv-arq/bin/pip install -q --disable-pip-version-check -r tests/requirements-arq.txt
+  cp tests/requirements-arq.txt .venv-arq/.requirements.txt
+fi
 export PATH="$root/.venv/bin:$PATH"
 export PYTHON="$root/.venv/bin/python"
 export KUBECTL="$root/.venv/bin/kubectl"
+export PYTHON_ARQ="$root/.venv-arq/bin/python"
 
 state="$root/.test-servers"
 mkdir -p "$state"

@@ -6,6 +6,7 @@
 //! operator re-validates with [`validate`] and reports anything else in status.
 
 mod drain;
+mod frameworks;
 mod mode;
 mod schedule;
 mod spec;
@@ -13,6 +14,7 @@ mod status;
 mod validate;
 
 pub use drain::*;
+pub use frameworks::*;
 pub use mode::Mode;
 pub use schedule::Schedule;
 pub use spec::*;

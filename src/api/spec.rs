@@ -205,7 +205,7 @@ pub struct SecretRef {
 
 /// Redis queue depth. Exactly one measure is set.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("(has(self.list) ? 1 : 0) + (has(self.lists) ? 1 : 0) + (has(self.celery) ? 1 : 0) + (has(self.stream) ? 1 : 0) + (has(self.sortedSet) ? 1 : 0) == 1").message("exactly one of list, lists, celery, stream, sortedSet must be set"))]
+#[x_kube(validation = Rule::new("(has(self.list) ? 1 : 0) + (has(self.lists) ? 1 : 0) + (has(self.celery) ? 1 : 0) + (has(self.stream) ? 1 : 0) + (has(self.sortedSet) ? 1 : 0) + (has(self.rq) ? 1 : 0) + (has(self.arq) ? 1 : 0) + (has(self.huey) ? 1 : 0) == 1").message("exactly one of list, lists, celery, stream, sortedSet, rq, arq, huey must be set"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedisTrigger {
     /// `redis://host:port/db` or `rediss://` for TLS.
@@ -235,6 +235,15 @@ pub struct RedisTrigger {
     /// A sorted set (delayed jobs): ZCARD, or due entries only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sorted_set: Option<SortedSetMeasure>,
+    /// A Python RQ queue: waiting, taken and started, due scheduled jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rq: Option<super::frameworks::RqMeasure>,
+    /// An arq queue: waiting, running and retrying jobs that are due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arq: Option<super::frameworks::ArqMeasure>,
+    /// A Huey queue: queued tasks and due scheduled ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub huey: Option<super::frameworks::HueyMeasure>,
 }
 
 /// TLS settings for `rediss://`.

@@ -356,11 +356,14 @@ fn validate_redis(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
         r.celery.is_some(),
         r.stream.is_some(),
         r.sorted_set.is_some(),
+        r.rq.is_some(),
+        r.arq.is_some(),
+        r.huey.is_some(),
     ];
     if measures.iter().filter(|m| **m).count() != 1 {
         return Err(err(
             at,
-            "exactly one of list, lists, celery, stream, sortedSet must be set",
+            "exactly one of list, lists, celery, stream, sortedSet, rq, arq, huey must be set",
         ));
     }
     let nonempty = |v: &str, f: &str| {
@@ -396,7 +399,7 @@ fn validate_redis(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
     if let Some(z) = &r.sorted_set {
         nonempty(&z.name, "sortedSet.name")?;
     }
-    Ok(())
+    super::frameworks::validate_frameworks(r, at)
 }
 
 pub(super) fn validate_prometheus(p: &PrometheusTrigger, at: &str) -> Result<(), SpecError> {

@@ -3,5 +3,6 @@
 
 pub mod cluster;
 pub mod crd_schema;
+pub mod frameworks;
 pub mod prometheus;
 pub mod redis;

@@ -43,12 +43,16 @@
 //! request runs `errors::within` it. (One `tokio::time::timeout` around the whole
 //! read did the same with a timer per read, a tenth of a read's cost.)
 
+mod arq;
 mod batch;
 mod celery;
 mod celery_index;
 mod endpoint;
 mod errors;
+mod framework;
+mod huey;
 mod measures;
+mod rq;
 mod settings;
 mod stream_groups;
 
@@ -59,7 +63,10 @@ use std::time::Duration;
 
 use super::policy::EndpointPolicy;
 use super::{MetricSource, SecretLookup, SourceError, Sources};
-use crate::api::{RedisTrigger, Trigger};
+use crate::api::{
+    included, included_arq, included_without_in_flight, FrameworkMeasureKind, JobState,
+    RedisTrigger, Trigger,
+};
 use endpoint::Endpoint;
 use settings::{ConnectionSettings, EndpointKey};
 
@@ -91,7 +98,35 @@ fn build_redis(
             timeout,
         )));
     }
+    if let Some(layout) = framework_layout(r) {
+        let (layout, include, measure) = layout;
+        return Ok(Arc::new(framework::FrameworkSource::new(
+            endpoint, layout, measure, include, timeout,
+        )));
+    }
     measures::build(endpoint, r, timeout)
+}
+
+/// The queue framework a trigger names, if any: its layout, the kinds of
+/// job to count and the measure.
+fn framework_layout(
+    r: &RedisTrigger,
+) -> Option<(framework::Layout, Vec<JobState>, FrameworkMeasureKind)> {
+    if let Some(q) = &r.rq {
+        return Some((rq::layout(&q.queue), included(&q.include), q.measure));
+    }
+    if let Some(q) = &r.arq {
+        return Some((
+            arq::layout(&q.queue_name),
+            included_arq(&q.include),
+            q.measure,
+        ));
+    }
+    if let Some(h) = &r.huey {
+        let include = included_without_in_flight(&h.include);
+        return Some((huey::layout(&h.name), include, h.measure));
+    }
+    None
 }
 
 /// Every Redis endpoint in use, by what distinguishes its connection.

@@ -172,6 +172,9 @@ mod tests {
             celery: None,
             stream: None,
             sorted_set: None,
+            rq: None,
+            arq: None,
+            huey: None,
         }
     }
 
