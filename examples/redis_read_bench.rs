@@ -5,7 +5,13 @@
 //!
 //! ```text
 //! cargo run --release --example redis_read_bench -- --keys 5000 --rounds 50
+//! cargo run --release --example redis_read_bench -- --keys 5000 --rounds 50 --cluster 3
 //! ```
+//!
+//! With `--cluster N` the bench starts a Redis Cluster of N masters
+//! (`redis-cli --cluster create`), spreads the lists over it, reads them
+//! through `redis.cluster` sources, and compares with `redis-benchmark
+//! --cluster` pipelining the same number of `LLEN`s across the same nodes.
 //!
 //! Each round reads `--keys` list lengths concurrently, each through its own
 //! source built by the real `Sources::build` (as `--keys` WorkerPools naming
@@ -26,6 +32,9 @@ use serde_json::json;
 use workerpool_operator::api::Trigger;
 use workerpool_operator::sources::{MetricSource, Sources};
 
+#[path = "redis_read_bench/cluster_bench.rs"]
+mod cluster_bench;
+
 #[derive(Parser)]
 #[command(about = "Time N concurrent list reads through the shared Redis source connection")]
 struct Args {
@@ -38,6 +47,9 @@ struct Args {
     /// The Redis to read; without it a redis-server is started here.
     #[arg(long, env = "REDIS_URL")]
     redis_url: Option<String>,
+    /// Read from a Redis Cluster of this many masters, started here.
+    #[arg(long)]
+    cluster: Option<usize>,
 }
 
 /// A redis-server started by the bench, killed on drop.
@@ -54,9 +66,15 @@ fn start_redis() -> anyhow::Result<(String, OwnRedis)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    start_redis_with(port, &[])
+}
+
+/// A redis-server on `port` with `extra` arguments, once it answers.
+fn start_redis_with(port: u16, extra: &[String]) -> anyhow::Result<(String, OwnRedis)> {
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
+        .args(extra)
         .stdout(Stdio::null())
         .spawn()
         .context("no REDIS_URL and no redis-server to start (apt-get install redis-server)")?;
@@ -174,6 +192,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.keys == 0 || args.rounds == 0 {
         bail!("--keys and --rounds must be at least 1");
+    }
+    if let Some(masters) = args.cluster {
+        return cluster_bench::run(&args, masters).await;
     }
     let (url, _own) = match &args.redis_url {
         Some(u) => (u.clone(), None),

@@ -7,10 +7,12 @@
 
 mod spec;
 mod status;
+mod topology;
 mod validate;
 
 pub use spec::*;
 pub use status::*;
+pub use topology::*;
 pub use validate::{default_trigger_name, validate, SpecError};
 
 use kube::CustomResourceExt;

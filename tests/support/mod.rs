@@ -5,3 +5,4 @@ pub mod cluster;
 pub mod crd_schema;
 pub mod prometheus;
 pub mod redis;
+pub mod topology;

@@ -45,10 +45,14 @@
 
 mod batch;
 mod celery;
+mod cluster;
 mod endpoint;
 mod errors;
 mod measures;
+mod node;
+mod sentinel;
 mod settings;
+mod slots;
 mod stream_groups;
 
 use std::collections::HashMap;
@@ -80,6 +84,17 @@ fn build_redis(
 ) -> Result<Arc<dyn MetricSource>, SourceError> {
     let endpoint = sources.inner.redis.get(r, secrets)?;
     if let Some(c) = &r.celery {
+        if c.include_in_flight && endpoint.is_cluster() {
+            // kombu keeps every queue's in-flight messages in one `unacked`
+            // hash, in another hash slot than the queue's lists: the script
+            // that reads them together cannot run on one cluster node.
+            return Err(SourceError::Config(
+                "redis.celery.includeInFlight is not supported on redis.cluster \
+                 (kombu's `unacked` hash and the queue's lists are in different hash slots); \
+                 set includeInFlight: false to count the queued tasks"
+                    .into(),
+            ));
+        }
         return Ok(Arc::new(celery::CelerySource::new(
             endpoint,
             c.queue.clone(),
