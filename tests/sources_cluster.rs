@@ -87,7 +87,7 @@ async fn every_measure_reads_across_masters_and_bad_seeds_are_named() {
     }
     let s = build(
         &sources,
-        json!({"cluster": cluster, "stream": {"name": stream, "measure": "length"}}),
+        json!({"cluster": cluster, "stream": {"name": stream, "measure": "Length"}}),
     )
     .unwrap();
     assert_eq!(s.read().await, Ok(3.0));
