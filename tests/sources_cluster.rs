@@ -111,14 +111,14 @@ async fn every_measure_reads_across_masters_and_bad_seeds_are_named() {
     assert!(e.to_string().contains("not a cluster node"), "{e}");
 }
 
+/// Every reading of a polled source, in order.
+type Readings = Arc<Mutex<Vec<Result<f64, String>>>>;
+
 /// Reads `source` in a loop until `stop`, recording every reading.
 fn poll(
     source: Arc<dyn MetricSource>,
     stop: Arc<AtomicBool>,
-) -> (
-    Arc<Mutex<Vec<Result<f64, String>>>>,
-    tokio::task::JoinHandle<()>,
-) {
+) -> (Readings, tokio::task::JoinHandle<()>) {
     let log = Arc::new(Mutex::new(vec![]));
     let l = log.clone();
     let task = tokio::spawn(async move {

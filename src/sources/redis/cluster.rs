@@ -86,7 +86,7 @@ impl Cluster {
         }
         let client = node_client(&self.node, &addr.0, addr.1, &self.display)?;
         let n = Arc::new(Node::new(
-            Connector::Fixed(client),
+            Connector::Fixed(Box::new(client)),
             self.redact.clone(),
             self.trips.clone(),
         ));

@@ -83,7 +83,7 @@ impl Endpoint {
             Topology::Url(url) => {
                 let client = client_for(&url, &node, &display)?;
                 Place::Single(Node::new(
-                    Connector::Fixed(client),
+                    Connector::Fixed(Box::new(client)),
                     redact.clone(),
                     trips.clone(),
                 ))

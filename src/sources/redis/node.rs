@@ -31,7 +31,7 @@ enum Slot {
 /// How a node's connection is made.
 pub(super) enum Connector {
     /// A server at a known address.
-    Fixed(Client),
+    Fixed(Box<Client>),
     /// Whatever master the sentinels name at connect time.
     Sentinel(Arc<SentinelResolver>),
 }
