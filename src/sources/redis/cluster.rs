@@ -181,7 +181,7 @@ impl Cluster {
     /// followed. Any node's failure fails the whole read.
     pub(super) async fn query(
         &self,
-        cmds: &[Cmd],
+        cmds: &Commands,
         deadline: Instant,
     ) -> Result<Vec<Value>, OpError> {
         let map = self.map_for_read(deadline).await?;
@@ -193,8 +193,14 @@ impl Cluster {
                 None => by_node.push((addr, vec![i])),
             }
         }
+        let single = by_node.len() == 1;
         let sends = by_node.iter().map(|(addr, idx)| {
-            let subset: Commands = idx.iter().map(|i| cmds[*i].clone()).collect();
+            // Most reads name one key, or keys on one node: no copy then.
+            let subset: Commands = if single {
+                cmds.clone()
+            } else {
+                idx.iter().map(|i| cmds[*i].clone()).collect()
+            };
             self.send_to(addr, subset, deadline)
         });
         let mut values = vec![Value::Nil; cmds.len()];

@@ -317,7 +317,7 @@ impl Counted<'_> {
     /// for the redis crate's interface.
     async fn on_cluster(
         cluster: &Cluster,
-        cmds: Vec<Cmd>,
+        cmds: Commands,
         deadline: Instant,
     ) -> ::redis::RedisResult<Vec<Value>> {
         match cluster.query(&cmds, deadline).await {
@@ -346,7 +346,8 @@ impl ConnectionLike for Counted<'_> {
             Direct::Cluster(cluster) => {
                 let (cluster, deadline) = (*cluster, self.deadline);
                 Box::pin(async move {
-                    let mut v = Self::on_cluster(cluster, vec![cmd.clone()], deadline).await?;
+                    let mut v =
+                        Self::on_cluster(cluster, Arc::from([cmd.clone()]), deadline).await?;
                     let one = v.pop().unwrap_or(Value::Nil);
                     match one {
                         Value::ServerError(e) => Err(e.into()),
@@ -372,7 +373,7 @@ impl ConnectionLike for Counted<'_> {
             }
             Direct::Cluster(cluster) => {
                 let (cluster, deadline) = (*cluster, self.deadline);
-                let cmds: Vec<Cmd> = pipeline.cmd_iter().cloned().collect();
+                let cmds: Commands = pipeline.cmd_iter().cloned().collect();
                 Box::pin(async move {
                     let v = Self::on_cluster(cluster, cmds, deadline).await?;
                     Ok(v.into_iter().skip(offset).take(count).collect())
