@@ -3,8 +3,11 @@
 //! one file each, all reading through shared endpoints.
 //!
 //! Files: [`settings`] turns a trigger into connection settings (URL,
-//! Secrets, TLS); [`endpoint`] owns one shared connection; [`batch`] sends
-//! the reads of one slot as one pipeline; [`errors`] classifies replies.
+//! Sentinel or Cluster, Secrets, TLS); [`endpoint`] is what the measures
+//! read through, whatever the topology; [`node`] owns one server's shared
+//! connection; [`sentinel`] finds the master; [`cluster`] and [`slots`]
+//! route keys to cluster nodes; [`batch`] sends the reads of one slot as
+//! one pipeline (per node); [`errors`] classifies replies.
 //!
 //! # One connection per endpoint
 //! An endpoint is everything that makes a connection different: the URL
