@@ -4,7 +4,7 @@
 
 use ::redis::IntoConnectionInfo;
 
-use crate::api::{parse_address, RedisTrigger, SecretKeyRef};
+use crate::api::{parse_address, RedisSentinel, RedisTrigger, SecretKeyRef};
 use crate::sources::{secret_text, SecretLookup, SourceError};
 
 /// What makes two connection sets different: the topology and its
@@ -153,6 +153,48 @@ fn tls_settings(
     Ok((tls && tls_settings.insecure_skip_verify, ca))
 }
 
+/// Addresses as written in the spec, a bad one naming `field`.
+fn addresses(list: &[String], field: &str) -> Result<Vec<(String, u16)>, SourceError> {
+    list.iter()
+        .map(|a| parse_address(a).map_err(|m| SourceError::Config(format!("{field}: {m}"))))
+        .collect()
+}
+
+/// What a `sentinel` adds to the key and settings: (topology, display,
+/// db, sentinel user, sentinel password).
+type SentinelParts = (Topology, String, i64, Option<String>, Option<String>);
+
+fn sentinel_topology(
+    st: &RedisSentinel,
+    secrets: &dyn SecretLookup,
+    s: &str,
+) -> Result<SentinelParts, SourceError> {
+    let list = addresses(&st.addresses, "redis.sentinel.addresses")?;
+    let username = field_secret(
+        secrets,
+        &st.sentinel_username_secret_ref,
+        "redis.sentinel.sentinelUsernameSecretRef",
+    )?;
+    let password = field_secret(
+        secrets,
+        &st.sentinel_password_secret_ref,
+        "redis.sentinel.sentinelPasswordSecretRef",
+    )?;
+    let display = format!(
+        "redis{s}-sentinel://{}/{}/{}",
+        st.addresses.join(","),
+        crate::sources::truncate(&st.master_name, 64),
+        st.db
+    );
+    let topology = Topology::Sentinel(SentinelSettings {
+        addresses: list,
+        master_name: st.master_name.clone(),
+        username: username.clone(),
+        password: password.clone(),
+    });
+    Ok((topology, display, st.db, username, password))
+}
+
 /// `sentinel` or `cluster`: TLS is on when `tls` is set at all.
 fn resolve_topology(
     r: &RedisTrigger,
@@ -161,39 +203,9 @@ fn resolve_topology(
     let tls = r.tls.is_some();
     let (insecure, ca) = tls_settings(r, tls, secrets)?;
     let s = if tls { "s" } else { "" };
-    let addresses = |list: &[String], field: &str| -> Result<Vec<(String, u16)>, SourceError> {
-        list.iter()
-            .map(|a| parse_address(a).map_err(|m| SourceError::Config(format!("{field}: {m}"))))
-            .collect()
-    };
     let (topology, display, db, sentinel_username, sentinel_password) =
         match (&r.sentinel, &r.cluster) {
-            (Some(st), _) => {
-                let list = addresses(&st.addresses, "redis.sentinel.addresses")?;
-                let username = field_secret(
-                    secrets,
-                    &st.sentinel_username_secret_ref,
-                    "redis.sentinel.sentinelUsernameSecretRef",
-                )?;
-                let password = field_secret(
-                    secrets,
-                    &st.sentinel_password_secret_ref,
-                    "redis.sentinel.sentinelPasswordSecretRef",
-                )?;
-                let display = format!(
-                    "redis{s}-sentinel://{}/{}/{}",
-                    st.addresses.join(","),
-                    crate::sources::truncate(&st.master_name, 64),
-                    st.db
-                );
-                let topology = Topology::Sentinel(SentinelSettings {
-                    addresses: list,
-                    master_name: st.master_name.clone(),
-                    username: username.clone(),
-                    password: password.clone(),
-                });
-                (topology, display, st.db, username, password)
-            }
+            (Some(st), _) => sentinel_topology(st, secrets, s)?,
             (None, Some(c)) => {
                 let list = addresses(&c.addresses, "redis.cluster.addresses")?;
                 let display = format!("redis{s}-cluster://{}", c.addresses.join(","));
