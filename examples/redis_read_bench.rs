@@ -5,7 +5,13 @@
 //!
 //! ```text
 //! cargo run --release --example redis_read_bench -- --keys 5000 --rounds 50
+//! cargo run --release --example redis_read_bench -- --keys 5000 --rounds 50 --cluster 3
 //! ```
+//!
+//! With `--cluster N` the bench starts a Redis Cluster of N masters
+//! (`redis-cli --cluster create`), spreads the lists over it, reads them
+//! through `redis.cluster` sources, and compares with `redis-benchmark
+//! --cluster` pipelining the same number of `LLEN`s across the same nodes.
 //!
 //! Each round reads `--keys` list lengths concurrently, each through its own
 //! source built by the real `Sources::build` (as `--keys` WorkerPools naming
@@ -36,6 +42,8 @@ use workerpool_operator::sources::{MetricSource, Sources};
 // A crate root resolves `mod x;` next to itself, hence the path.
 #[path = "redis_read_bench/celery.rs"]
 mod celery;
+#[path = "redis_read_bench/cluster_bench.rs"]
+mod cluster_bench;
 
 #[derive(Parser)]
 #[command(about = "Time N concurrent list reads through the shared Redis source connection")]
@@ -71,6 +79,9 @@ struct Args {
     /// Celery mode: read as an ACL user denied `ZRANGE` (the old method).
     #[arg(long)]
     deny_index: bool,
+    /// Read from a Redis Cluster of this many masters, started here.
+    #[arg(long)]
+    cluster: Option<usize>,
 }
 
 /// A redis-server started by the bench, killed on drop.
@@ -87,9 +98,15 @@ fn start_redis() -> anyhow::Result<(String, OwnRedis)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    start_redis_with(port, &[])
+}
+
+/// A redis-server on `port` with `extra` arguments, once it answers.
+fn start_redis_with(port: u16, extra: &[String]) -> anyhow::Result<(String, OwnRedis)> {
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
+        .args(extra)
         .stdout(Stdio::null())
         .spawn()
         .context("no REDIS_URL and no redis-server to start (apt-get install redis-server)")?;
@@ -219,6 +236,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.keys == 0 || args.rounds == 0 {
         bail!("--keys and --rounds must be at least 1");
+    }
+    if let Some(masters) = args.cluster {
+        return cluster_bench::run(&args, masters).await;
     }
     let (url, _own) = match &args.redis_url {
         Some(u) => (u.clone(), None),

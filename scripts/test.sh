@@ -13,6 +13,8 @@ sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
+# Sentinel tests run Debian's redis-sentinel next to redis-server.
+command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then

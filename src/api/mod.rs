@@ -11,6 +11,7 @@ mod mode;
 mod schedule;
 mod spec;
 mod status;
+mod topology;
 mod validate;
 
 pub use drain::*;
@@ -19,6 +20,7 @@ pub use mode::Mode;
 pub use schedule::Schedule;
 pub use spec::*;
 pub use status::*;
+pub use topology::*;
 pub use validate::{default_trigger_name, validate, SpecError};
 
 use kube::CustomResourceExt;

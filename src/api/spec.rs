@@ -174,6 +174,13 @@ impl Trigger {
             names.extend(r.username_secret_ref.iter().map(|s| s.name.as_str()));
             let ca = r.tls.iter().flat_map(|t| t.ca_secret_ref.iter());
             names.extend(ca.map(|s| s.name.as_str()));
+            if let Some(s) = &r.sentinel {
+                let refs = [
+                    &s.sentinel_password_secret_ref,
+                    &s.sentinel_username_secret_ref,
+                ];
+                names.extend(refs.into_iter().flatten().map(|r| r.name.as_str()));
+            }
         }
         if let Some(p) = &self.prometheus {
             names.extend(p.bearer_token_secret_ref.iter().map(|s| s.name.as_str()));
@@ -206,11 +213,19 @@ pub struct SecretRef {
 /// Redis queue depth. Exactly one measure is set.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("(has(self.list) ? 1 : 0) + (has(self.lists) ? 1 : 0) + (has(self.celery) ? 1 : 0) + (has(self.stream) ? 1 : 0) + (has(self.sortedSet) ? 1 : 0) + (has(self.rq) ? 1 : 0) + (has(self.arq) ? 1 : 0) + (has(self.huey) ? 1 : 0) == 1").message("exactly one of list, lists, celery, stream, sortedSet, rq, arq, huey must be set"))]
+#[x_kube(validation = Rule::new("(has(self.url) ? 1 : 0) + (has(self.sentinel) ? 1 : 0) + (has(self.cluster) ? 1 : 0) == 1").message("exactly one of url, sentinel, cluster must be set"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedisTrigger {
-    /// `redis://host:port/db` or `rediss://` for TLS.
+    /// `redis://host:port/db` or `rediss://` for TLS (one server; or use `sentinel` or `cluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048), regex(pattern = r"^rediss?://"))]
-    pub url: String,
+    pub url: Option<String>,
+    /// The master is found through Redis Sentinel (instead of `url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<super::topology::RedisSentinel>,
+    /// The keys are read across a Redis Cluster (instead of `url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<super::topology::RedisCluster>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
     /// ACL user name.
@@ -246,7 +261,8 @@ pub struct RedisTrigger {
     pub huey: Option<super::frameworks::HueyMeasure>,
 }
 
-/// TLS settings for `rediss://`.
+/// TLS settings for `rediss://`. With `sentinel` or `cluster` (no URL scheme to
+/// say it), TLS is on when `tls` is set at all: `tls: {}` means TLS with the system roots.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedisTls {

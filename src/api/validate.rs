@@ -317,10 +317,49 @@ fn truncate(s: &str) -> String {
 }
 
 fn validate_redis(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
-    let url = url::Url::parse(&r.url).map_err(|e| {
+    validate_redis_where(r, at)?;
+    validate_redis_measure(r, at)
+}
+
+/// Exactly one of `url`, `sentinel`, `cluster`, each well formed.
+fn validate_redis_where(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
+    match (&r.url, &r.sentinel, &r.cluster) {
+        (Some(url), None, None) => validate_redis_url(r, url, at),
+        (None, Some(s), None) => {
+            validate_addresses(&s.addresses, &format!("{at}.sentinel.addresses"))?;
+            if s.master_name.is_empty() {
+                return Err(err(
+                    format!("{at}.sentinel.masterName"),
+                    "must not be empty",
+                ));
+            }
+            if s.db < 0 {
+                return Err(err(format!("{at}.sentinel.db"), "must not be negative"));
+            }
+            Ok(())
+        }
+        (None, None, Some(c)) => {
+            validate_addresses(&c.addresses, &format!("{at}.cluster.addresses"))
+        }
+        _ => Err(err(at, "exactly one of url, sentinel, cluster must be set")),
+    }
+}
+
+fn validate_addresses(addresses: &[String], at: &str) -> Result<(), SpecError> {
+    if addresses.is_empty() || addresses.len() > 16 {
+        return Err(err(at, "must name 1 to 16 host:port addresses"));
+    }
+    for (j, a) in addresses.iter().enumerate() {
+        super::topology::parse_address(a).map_err(|m| err(format!("{at}[{j}]"), m))?;
+    }
+    Ok(())
+}
+
+fn validate_redis_url(r: &RedisTrigger, raw: &str, at: &str) -> Result<(), SpecError> {
+    let url = url::Url::parse(raw).map_err(|e| {
         err(
             format!("{at}.url"),
-            format!("invalid URL {:?}: {e}", truncate(&r.url)),
+            format!("invalid URL {:?}: {e}", truncate(raw)),
         )
     })?;
     match url.scheme() {
@@ -350,6 +389,10 @@ fn validate_redis(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
             "is set but the URL is redis:// (use rediss:// for TLS)",
         ));
     }
+    Ok(())
+}
+
+fn validate_redis_measure(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
     let measures = [
         r.list.is_some(),
         r.lists.is_some(),

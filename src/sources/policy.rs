@@ -126,6 +126,11 @@ impl EndpointPolicy {
         Ok(())
     }
 
+    /// Checks a name a server handed back, before it is resolved.
+    pub fn check_name(&self, what: &str, host: &str) -> Result<(), SourceError> {
+        self.check_host(what, &normalize(host))
+    }
+
     fn check_host(&self, what: &str, host: &str) -> Result<(), SourceError> {
         let ip = host.parse::<IpAddr>().ok();
         if matches_any(&self.deny, host, ip) {
@@ -260,12 +265,31 @@ fn glob_match(glob: &str, text: &str) -> bool {
 pub fn written_hosts(trigger: &Trigger) -> Result<Vec<(&'static str, String)>, SourceError> {
     let mut hosts = Vec::new();
     if let Some(r) = &trigger.redis {
-        hosts.push(("redis.url", url_host("redis.url", &r.url)?));
+        if let Some(url) = &r.url {
+            hosts.push(("redis.url", url_host("redis.url", url)?));
+        }
+        let sentinels = r.sentinel.iter().flat_map(|s| &s.addresses);
+        hosts.extend(address_hosts("redis.sentinel.addresses", sentinels)?);
+        let seeds = r.cluster.iter().flat_map(|c| &c.addresses);
+        hosts.extend(address_hosts("redis.cluster.addresses", seeds)?);
     }
     if let Some(p) = &trigger.prometheus {
         hosts.push(("prometheus.url", url_host("prometheus.url", &p.url)?));
     }
     Ok(hosts)
+}
+
+fn address_hosts<'a>(
+    field: &'static str,
+    addresses: impl Iterator<Item = &'a String>,
+) -> Result<Vec<(&'static str, String)>, SourceError> {
+    addresses
+        .map(|a| {
+            crate::api::parse_address(a)
+                .map(|(host, _)| (field, host))
+                .map_err(|e| SourceError::Config(format!("{field}: {e}")))
+        })
+        .collect()
 }
 
 fn url_host(field: &str, url: &str) -> Result<String, SourceError> {

@@ -6,3 +6,4 @@ pub mod crd_schema;
 pub mod frameworks;
 pub mod prometheus;
 pub mod redis;
+pub mod topology;

@@ -1,39 +1,39 @@
-//! One Redis endpoint: its lazily made shared connection, reconnects, the
-//! read deadline, and the mapping of Redis errors to [`SourceError`].
+//! One Redis endpoint: a plain server, a master behind Sentinel or a
+//! Cluster, behind one interface for the measures: its shared
+//! connection(s), reconnects and retries, the read deadline, and the
+//! mapping of Redis errors to [`SourceError`].
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
-use ::redis::{
-    AsyncConnectionConfig, Client, Cmd, FromRedisValue, IntoConnectionInfo, RedisError,
-    RedisFuture, Value,
-};
-use futures::future::{BoxFuture, FutureExt, Shared};
+use ::redis::{Cmd, FromRedisValue, RedisError, RedisFuture, Value};
 use tokio::time::Instant;
 
-use super::batch::{Batcher, Commands, Replies, RoundTrips};
+use super::batch::{Commands, Replies, RoundTrips};
+use super::cluster::Cluster;
 use super::errors::*;
-use super::settings::ConnectionSettings;
+use super::node::{client_for, Connector, Node, NodeConn};
+use super::sentinel::SentinelResolver;
+use super::settings::{ConnectionSettings, Topology};
 use crate::sources::policy::EndpointPolicy;
 use crate::sources::{Redactor, SourceError};
 
-/// One Redis endpoint and its (lazily made) shared connection.
+/// One Redis endpoint and its (lazily made) shared connection(s).
 pub(super) struct Endpoint {
     display: String,
-    client: Client,
-    slot: Mutex<Slot>,
-    next_id: AtomicU64,
+    place: Place,
     redact: Redactor,
-    /// Sends the reads queued together as one pipeline.
-    batcher: Batcher,
     trips: Arc<RoundTrips>,
-    /// Checked against every address the host resolves to, before connecting.
-    policy: EndpointPolicy,
-    host: String,
-    port: u16,
+}
+
+/// Where an endpoint's reads go.
+enum Place {
+    /// One server: named by the URL, or the master the sentinels name.
+    Single(Node),
+    Cluster(Cluster),
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -44,32 +44,19 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-/// The connection is shared as an `Arc`: handing it to a read is one
-/// reference count, not the several a `MultiplexedConnection` clone takes.
-type SharedConnection = Arc<MultiplexedConnection>;
-
-type Connecting = Shared<BoxFuture<'static, Result<SharedConnection, SourceError>>>;
-
-enum Slot {
-    Idle,
-    Connecting(u64, Connecting),
-    Ready(u64, SharedConnection),
-}
-
-/// A connection handed to one read: `id` names it for [`Endpoint::drop_connection`];
-/// `reused` says it was made before this read (so a dead one is worth one retry);
-/// `deadline` is when the read stops waiting, which every wait of the read
+/// What one read runs on, until `deadline`, which every wait of the read
 /// must honour (see [`Endpoint::run`]).
 pub(super) struct Conn {
-    pub(super) id: u64,
-    pub(super) conn: SharedConnection,
-    pub(super) reused: bool,
+    link: Link,
     pub(super) deadline: Instant,
 }
 
-/// How long making a connection may take, whatever the read timeout: a
-/// connect attempt is shared by every reader and outlives a timed-out one.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+enum Link {
+    /// The single server's shared connection.
+    Node(NodeConn),
+    /// A cluster: each command finds its node when it is sent.
+    Cluster,
+}
 
 impl Endpoint {
     pub(super) fn new(
@@ -77,53 +64,52 @@ impl Endpoint {
         all_round_trips: Arc<AtomicU64>,
         policy: EndpointPolicy,
     ) -> Result<Endpoint, SourceError> {
-        let k = &settings.key;
-        let mut info = settings
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| SourceError::Config(format!("{}: {}", k.display, e.category())))?;
-        let mut rs = info.redis_settings().clone();
-        if let Some(u) = &k.username {
-            rs = rs.set_username(u);
-        }
-        if let Some(p) = &k.password {
-            rs = rs.set_password(p);
-        }
-        info = info.set_redis_settings(rs);
-        let client = match &k.ca {
-            Some(pem) if !k.insecure => Client::build_with_tls(
-                info,
-                ::redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
-            ),
-            _ => Client::open(info),
-        }
-        .map_err(|e| {
-            SourceError::Config(format!(
-                "{}: cannot set up the client ({})",
-                k.display,
-                e.category()
-            ))
-        })?;
+        let ConnectionSettings {
+            key,
+            topology,
+            mut node,
+        } = settings;
+        node.policy = policy;
         let mut redact = Redactor::default();
-        for s in [&k.password, &k.username].into_iter().flatten() {
+        let secrets = [
+            &key.password,
+            &key.username,
+            &key.sentinel_password,
+            &key.sentinel_username,
+        ];
+        for s in secrets.into_iter().flatten() {
             redact.add(s);
         }
         let trips = Arc::new(RoundTrips::new(all_round_trips));
+        let display = key.display;
+        let place = match topology {
+            Topology::Url(url) => {
+                let client = client_for(&url, &node, &display)?;
+                Place::Single(Node::new(
+                    Connector::Fixed(Box::new(client), node.policy.clone()),
+                    redact.clone(),
+                    trips.clone(),
+                ))
+            }
+            Topology::Sentinel(sentinels) => {
+                let resolver =
+                    SentinelResolver::new(sentinels, node, redact.clone(), display.clone());
+                let connector = Connector::Sentinel(Arc::new(resolver));
+                Place::Single(Node::new(connector, redact.clone(), trips.clone()))
+            }
+            Topology::Cluster(seeds) => Place::Cluster(Cluster::new(
+                seeds,
+                node,
+                display.clone(),
+                redact.clone(),
+                trips.clone(),
+            )),
+        };
         Ok(Endpoint {
-            display: k.display.clone(),
-            client,
-            slot: Mutex::new(Slot::Idle),
-            next_id: AtomicU64::new(1),
+            display,
+            place,
             redact,
-            batcher: Batcher::new(trips.clone()),
             trips,
-            policy,
-            host: settings.host.clone(),
-            port: settings.port,
         })
     }
 
@@ -131,10 +117,36 @@ impl Endpoint {
         &self.display
     }
 
+    /// Whether keys are spread over a Redis Cluster's nodes.
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self.place, Place::Cluster(_))
+    }
+
     /// Requests this endpoint's sources have sent: one per pipeline (a
-    /// batch of reads) or lone command.
+    /// batch of reads) or lone command, per node.
     pub(super) fn round_trips(&self) -> u64 {
         self.trips.get()
+    }
+
+    /// The replies to `cmds` on `conn`, by the read's deadline.
+    async fn replies(&self, conn: Conn, cmds: &Commands) -> Result<Replies, OpError> {
+        match (&self.place, conn.link) {
+            (Place::Single(node), Link::Node(c)) => {
+                Ok(node.query(&c, cmds.clone(), conn.deadline).await?)
+            }
+            (Place::Cluster(cluster), _) => {
+                let mut v = cluster.query(cmds, conn.deadline).await?;
+                Ok(match (v.len(), v.pop()) {
+                    (1, Some(one)) => Replies::One(one),
+                    (_, Some(last)) => {
+                        v.push(last);
+                        Replies::Group(v)
+                    }
+                    (_, None) => Replies::Group(v),
+                })
+            }
+            (Place::Single(_), Link::Cluster) => Err(OpError::Redis(wrong_shape())),
+        }
     }
 
     /// Sends one command in the endpoint's next pipeline on `conn` and
@@ -146,34 +158,24 @@ impl Endpoint {
         conn: Conn,
         cmd: &Commands,
     ) -> Result<T, OpError> {
-        match self
-            .batcher
-            .query(conn.id, conn.conn, cmd.clone(), conn.deadline)
-            .await
-        {
-            Ok(Replies::One(v)) => reply(v).map_err(OpError::Redis),
-            Ok(Replies::Group(_)) => Err(OpError::Redis(wrong_shape())),
-            Err(e) => Err(e.into()),
+        match self.replies(conn, cmd).await? {
+            Replies::One(v) => reply(v).map_err(OpError::Redis),
+            Replies::Group(_) => Err(OpError::Redis(wrong_shape())),
         }
     }
 
-    /// Sends commands together in the endpoint's next pipeline on `conn` and
-    /// returns their replies by the read's deadline, a refused command as
-    /// its `Value::ServerError` (see [`replies`]). An `Err` is the
-    /// connection's, or the deadline's.
+    /// Sends commands together in the endpoint's next pipeline on `conn`
+    /// (on a cluster: one per node) and returns their replies by the read's
+    /// deadline, a refused command as its `Value::ServerError` (see
+    /// [`replies`]). An `Err` is the connection's, or the deadline's.
     pub(super) async fn query_group(
         &self,
         conn: Conn,
         cmds: &Commands,
     ) -> Result<Vec<Value>, OpError> {
-        match self
-            .batcher
-            .query(conn.id, conn.conn, cmds.clone(), conn.deadline)
-            .await
-        {
-            Ok(Replies::Group(v)) => Ok(v),
-            Ok(Replies::One(v)) => Ok(vec![v]),
-            Err(e) => Err(e.into()),
+        match self.replies(conn, cmds).await? {
+            Replies::Group(v) => Ok(v),
+            Replies::One(v) => Ok(vec![v]),
         }
     }
 
@@ -181,126 +183,39 @@ impl Endpoint {
     /// (cursors, script loading, lookups on an error path); counted too.
     /// What is sent on it must be bounded by the read's deadline
     /// ([`within`]): only the batcher answers by the deadline by itself.
+    /// On a cluster, each command goes to the master of its slot.
     pub(super) fn direct(&self, conn: Conn) -> Counted<'_> {
+        let to = match (&self.place, conn.link) {
+            (Place::Single(_), Link::Node(c)) => {
+                Direct::Node(MultiplexedConnection::clone(&c.conn))
+            }
+            (Place::Cluster(cluster), _) => Direct::Cluster(cluster),
+            (Place::Single(_), Link::Cluster) => Direct::Mismatch,
+        };
         Counted {
-            conn: MultiplexedConnection::clone(&conn.conn),
+            to,
+            deadline: conn.deadline,
             trips: &self.trips,
         }
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
-        self.slot.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The shared connection, made first if there is none, for a read
     /// (`what`) that waits until `deadline`. Concurrent callers share one
-    /// connect attempt; a failure names what was read.
+    /// connect attempt; a failure names what was read. On a cluster, nodes
+    /// are connected as commands reach them.
     pub(super) async fn connection(&self, what: &str, deadline: Instant) -> Result<Conn, OpError> {
-        if let Some(c) = self.ready(deadline) {
-            return Ok(c);
-        }
-        // Boxed: the future of every read would otherwise carry the connect
-        // path's state, and outgrow the allocator's fast path.
-        match tokio::time::timeout_at(deadline, Box::pin(self.connect_shared(deadline))).await {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(OpError::Source(in_context(what, e))),
-            Err(_) => Err(OpError::TimedOut),
-        }
-    }
-
-    /// The shared connection if it is up.
-    fn ready(&self, deadline: Instant) -> Option<Conn> {
-        match &*self.slot() {
-            Slot::Ready(id, c) => Some(Conn {
-                id: *id,
-                conn: c.clone(),
-                reused: true,
-                deadline,
-            }),
-            _ => None,
-        }
-    }
-
-    /// [`Endpoint::connection`] when it is not up: joins the connect
-    /// attempt under way, or starts one.
-    async fn connect_shared(&self, deadline: Instant) -> Result<Conn, SourceError> {
-        let (id, connecting) = {
-            let mut slot = self.slot();
-            match &*slot {
-                Slot::Ready(id, c) => {
-                    return Ok(Conn {
-                        id: *id,
-                        conn: c.clone(),
-                        reused: true,
-                        deadline,
-                    })
-                }
-                Slot::Connecting(id, f) => (*id, f.clone()),
-                Slot::Idle => {
-                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                    let f = self.connect();
-                    *slot = Slot::Connecting(id, f.clone());
-                    (id, f)
-                }
-            }
+        let link = match &self.place {
+            Place::Single(node) => Link::Node(node.connection(what, deadline).await?),
+            Place::Cluster(_) => Link::Cluster,
         };
-        let result = connecting.await;
-        let mut slot = self.slot();
-        if matches!(&*slot, Slot::Connecting(current, _) if *current == id) {
-            *slot = match &result {
-                Ok(c) => Slot::Ready(id, c.clone()),
-                // The next read tries again (a poll later: natural backoff).
-                Err(_) => Slot::Idle,
-            };
-        }
-        result.map(|conn| Conn {
-            id,
-            conn,
-            reused: false,
-            deadline,
-        })
+        Ok(Conn { link, deadline })
     }
 
-    /// Starts a connect attempt on its own task, so it completes even if
-    /// the read that started it times out.
-    fn connect(&self) -> Connecting {
-        let client = self.client.clone();
-        let redact = self.redact.clone();
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            // Each read has its own timeout; the connection must not add another.
-            .set_response_timeout(None);
-        let (policy, host, port, display) = (
-            self.policy.clone(),
-            self.host.clone(),
-            self.port,
-            self.display.clone(),
-        );
-        let task = tokio::spawn(async move {
-            check_resolved(&policy, &display, &host, port).await?;
-            client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-                .map(Arc::new)
-                .map_err(|e| connect_error(&redact, &e))
-        });
-        async move {
-            task.await.unwrap_or_else(|_| {
-                Err(SourceError::Connection(
-                    "connect task ended unexpectedly".into(),
-                ))
-            })
-        }
-        .boxed()
-        .shared()
-    }
-
-    /// Forgets connection `id` (if it is still the current one), so the next
-    /// read makes a new one.
-    pub(super) fn drop_connection(&self, id: u64) {
-        let mut slot = self.slot();
-        if matches!(&*slot, Slot::Ready(current, _) if *current == id) {
-            *slot = Slot::Idle;
+    /// Forgets the single server's connection `id` (if it is still the
+    /// current one), so the next read makes a new one.
+    fn drop_connection(&self, id: u64) {
+        if let Place::Single(node) = &self.place {
+            node.drop_connection(id);
         }
     }
 
@@ -333,7 +248,12 @@ impl Endpoint {
                 Err(OpError::Source(e)) => return Err(e),
                 Err(OpError::Redis(e)) => return Err(self.redis_error(what, &e)),
             };
-            let (id, reused) = (c.id, c.reused);
+            // A cluster's node connections are dropped where they fail:
+            // the retry is the same as for a reused connection.
+            let (id, reused) = match &c.link {
+                Link::Node(n) => (n.id, n.reused),
+                Link::Cluster => (0, true),
+            };
             match op(c).await {
                 Ok(v) => return Ok(v),
                 Err(OpError::TimedOut) => {
@@ -342,7 +262,8 @@ impl Endpoint {
                     self.drop_connection(id);
                     return Err(timed_out());
                 }
-                Err(OpError::Redis(e)) if connection_lost(&e) => {
+                Err(OpError::Redis(e)) if connection_lost(&e) || not_the_master(&e) => {
+                    // Behind Sentinel, the next connection asks the sentinels again.
                     self.drop_connection(id);
                     if !reused {
                         return Err(self.redis_error(what, &e));
@@ -370,17 +291,75 @@ impl Endpoint {
     }
 }
 
+/// The server no longer is (or not yet is) a master that can serve the
+/// read: demoted by a failover (`READONLY`), or loading its data after a
+/// restart (`LOADING`). The connection is dropped so the next one finds
+/// the master anew.
+fn not_the_master(e: &RedisError) -> bool {
+    has_code(e, "READONLY") || has_code(e, "LOADING")
+}
+
 /// The shared connection, used directly (not through the batcher), counting
-/// each request it sends in its endpoint's [`RoundTrips`].
+/// each request it sends in its endpoint's [`RoundTrips`]; on a cluster,
+/// each command is routed to its slot's master.
 pub(super) struct Counted<'a> {
-    conn: MultiplexedConnection,
+    to: Direct<'a>,
+    deadline: Instant,
     trips: &'a RoundTrips,
+}
+
+enum Direct<'a> {
+    Node(MultiplexedConnection),
+    Cluster(&'a Cluster),
+    /// A cluster read's [`Conn`] handed to a single server's endpoint (a bug).
+    Mismatch,
+}
+
+impl Counted<'_> {
+    /// Sends `cmds` through the cluster's routing, a failure as a `RedisError`
+    /// for the redis crate's interface.
+    async fn on_cluster(
+        cluster: &Cluster,
+        cmds: Commands,
+        deadline: Instant,
+    ) -> ::redis::RedisResult<Vec<Value>> {
+        match cluster.query(&cmds, deadline).await {
+            Ok(v) => Ok(v),
+            Err(OpError::Redis(e)) => Err(e),
+            Err(OpError::TimedOut) => Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "cluster request timed out",
+            ))),
+            Err(OpError::Source(e)) => Err(RedisError::from((
+                ::redis::ErrorKind::Client,
+                "cluster request failed",
+                e.to_string(),
+            ))),
+        }
+    }
 }
 
 impl ConnectionLike for Counted<'_> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.trips.add();
-        self.conn.req_packed_command(cmd)
+        match &mut self.to {
+            Direct::Node(conn) => {
+                self.trips.add();
+                conn.req_packed_command(cmd)
+            }
+            Direct::Cluster(cluster) => {
+                let (cluster, deadline) = (*cluster, self.deadline);
+                Box::pin(async move {
+                    let mut v =
+                        Self::on_cluster(cluster, Arc::from([cmd.clone()]), deadline).await?;
+                    let one = v.pop().unwrap_or(Value::Nil);
+                    match one {
+                        Value::ServerError(e) => Err(e.into()),
+                        v => Ok(v),
+                    }
+                })
+            }
+            Direct::Mismatch => Box::pin(async { Err(wrong_shape()) }),
+        }
     }
 
     fn req_packed_commands<'a>(
@@ -389,33 +368,28 @@ impl ConnectionLike for Counted<'_> {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        self.trips.add();
-        self.conn.req_packed_commands(pipeline, offset, count)
+        // On a cluster, the nodes' batchers count what they send.
+        match &mut self.to {
+            Direct::Node(conn) => {
+                self.trips.add();
+                conn.req_packed_commands(pipeline, offset, count)
+            }
+            Direct::Cluster(cluster) => {
+                let (cluster, deadline) = (*cluster, self.deadline);
+                let cmds: Commands = pipeline.cmd_iter().cloned().collect();
+                Box::pin(async move {
+                    let v = Self::on_cluster(cluster, cmds, deadline).await?;
+                    Ok(v.into_iter().skip(offset).take(count).collect())
+                })
+            }
+            Direct::Mismatch => Box::pin(async { Err(wrong_shape()) }),
+        }
     }
 
     fn get_db(&self) -> i64 {
-        self.conn.get_db()
+        match &self.to {
+            Direct::Node(conn) => conn.get_db(),
+            _ => 0,
+        }
     }
-}
-
-/// The endpoint policy's check of every address `host` resolves to, made
-/// before each connection (names are resolved again by the connect itself;
-/// a name whose answer changes in between is the one gap, and the reason
-/// the policy also matches names).
-async fn check_resolved(
-    policy: &EndpointPolicy,
-    what: &str,
-    host: &str,
-    port: u16,
-) -> Result<(), SourceError> {
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(()); // an address as written was checked when the source was built
-    }
-    let addrs = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| SourceError::Connection(format!("{what}: cannot resolve {host}: {e}")))?;
-    for a in addrs {
-        policy.check_address(what, host, a.ip())?;
-    }
-    Ok(())
 }

@@ -3,8 +3,11 @@
 //! one file each, all reading through shared endpoints.
 //!
 //! Files: [`settings`] turns a trigger into connection settings (URL,
-//! Secrets, TLS); [`endpoint`] owns one shared connection; [`batch`] sends
-//! the reads of one slot as one pipeline; [`errors`] classifies replies.
+//! Sentinel or Cluster, Secrets, TLS); [`endpoint`] is what the measures
+//! read through, whatever the topology; [`node`] owns one server's shared
+//! connection; [`sentinel`] finds the master; [`cluster`] and [`slots`]
+//! route keys to cluster nodes; [`batch`] sends the reads of one slot as
+//! one pipeline (per node); [`errors`] classifies replies.
 //!
 //! # One connection per endpoint
 //! An endpoint is everything that makes a connection different: the URL
@@ -47,13 +50,17 @@ mod arq;
 mod batch;
 mod celery;
 mod celery_index;
+mod cluster;
 mod endpoint;
 mod errors;
 mod framework;
 mod huey;
 mod measures;
+mod node;
 mod rq;
+mod sentinel;
 mod settings;
+mod slots;
 mod stream_groups;
 
 use std::collections::HashMap;
@@ -89,6 +96,17 @@ fn build_redis(
 ) -> Result<Arc<dyn MetricSource>, SourceError> {
     let endpoint = sources.inner.redis.get(r, secrets, &sources.inner.policy)?;
     if let Some(c) = &r.celery {
+        if c.include_in_flight && endpoint.is_cluster() {
+            // kombu keeps every queue's in-flight messages in one `unacked`
+            // hash, in another hash slot than the queue's lists: the script
+            // that reads them together cannot run on one cluster node.
+            return Err(SourceError::Config(
+                "redis.celery.includeInFlight is not supported on redis.cluster \
+                 (kombu's `unacked` hash and the queue's lists are in different hash slots); \
+                 set includeInFlight: false to count the queued tasks"
+                    .into(),
+            ));
+        }
         let index = sources.inner.redis.celery_indexes.of(&endpoint);
         return Ok(Arc::new(celery::CelerySource::new(
             endpoint,

@@ -1,0 +1,280 @@
+//! One Redis server's lazily made shared connection and its batcher: the
+//! plain server of a URL, the master behind Sentinel, or one cluster node.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use tokio::time::Instant;
+
+use super::batch::{Batcher, Commands, Replies, RoundTrips, Unanswered};
+use super::errors::*;
+use super::sentinel::SentinelResolver;
+use super::settings::NodeSettings;
+use crate::sources::policy::EndpointPolicy;
+use crate::sources::{Redactor, SourceError};
+
+/// The connection is shared as an `Arc`: handing it to a read is one
+/// reference count, not the several a `MultiplexedConnection` clone takes.
+pub(super) type SharedConnection = Arc<MultiplexedConnection>;
+
+type Connecting = Shared<BoxFuture<'static, Result<SharedConnection, SourceError>>>;
+
+enum Slot {
+    Idle,
+    Connecting(u64, Connecting),
+    Ready(u64, SharedConnection),
+}
+
+/// How a node's connection is made.
+pub(super) enum Connector {
+    /// A server at a known address; every address its name resolves to is
+    /// checked against the endpoint policy before each connection.
+    Fixed(Box<Client>, EndpointPolicy),
+    /// Whatever master the sentinels name at connect time.
+    Sentinel(Arc<SentinelResolver>),
+}
+
+/// How long making a connection may take, whatever the read timeout: a
+/// connect attempt is shared by every reader and outlives a timed-out one.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection handed out by [`Node::connection`]: `id` names it for
+/// [`Node::drop_connection`]; `reused` says it was made before this read.
+pub(super) struct NodeConn {
+    pub(super) id: u64,
+    pub(super) conn: SharedConnection,
+    pub(super) reused: bool,
+}
+
+/// One server and its (lazily made) shared connection.
+pub(super) struct Node {
+    connector: Arc<Connector>,
+    slot: Mutex<Slot>,
+    next_id: AtomicU64,
+    redact: Redactor,
+    /// Sends the reads queued together as one pipeline.
+    batcher: Batcher,
+}
+
+/// A client for a data node at `host:port` with the trigger's credentials and TLS.
+pub(super) fn node_client(
+    node: &NodeSettings,
+    host: &str,
+    port: u16,
+    display: &str,
+) -> Result<Client, SourceError> {
+    client_for(&node.url(host, port), node, display)
+}
+
+/// A client for `url` with `node`'s credentials and CA bundle.
+pub(super) fn client_for(
+    url: &str,
+    node: &NodeSettings,
+    display: &str,
+) -> Result<Client, SourceError> {
+    let mut info = url
+        .into_connection_info()
+        .map_err(|e| SourceError::Config(format!("{display}: {}", e.category())))?;
+    let mut rs = info.redis_settings().clone();
+    if let Some(u) = &node.username {
+        rs = rs.set_username(u);
+    }
+    if let Some(p) = &node.password {
+        rs = rs.set_password(p);
+    }
+    info = info.set_redis_settings(rs);
+    match &node.ca {
+        Some(pem) if !node.insecure => Client::build_with_tls(
+            info,
+            ::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            },
+        ),
+        _ => Client::open(info),
+    }
+    .map_err(|e| {
+        SourceError::Config(format!(
+            "{display}: cannot set up the client ({})",
+            e.category()
+        ))
+    })
+}
+
+/// The config every connection is made with.
+pub(super) fn connection_config() -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        // Each read has its own timeout; the connection must not add another.
+        .set_response_timeout(None)
+}
+
+impl Node {
+    pub(super) fn new(connector: Connector, redact: Redactor, trips: Arc<RoundTrips>) -> Node {
+        Node {
+            connector: Arc::new(connector),
+            slot: Mutex::new(Slot::Idle),
+            next_id: AtomicU64::new(1),
+            redact,
+            batcher: Batcher::new(trips),
+        }
+    }
+
+    /// Sends `commands` in this node's next pipeline on `conn`, answered by `deadline`.
+    pub(super) async fn query(
+        &self,
+        conn: &NodeConn,
+        commands: Commands,
+        deadline: Instant,
+    ) -> Result<Replies, Unanswered> {
+        self.batcher
+            .query(conn.id, conn.conn.clone(), commands, deadline)
+            .await
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The shared connection, made first if there is none. Concurrent
+    /// callers share one connect attempt; `what` names the read in errors.
+    pub(super) async fn connection(
+        &self,
+        what: &str,
+        deadline: Instant,
+    ) -> Result<NodeConn, OpError> {
+        if let Some(c) = self.ready() {
+            return Ok(c);
+        }
+        // Boxed: the future of every read would otherwise carry the connect
+        // path's state, and outgrow the allocator's fast path.
+        match tokio::time::timeout_at(deadline, Box::pin(self.connect_shared())).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(OpError::Source(in_context(what, e))),
+            Err(_) => Err(OpError::TimedOut),
+        }
+    }
+
+    /// The shared connection if it is up.
+    fn ready(&self) -> Option<NodeConn> {
+        match &*self.slot() {
+            Slot::Ready(id, c) => Some(NodeConn {
+                id: *id,
+                conn: c.clone(),
+                reused: true,
+            }),
+            _ => None,
+        }
+    }
+
+    /// [`Node::connection`] when it is not up: joins the connect attempt
+    /// under way, or starts one.
+    async fn connect_shared(&self) -> Result<NodeConn, SourceError> {
+        let (id, connecting) = {
+            let mut slot = self.slot();
+            match &*slot {
+                Slot::Ready(id, c) => {
+                    return Ok(NodeConn {
+                        id: *id,
+                        conn: c.clone(),
+                        reused: true,
+                    })
+                }
+                Slot::Connecting(id, f) => (*id, f.clone()),
+                Slot::Idle => {
+                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                    let f = self.connect();
+                    *slot = Slot::Connecting(id, f.clone());
+                    (id, f)
+                }
+            }
+        };
+        let result = connecting.await;
+        let mut slot = self.slot();
+        if matches!(&*slot, Slot::Connecting(current, _) if *current == id) {
+            *slot = match &result {
+                Ok(c) => Slot::Ready(id, c.clone()),
+                // The next read tries again (a poll later: natural backoff).
+                Err(_) => Slot::Idle,
+            };
+        }
+        result.map(|conn| NodeConn {
+            id,
+            conn,
+            reused: false,
+        })
+    }
+
+    /// Starts a connect attempt on its own task, so it completes even if
+    /// the read that started it times out.
+    fn connect(&self) -> Connecting {
+        let connector = self.connector.clone();
+        let redact = self.redact.clone();
+        let task = tokio::spawn(async move {
+            match &*connector {
+                Connector::Fixed(client, policy) => {
+                    check_resolved(policy, client.get_connection_info().addr()).await?;
+                    client
+                        .get_multiplexed_async_connection_with_config(&connection_config())
+                        .await
+                        .map(Arc::new)
+                        .map_err(|e| connect_error(&redact, &e))
+                }
+                Connector::Sentinel(resolver) => resolver.connect_master().await.map(Arc::new),
+            }
+        });
+        async move {
+            task.await.unwrap_or_else(|_| {
+                Err(SourceError::Connection(
+                    "connect task ended unexpectedly".into(),
+                ))
+            })
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// Forgets connection `id` (if it is still the current one), so the next
+    /// read makes a new one (behind Sentinel: asks the sentinels again).
+    pub(super) fn drop_connection(&self, id: u64) {
+        let mut slot = self.slot();
+        if matches!(&*slot, Slot::Ready(current, _) if *current == id) {
+            *slot = Slot::Idle;
+        }
+    }
+}
+
+/// The endpoint policy's check of every address a server's name resolves
+/// to, made before each connection (the connect resolves the name again;
+/// a name whose answer changes in between is the one gap, and the reason
+/// the policy also matches names).
+async fn check_resolved(
+    policy: &EndpointPolicy,
+    addr: &::redis::ConnectionAddr,
+) -> Result<(), SourceError> {
+    let (host, port) = match addr {
+        ::redis::ConnectionAddr::Tcp(host, port) => (host, *port),
+        ::redis::ConnectionAddr::TcpTls { host, port, .. } => (host, *port),
+        _ => return Ok(()),
+    };
+    let what = format!("{host}:{port}");
+    if host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok()
+    {
+        return Ok(()); // an address as written or handed back was checked already
+    }
+    let addrs = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| SourceError::Connection(format!("cannot resolve {what}: {e}")))?;
+    for a in addrs {
+        policy.check_address(&what, host, a.ip())?;
+    }
+    Ok(())
+}
