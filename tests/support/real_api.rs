@@ -12,7 +12,7 @@ use serde_json::Value;
 use workerpool_operator::runtime::RunConfig;
 
 use super::cluster::{eventually, Cluster};
-use super::control_plane::Backend;
+use super::control_plane::{real_kubeconfig_path, Backend};
 
 /// The emulator behind a `Cluster`, for what only it has (its request log,
 /// fault injection, a kubeconfig without credentials). On a real API server
@@ -105,6 +105,17 @@ impl Cluster {
     async fn get_raw(&self, path: &str) -> Option<Value> {
         let req = http::Request::get(path).body(vec![]).ok()?;
         self.client.request::<Value>(req).await.ok()
+    }
+
+    /// Writes a kubeconfig for this cluster (admin on a real server) to `path`,
+    /// for kubectl and operator processes.
+    pub fn write_kubeconfig(&self, path: &std::path::Path) {
+        match &self.emu.0 {
+            Some(emu) => emu.write_kubeconfig(path).expect("write kubeconfig"),
+            None => {
+                std::fs::copy(real_kubeconfig_path(self.backend), path).expect("copy kubeconfig");
+            }
+        }
     }
 
     /// On a real server the operator watches only this test's namespace:
