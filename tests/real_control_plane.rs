@@ -374,12 +374,15 @@ async fn chart_service_account(c: &Cluster) -> String {
         .to_string()
 }
 
-/// The operator binary as a child process, killed when dropped.
+/// The operator binary as a child process, killed when dropped. Its log
+/// goes to a file whose path the test prints (shown when a test fails).
 struct OperatorProcess(Child);
 
 impl OperatorProcess {
     fn start(kubeconfig: &Path, args: &[&str]) -> OperatorProcess {
         let port = free_port();
+        let log = std::env::temp_dir().join(format!("wp-operator-{port}.log"));
+        eprintln!("operator {args:?} logs to {}", log.display());
         let child = Command::new(env!("CARGO_BIN_EXE_workerpool-operator"))
             .arg("run")
             .args(args)
@@ -387,7 +390,7 @@ impl OperatorProcess {
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(&log).expect("operator log"))
             .spawn()
             .expect("operator binary");
         OperatorProcess(child)
