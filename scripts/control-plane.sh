@@ -19,17 +19,28 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 module="$root/tests/control-plane"
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/workerpool-operator/control-plane"
-k8s_version=$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$module/go.mod")
-etcd_version=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$module/go.mod")
+# A module's version in go.mod (in a require block or a one-line require).
+pinned() { awk -v m="$1" '$1 == m {print $2} $1 == "require" && $2 == m {print $3}' "$module/go.mod"; }
+k8s_version=$(pinned k8s.io/kubernetes)
+etcd_version=$(pinned go.etcd.io/etcd/server/v3)
+minor=${k8s_version#v1.}
+minor=${minor%%.*}
+v=k8s.io/component-base/version
+# Without these stamps the binaries report v0.0.0 and kubectl warns about skew.
+ldflags="-s -w -X $v.gitVersion=$k8s_version -X $v.gitMajor=1 -X $v.gitMinor=$minor"
+ldflags+=" -X $v.gitTreeState=clean"
+build_cmd=(go build -trimpath -buildvcs=false -ldflags "$ldflags"
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager ./cmd/etcd)
 
 log() { echo "control-plane: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-# The cache key: the pinned versions, a hash of what decides the build, and the Go version.
+# The cache key: the pinned versions and a hash of everything that decides
+# the build (the module, the command, the Go version).
 cache_key() {
   local sum
-  sum=$(cat "$module/go.mod" "$module/go.sum" "$module"/cmd/etcd/*.go "$0" <(go version) |
-    sha256sum | cut -c1-12)
+  sum=$(cat "$module/go.mod" "$module/go.sum" "$module"/cmd/etcd/*.go \
+    <(echo "${build_cmd[*]}") <(go version) | sha256sum | cut -c1-12)
   echo "k8s-$k8s_version-etcd-$etcd_version-$sum"
 }
 
@@ -51,14 +62,7 @@ build() {
     return
   fi
   tmp=$(mktemp -d "$cache_root/.build.XXXXXX")
-  local minor=${k8s_version#v1.}
-  minor=${minor%%.*}
-  local v=k8s.io/component-base/version
-  # Without these stamps the binaries report v0.0.0 and kubectl warns about skew.
-  local ldflags="-s -w -X $v.gitVersion=$k8s_version -X $v.gitMajor=1 -X $v.gitMinor=$minor"
-  ldflags+=" -X $v.gitTreeState=clean -X go.etcd.io/etcd/api/v3/version.GitSHA=module"
-  local cmd=(go build -trimpath -ldflags "$ldflags" -o "$tmp/"
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager ./cmd/etcd)
+  local cmd=("${build_cmd[@]:0:2}" -o "$tmp/" "${build_cmd[@]:2}")
   log "building Kubernetes $k8s_version and etcd $etcd_version into $dir (cold: tens of minutes)"
   local start=$SECONDS
   if ! (cd "$module" && "${cmd[@]}") >"$tmp/build.log" 2>&1; then
@@ -72,6 +76,9 @@ build() {
   touch "$tmp/.complete"
   rm -rf "$dir"
   mv "$tmp" "$dir"
+  # Builds of other versions are only disk now (hundreds of MB each).
+  find "$cache_root" -mindepth 1 -maxdepth 1 -name 'k8s-*' ! -name "$(basename "$dir")" \
+    -exec rm -rf {} +
   exec 9>&-
   echo "$dir"
 }
