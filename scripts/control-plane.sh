@@ -137,14 +137,30 @@ EOF
 
 pids=()
 sleep_pid=""
+# A child that exited stays a zombie until waited for, and kill -0 still
+# finds it: running means present and not in state Z.
+alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat:0:1}" != Z ]
+}
+
+# Stops each process in the reverse order of starting and waits for it
+# before the next (an apiserver whose etcd is gone hangs in its shutdown);
+# what does not stop within 20 s is killed.
 stop() {
   trap - TERM INT EXIT
   [ -z "$sleep_pid" ] || kill "$sleep_pid" 2>/dev/null || true
-  local i
+  local i pid deadline
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${pids[i]}" 2>/dev/null || true
+    pid=${pids[i]}
+    kill -TERM "$pid" 2>/dev/null || continue
+    deadline=$((SECONDS + 20))
+    while alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   log "stopped"
 }
 
@@ -198,7 +214,7 @@ check_alive() {
   local pid
   for pid in "${pids[@]}"; do
     [ -n "${names[$pid]:-}" ] || continue
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! alive "$pid"; then
       log "${names[$pid]} exited; the end of $dir/logs/${names[$pid]}.log:"
       tail -n 40 "$dir/logs/${names[$pid]}.log" >&2
       exit 1
@@ -257,7 +273,7 @@ up() {
   mv "$dir/kubeconfig.tmp" "$dir/kubeconfig"
   log "ready in $((SECONDS - start_time)) s: https://127.0.0.1:$apiserver_port (logs in $dir/logs)"
   echo "$dir/kubeconfig"
-  while [ -z "$stdin_pid" ] || kill -0 "$stdin_pid" 2>/dev/null; do
+  while [ -z "$stdin_pid" ] || alive "$stdin_pid"; do
     check_alive
     # In the background so that a signal's trap runs at once.
     sleep 1 &
