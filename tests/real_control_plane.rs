@@ -519,3 +519,75 @@ async fn two_operator_processes_elect_one_leader_with_a_real_lease_and_hand_over
     .await;
     drain(&key);
 }
+
+/// Processes whose command line mentions `dir` (etcd, kube-apiserver and
+/// kube-controller-manager all take paths under it).
+fn processes_using(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut found = vec![];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_script_serves_a_kubeconfig_and_sigterm_stops_everything_it_started() {
+    use std::io::{BufRead, BufReader};
+    if real_backend() != support::control_plane::Backend::ControlPlane {
+        return; // WP_KUBE=kubeconfig: the script is not what is under test
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/control-plane.sh"
+    ))
+    .arg("up")
+    .arg(dir.path())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let kubeconfig = PathBuf::from(line.trim());
+    assert_eq!(kubeconfig, dir.path().join("kubeconfig"));
+    ok(
+        kubectl(&kubeconfig, &["get", "--raw", "/readyz"], None),
+        "readyz",
+    );
+    let running = processes_using(dir.path());
+    assert!(
+        running.len() >= 3,
+        "etcd, apiserver, controller manager: {running:?}"
+    );
+
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + T;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    let left = processes_using(dir.path());
+    assert!(left.is_empty(), "left running: {left:?}");
+}
