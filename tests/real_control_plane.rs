@@ -375,14 +375,13 @@ async fn chart_service_account(c: &Cluster) -> String {
 }
 
 /// The operator binary as a child process, killed when dropped. Its log
-/// goes to a file whose path the test prints (shown when a test fails).
-struct OperatorProcess(Child);
+/// is printed when the test fails.
+struct OperatorProcess(Child, tempfile::TempDir);
 
 impl OperatorProcess {
     fn start(kubeconfig: &Path, args: &[&str]) -> OperatorProcess {
         let port = free_port();
-        let log = std::env::temp_dir().join(format!("wp-operator-{port}.log"));
-        eprintln!("operator {args:?} logs to {}", log.display());
+        let dir = tempfile::tempdir().expect("log dir");
         let child = Command::new(env!("CARGO_BIN_EXE_workerpool-operator"))
             .arg("run")
             .args(args)
@@ -390,10 +389,10 @@ impl OperatorProcess {
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("operator log"))
+            .stderr(std::fs::File::create(dir.path().join("log")).expect("operator log"))
             .spawn()
             .expect("operator binary");
-        OperatorProcess(child)
+        OperatorProcess(child, dir)
     }
 
     fn terminate(&mut self) {
@@ -407,6 +406,10 @@ impl Drop for OperatorProcess {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.1.path().join("log")).unwrap_or_default();
+            eprintln!("operator log:\n{log}");
+        }
     }
 }
 

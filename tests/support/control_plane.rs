@@ -57,7 +57,24 @@ pub fn control_plane_kubeconfig() -> PathBuf {
     RUNNING.get_or_init(start_control_plane).kubeconfig.clone()
 }
 
+/// Removes the directories of earlier test binaries that have exited.
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("wp-control-plane-") else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn start_control_plane() -> Running {
+    remove_stale_dirs();
     let dir = std::env::temp_dir().join(format!("wp-control-plane-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("control plane dir");
     let log_path = dir.join("control-plane.log");
