@@ -67,7 +67,7 @@ build() {
   local start=$SECONDS
   if ! (cd "$module" && "${cmd[@]}") >"$tmp/build.log" 2>&1; then
     log "BUILD FAILED in $module:"
-    log "  ${cmd[*]}"
+    log "  $(printf "%q " "${cmd[@]}")"
     cat "$tmp/build.log" >&2
     rm -rf "$tmp"
     exit 1
