@@ -9,6 +9,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
+# The real Kubernetes control plane (tests/real_control_plane.rs, and any
+# test with WP_KUBE=real) is built from Go modules into a cache outside the
+# repository: tens of minutes cold, nothing when the pinned versions have
+# not changed. It builds in the background while the rest is installed and
+# compiled; the tests that start it wait for it (a lock), and a failed build
+# fails this script with the command and its output.
+needs_control_plane=""
+if [ $# -eq 0 ] || [ "${WP_KUBE:-}" = real ] || [[ " $* " == *real_control_plane* ]]; then
+  needs_control_plane=1
+fi
+control_plane_pid=""
+if [ -n "$needs_control_plane" ]; then
+  command -v go >/dev/null || {
+    echo "test.sh: no 'go' on PATH; the real control plane is built with Go (see README)" >&2
+    exit 1
+  }
+  mkdir -p "$root/.test-servers"
+  scripts/control-plane.sh build >/dev/null 2>"$root/.test-servers/control-plane-build.log" &
+  control_plane_pid=$!
+fi
+
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
 missing=()
@@ -64,10 +85,24 @@ if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 
+control_plane_built() {
+  [ -n "$control_plane_pid" ] || return 0
+  if ! wait "$control_plane_pid"; then
+    echo "test.sh: building the real control plane FAILED:" >&2
+    cat "$root/.test-servers/control-plane-build.log" >&2
+    return 1
+  fi
+  cat "$root/.test-servers/control-plane-build.log" >&2
+  control_plane_pid=""
+}
+
 # No arguments: everything. With arguments (e.g. `--test e2e_controller`),
 # exactly the targets they name.
+status=0
 if [ $# -eq 0 ]; then
-  cargo test --workspace --all-targets
+  cargo test --workspace --all-targets || status=$?
 else
-  cargo test --workspace "$@"
+  cargo test --workspace "$@" || status=$?
 fi
+control_plane_built || status=1
+exit $status

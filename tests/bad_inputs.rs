@@ -5,43 +5,9 @@
 
 mod support;
 
-use std::path::PathBuf;
-
+use support::bad_corpus::corpus;
 use support::crd_schema::CrdSchema;
 use workerpool_operator::cli::manifest;
-
-struct Case {
-    file: String,
-    kind: String,
-    arg: String,
-    text: String,
-}
-
-fn corpus() -> Vec<Case> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/bad");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).unwrap();
-            let first = text.lines().next().unwrap_or_default();
-            let expect = first
-                .strip_prefix("# expect: ")
-                .unwrap_or_else(|| panic!("{}: no `# expect:` line", p.display()));
-            let (kind, arg) = expect.split_once(' ').unwrap();
-            Case {
-                file: p.file_name().unwrap().to_string_lossy().into(),
-                kind: kind.into(),
-                arg: arg.into(),
-                text,
-            }
-        })
-        .collect()
-}
 
 #[test]
 fn corpus_has_at_least_thirty_cases() {

@@ -1,6 +1,7 @@
-//! A test cluster: the in-repo Kubernetes API emulator with the real CRD
-//! installed, plus helpers to run the real operator against it and to poll
-//! for outcomes with a deadline (never sleep-and-hope).
+//! A test cluster: the in-repo Kubernetes API emulator (or, with `WP_KUBE`,
+//! a real API server: see control_plane.rs) with the real CRD installed,
+//! plus helpers to run the real operator against it and to poll for
+//! outcomes with a deadline (never sleep-and-hope).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,18 +10,22 @@ use workerpool_operator::sources::policy::EndpointPolicy;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube_emulator::{Emulator, Gvr};
+
+pub use super::control_plane::{backend, Backend};
+use super::control_plane::{real_client, unique_namespace};
+pub use super::real_api::{install_crd, EmulatorOnly};
 use serde_json::{json, Value};
 use workerpool_operator::controller::Settings;
 use workerpool_operator::runtime::leader::LeaseConfig;
 use workerpool_operator::runtime::{Operator, RunConfig};
 
 pub struct Cluster {
-    pub emu: Emulator,
+    pub emu: EmulatorOnly,
     pub client: kube::Client,
     pub ns: String,
+    pub backend: Backend,
 }
 
 /// The operator's settings in tests: production resync and Secret refresh.
@@ -50,23 +55,28 @@ where
 }
 
 impl Cluster {
-    /// Starts an emulator, installs crds/workerpool.yaml and creates `ns`.
+    /// Starts the backend `WP_KUBE` selects (the emulator by default),
+    /// installs crds/workerpool.yaml and creates `ns` (on a real server a
+    /// unique namespace named after it, since tests share that server).
     pub async fn start(ns: &str) -> Cluster {
+        Cluster::start_on(backend(), ns).await
+    }
+
+    pub async fn start_on(backend: Backend, ns: &str) -> Cluster {
         // RUST_LOG=workerpool_operator=debug shows the operator's logs in test output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let emu = Emulator::start().await.expect("emulator");
-        let client = emu.client().expect("client");
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workerpool.yaml"))
-                .unwrap();
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
-        Api::<CustomResourceDefinition>::all(client.clone())
-            .create(&PostParams::default(), &crd)
-            .await
-            .expect("create CRD");
+        let (emu, client, ns) = match backend {
+            Backend::Emulator => {
+                let emu = Emulator::start().await.expect("emulator");
+                let client = emu.client().expect("client");
+                (Some(emu), client, ns.to_string())
+            }
+            real => (None, real_client(real).await, unique_namespace(ns)),
+        };
+        install_crd(&client).await;
         let namespace: Namespace =
             serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
         Api::<Namespace>::all(client.clone())
@@ -74,9 +84,10 @@ impl Cluster {
             .await
             .expect("create namespace");
         Cluster {
-            emu,
+            emu: EmulatorOnly(emu),
             client,
-            ns: ns.to_string(),
+            ns,
+            backend,
         }
     }
 
@@ -98,9 +109,7 @@ impl Cluster {
     }
 
     pub fn replicas(&self, deployment: &str) -> Option<i64> {
-        self.emu
-            .get_json(Gvr::new("apps", "v1", "deployments"), &self.ns, deployment)?["spec"]
-            ["replicas"]
+        self.get_json(Gvr::new("apps", "v1", "deployments"), deployment)?["spec"]["replicas"]
             .as_i64()
     }
 
@@ -125,12 +134,7 @@ impl Cluster {
     }
 
     pub fn pool(&self, name: &str) -> Value {
-        self.emu
-            .get_json(
-                Gvr::new("workerpool.dev", "v1alpha1", "workerpools"),
-                &self.ns,
-                name,
-            )
+        self.get_json(Gvr::new("workerpool.dev", "v1alpha1", "workerpools"), name)
             .unwrap_or(Value::Null)
     }
 
@@ -151,8 +155,7 @@ impl Cluster {
 
     /// events.k8s.io/v1 Events about `pool` with `reason`.
     pub fn events(&self, pool: &str, reason: &str) -> Vec<Value> {
-        self.emu
-            .list_json(Gvr::new("events.k8s.io", "v1", "events"), Some(&self.ns))
+        self.list_json(Gvr::new("events.k8s.io", "v1", "events"))
             .into_iter()
             .filter(|e| e["regarding"]["name"] == pool && e["reason"] == reason)
             .collect()
@@ -169,7 +172,8 @@ impl Cluster {
             instance: Some("test".into()),
             endpoints: EndpointPolicy::open(),
         };
-        Operator::start(self.emu.client().unwrap(), cfg)
+        let cfg = self.scoped(cfg);
+        Operator::start(self.client.clone(), cfg)
             .await
             .expect("start operator")
     }
@@ -236,11 +240,7 @@ impl ReplicaRecorder {
             "the replica watch caught up with the Deployment",
             Duration::from_secs(60),
             || async {
-                let d = c.emu.get_json(
-                    Gvr::new("apps", "v1", "deployments"),
-                    &c.ns,
-                    &self.deployment,
-                )?;
+                let d = c.get_json(Gvr::new("apps", "v1", "deployments"), &self.deployment)?;
                 let rv = d["metadata"]["resourceVersion"].as_str()?.to_string();
                 (self.last_rv.lock().unwrap().as_deref() == Some(rv.as_str())).then_some(())
             },
@@ -270,7 +270,7 @@ impl Cluster {
     pub fn record_replicas(&self, deployment: &str) -> ReplicaRecorder {
         use futures::StreamExt;
         use kube::runtime::{watcher, WatchStreamExt};
-        let api = Api::<Deployment>::namespaced(self.emu.client().expect("client"), &self.ns);
+        let api = Api::<Deployment>::namespaced(self.client.clone(), &self.ns);
         let cfg = watcher::Config::default().fields(&format!("metadata.name={deployment}"));
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let last_rv = std::sync::Arc::new(std::sync::Mutex::new(None));
@@ -335,6 +335,7 @@ impl Cluster {
             instance: Some("test".into()),
             endpoints: EndpointPolicy::open(),
         };
+        let cfg = self.scoped(cfg);
         Operator::start(client, cfg).await.expect("start operator")
     }
 }
