@@ -137,10 +137,13 @@ fn write_opts(req: &Request<'_>) -> ApiResult<WriteOpts> {
 
 fn parse_body(req: &Request<'_>) -> ApiResult<Value> {
     let ct = req.content_type;
+    if crate::protobuf::is_protobuf(ct) {
+        return crate::protobuf::decode_object(&req.body);
+    }
     if ct.contains("protobuf") || ct.contains("cbor") {
         return Err(ApiError::unsupported_media_type(
             ct,
-            "application/json, application/yaml",
+            "application/json, application/yaml, application/vnd.kubernetes.protobuf",
         ));
     }
     let v: Value = if ct.contains("yaml") {

@@ -22,6 +22,7 @@ mod kubeconfig;
 mod objects;
 mod openapi;
 mod patch;
+mod protobuf;
 mod render;
 mod requests;
 mod resources;
