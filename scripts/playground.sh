@@ -5,7 +5,7 @@
 # on a free 127.0.0.1 port, the operator, a WorkerPool applied with kubectl,
 # bursts of Celery-shaped tasks and workers draining them.
 # Ctrl-C stops everything it started. Flags go to the driver (--help).
-# Needs: the Rust toolchain and redis-server (apt-get install redis-server);
+# Needs: the Rust toolchain and redis-server (installed with apt-get if missing);
 # kubectl is used when found ($KUBECTL, PATH, or .venv/bin/kubectl from
 # scripts/test.sh).
 set -euo pipefail
@@ -17,8 +17,12 @@ flag=(--release)
 if [ "$profile" = debug ]; then flag=(); fi
 
 if ! command -v redis-server >/dev/null; then
-  echo "playground.sh: redis-server is required: sudo apt-get install redis-server" >&2
-  exit 1
+  echo "playground.sh: installing redis-server with apt-get" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; fi
+  $sudo apt-get update -qq
+  # policy-rc.d-less containers would otherwise try to start the service.
+  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 cargo build -q "${flag[@]}" --bin workerpool-operator --example playground
 exec "target/$profile/examples/playground" --operator "target/$profile/workerpool-operator" "$@"

@@ -218,7 +218,12 @@ fn resource(shared: &Arc<Shared>, req: &Request<'_>, p: &ResourcePath) -> ApiRes
         Verb::Create => {
             let body = parse_body(req)?;
             let opts = write_opts(req)?;
-            let w = objects::create(&mut shared.store.lock(), &t, &opts, body)?;
+            let mut store = shared.store.lock();
+            let w = objects::create(&mut store, &t, &opts, body)?;
+            if t.ty.group == "events.k8s.io" && !opts.dry_run {
+                crate::events::mirror_to_core(&mut store, &opts, &w.object);
+            }
+            drop(store);
             Ok(written(&t, w, 201))
         }
         Verb::Update => {

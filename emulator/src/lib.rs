@@ -15,6 +15,7 @@ mod apply;
 mod crd;
 mod discovery;
 mod emulator;
+mod events;
 mod faults;
 mod fields;
 mod handler;

@@ -66,7 +66,7 @@ impl View {
             self.rows.pop_front();
         }
         // Home the cursor and clear the screen, then redraw.
-        print!("\x1b[H\x1b[2J{}\n", self.header);
+        println!("\x1b[H\x1b[2J{}", self.header);
         for line in &self.rows {
             println!("{line}");
         }
