@@ -1,6 +1,7 @@
 //! Everyday kubectl on WorkerPools against the API emulator, with the real
 //! kubectl (`$KUBECTL`, from scripts/test.sh): `explain` shows a description
-//! for every field, `describe` shows status and Events, `get -w` shows a
+//! for every field, `describe` and `get events` show status and the
+//! operator's (events.k8s.io/v1) Events, `get -w` shows a
 //! status change. Plus a walk of the CRD schema that fails on any property
 //! without a description.
 
@@ -183,18 +184,21 @@ async fn kubectl_describe_and_watch_a_workerpool() {
         .await
         .contains("workerpool.workerpool.dev/orders created"));
     set_status(&cluster, 2, 6).await;
+    // The operator writes events.k8s.io/v1 Events; kubectl lists core/v1.
     let uid = cluster.pool("orders")["metadata"]["uid"].clone();
-    let event = json!({
-        "metadata": {"name": "orders.1"},
-        "involvedObject": {"apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool",
-                           "name": "orders", "namespace": "shop", "uid": uid},
-        "reason": "ScaledUp", "message": "2 -> 6: celery=120 wants 6", "type": "Normal",
-        "source": {"component": "workerpool-operator"},
-    });
-    cluster
-        .emu
-        .create_json("v1/events", "shop", event)
-        .expect("event stored");
+    let event: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": "orders.1", "namespace": "shop"},
+        "regarding": {"apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool",
+                      "name": "orders", "namespace": "shop", "uid": uid},
+        "reason": "ScaledUp", "note": "2 -> 6: celery=120 wants 6", "type": "Normal",
+        "action": "Scale", "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "workerpool.dev/operator", "reportingInstance": "test",
+    }))
+    .expect("an Event");
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(cluster.client.clone(), "shop")
+        .create(&Default::default(), &event)
+        .await
+        .expect("event created");
 
     let out = k.ok(&["-n", "shop", "describe", "wp", "orders"]).await;
     assert!(

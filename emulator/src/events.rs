@@ -24,8 +24,11 @@ pub fn core_view(event: &Value) -> Value {
     let fields = [
         ("apiVersion", json!("v1")),
         ("kind", json!("Event")),
-        ("metadata", json!({"name": meta["name"], "namespace": meta["namespace"],
-                            "labels": meta["labels"], "annotations": meta["annotations"]})),
+        (
+            "metadata",
+            json!({"name": meta["name"], "namespace": meta["namespace"],
+                            "labels": meta["labels"], "annotations": meta["annotations"]}),
+        ),
         ("involvedObject", event["regarding"].clone()),
         ("related", event["related"].clone()),
         ("reason", event["reason"].clone()),
@@ -35,7 +38,10 @@ pub fn core_view(event: &Value) -> Value {
         ("eventTime", event["eventTime"].clone()),
         ("reportingComponent", event["reportingController"].clone()),
         ("reportingInstance", event["reportingInstance"].clone()),
-        ("source", json!({"component": event["reportingController"], "host": event["deprecatedSource"]["host"]})),
+        (
+            "source",
+            json!({"component": event["reportingController"], "host": event["deprecatedSource"]["host"]}),
+        ),
         ("count", json!(count)),
         ("firstTimestamp", event["deprecatedFirstTimestamp"].clone()),
         ("lastTimestamp", last.map_or(Value::Null, |t| json!(t))),
@@ -73,7 +79,10 @@ pub fn mirror_to_core(store: &mut Store, opts: &WriteOpts, event: &Value) {
     let target = Target {
         ty,
         version: "v1".into(),
-        namespace: event["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
+        namespace: event["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     };
     let _ = objects::create(store, &target, opts, core_view(event));
 }
@@ -95,7 +104,10 @@ mod test {
         let core = core_view(&event);
         assert_eq!(core["involvedObject"]["name"], "orders");
         assert_eq!(core["message"], "1 -> 5");
-        assert_eq!(core["source"], json!({"component": "workerpool.dev/operator"}));
+        assert_eq!(
+            core["source"],
+            json!({"component": "workerpool.dev/operator"})
+        );
         assert_eq!(core["count"], 1);
         assert_eq!(core["lastTimestamp"], "2026-01-01T00:00:00.000000Z");
         assert_eq!(core["metadata"], json!({"name": "e1", "namespace": "shop"}));

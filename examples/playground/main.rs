@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Command-line flags (scripts/playground.sh passes its arguments through).
 #[derive(Parser, Clone, Debug)]
@@ -62,10 +63,13 @@ pub struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Taken over before any child starts: from here on Ctrl-C cannot end
+    // this process before it has stopped what it started.
+    let mut stop = Stop::new()?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let mut stack = stack::Stack::start(&args).await?;
-    let outcome = run(&args, &stack).await;
+    let outcome = run(&args, &stack, &mut stop).await;
     // Whatever happened, nothing this process started is left running.
     stack.stop().await;
     outcome
@@ -73,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// Sets up the demo objects, then runs traffic and the view until Ctrl-C
 /// (or until the operator exits, which is an error).
-async fn run(args: &Args, stack: &stack::Stack) -> anyhow::Result<()> {
+async fn run(args: &Args, stack: &stack::Stack, stop: &mut Stop) -> anyhow::Result<()> {
     stack.apply_manifests(args).await?;
     let mut view = view::View::new(args, stack);
     let started = Instant::now();
@@ -82,8 +86,8 @@ async fn run(args: &Args, stack: &stack::Stack) -> anyhow::Result<()> {
     let mut ticks: u64 = 0;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                println!("\nCtrl-C: stopping the operator, redis-server and the API emulator");
+            _ = stop.requested() => {
+                println!("\nstopping the operator, redis-server and the API emulator");
                 return Ok(());
             }
             exited = stack.operator_exited() => {
@@ -96,6 +100,28 @@ async fn run(args: &Args, stack: &stack::Stack) -> anyhow::Result<()> {
                     view.show(&traffic.snapshot(started.elapsed()).await?);
                 }
             }
+        }
+    }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+struct Stop {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Stop {
+    fn new() -> std::io::Result<Stop> {
+        Ok(Stop {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn requested(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
 }
