@@ -96,7 +96,7 @@ async fn run(args: &Args, stack: &stack::Stack, stop: &mut Stop) -> anyhow::Resu
             _ = tick.tick() => {
                 traffic.step(started.elapsed()).await?;
                 ticks += 1;
-                if ticks % 4 == 0 {
+                if ticks.is_multiple_of(4) {
                     view.show(&traffic.snapshot(started.elapsed()).await?);
                 }
             }
