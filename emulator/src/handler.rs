@@ -137,10 +137,13 @@ fn write_opts(req: &Request<'_>) -> ApiResult<WriteOpts> {
 
 fn parse_body(req: &Request<'_>) -> ApiResult<Value> {
     let ct = req.content_type;
+    if crate::protobuf::is_protobuf(ct) {
+        return crate::protobuf::decode_object(&req.body);
+    }
     if ct.contains("protobuf") || ct.contains("cbor") {
         return Err(ApiError::unsupported_media_type(
             ct,
-            "application/json, application/yaml",
+            "application/json, application/yaml, application/vnd.kubernetes.protobuf",
         ));
     }
     let v: Value = if ct.contains("yaml") {
@@ -215,7 +218,12 @@ fn resource(shared: &Arc<Shared>, req: &Request<'_>, p: &ResourcePath) -> ApiRes
         Verb::Create => {
             let body = parse_body(req)?;
             let opts = write_opts(req)?;
-            let w = objects::create(&mut shared.store.lock(), &t, &opts, body)?;
+            let mut store = shared.store.lock();
+            let w = objects::create(&mut store, &t, &opts, body)?;
+            if t.ty.group == "events.k8s.io" && !opts.dry_run {
+                crate::events::mirror_to_core(&mut store, &opts, &w.object);
+            }
+            drop(store);
             Ok(written(&t, w, 201))
         }
         Verb::Update => {

@@ -1,9 +1,10 @@
-//! A minimal OpenAPI v3 discovery: just enough for kubectl to see that the
+//! A minimal OpenAPI v3 discovery: enough for kubectl to see that the
 //! server supports `fieldValidation` and so validate on the server side
 //! (it looks for a PATCH operation with that query parameter and the
-//! resource's `x-kubernetes-group-version-kind`). No schemas are published:
-//! `kubectl explain` does not work, and kubectl computes strategic merge
-//! patches from its compiled-in types. `/openapi/v2` is 404.
+//! resource's `x-kubernetes-group-version-kind`), and the schema of every
+//! custom resource version (from its CRD) so `kubectl explain` works for
+//! custom resources. Built-in types publish no schema: kubectl computes
+//! strategic merge patches from its compiled-in types. `/openapi/v2` is 404.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -65,8 +66,36 @@ fn doc_for(group: &str, version: &str, types: &[&ResourceType]) -> Value {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "unversioned"},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas(group, version, types)},
     })
+}
+
+/// The schema name the apiserver uses for a custom resource:
+/// the group reversed, then version and kind (`dev.workerpool.v1alpha1.WorkerPool`).
+fn schema_name(group: &str, version: &str, kind: &str) -> String {
+    let mut parts: Vec<&str> = group.split('.').collect();
+    parts.reverse();
+    format!("{}.{version}.{kind}", parts.join("."))
+}
+
+/// Each custom resource's `openAPIV3Schema`, tagged with its GVK so
+/// `kubectl explain` can find it.
+fn schemas(group: &str, version: &str, types: &[&ResourceType]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for t in types {
+        let Some(schema) = t.version(version).and_then(|v| v.schema.as_ref()) else {
+            continue;
+        };
+        let mut schema = schema.raw.clone();
+        if let Some(obj) = schema.as_object_mut() {
+            obj.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{"group": group, "version": version, "kind": t.kind}]),
+            );
+        }
+        out.insert(schema_name(group, version, &t.kind), schema);
+    }
+    out
 }
 
 fn hash(doc: &Value) -> String {

@@ -1,7 +1,7 @@
 //! Server-side printing: `meta.k8s.io/v1` `Table` responses for clients
 //! that ask with `Accept: application/json;as=Table;...` (kubectl get).
 //! Columns: NAME, then the CRD's additionalPrinterColumns, or a few
-//! built-in column sets (Deployments, StatefulSets, Namespaces), or AGE.
+//! built-in column sets (Deployments, StatefulSets, Namespaces, Events), or AGE.
 
 use std::sync::Arc;
 
@@ -32,6 +32,10 @@ enum Cell {
     Path(String, String),
     ReadyOf(&'static str, &'static str),
     Status(&'static str),
+    /// An Event's last occurrence (lastTimestamp, else eventTime, else creation).
+    LastSeen,
+    /// An Event's `involvedObject` as `kind/name`, kind lower-cased.
+    InvolvedObject,
 }
 
 /// Age like kubectl's `translateTimestampSince`: 45s, 12m, 5h, 3d.
@@ -118,6 +122,9 @@ fn columns(t: &Target) -> Vec<Column> {
         cols.extend(custom);
         return cols;
     }
+    if (t.ty.group.as_str(), t.ty.plural.as_str()) == ("", "events") {
+        return event_columns(cols);
+    }
     match (t.ty.group.as_str(), t.ty.plural.as_str()) {
         ("apps", "deployments") => {
             cols.push(column(
@@ -152,8 +159,33 @@ fn columns(t: &Target) -> Vec<Column> {
     cols
 }
 
+/// The apiserver's core/v1 Event columns; the name only with `-o wide`.
+fn event_columns(mut cols: Vec<Column>) -> Vec<Column> {
+    let path = |p: &str| Cell::Path(p.into(), "string".into());
+    cols[0].priority = 1;
+    let mut out = vec![column("Last Seen", "string", Cell::LastSeen)];
+    out.push(column("Type", "string", path(".type")));
+    out.push(column("Reason", "string", path(".reason")));
+    out.push(column("Object", "string", Cell::InvolvedObject));
+    out.push(column("Message", "string", path(".message")));
+    cols.extend(out);
+    cols
+}
+
 fn cell(c: &Cell, obj: &Value) -> Value {
     match c {
+        Cell::LastSeen => {
+            let at = ["lastTimestamp", "eventTime"]
+                .iter()
+                .find_map(|k| obj[*k].as_str())
+                .or(obj["metadata"]["creationTimestamp"].as_str());
+            json!(age(at.unwrap_or_default()))
+        }
+        Cell::InvolvedObject => {
+            let o = &obj["involvedObject"];
+            let kind = o["kind"].as_str().unwrap_or_default().to_lowercase();
+            json!(format!("{kind}/{}", o["name"].as_str().unwrap_or_default()))
+        }
         Cell::Name => obj["metadata"]["name"].clone(),
         Cell::Age => json!(age(obj["metadata"]["creationTimestamp"]
             .as_str()

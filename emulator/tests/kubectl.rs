@@ -215,3 +215,179 @@ async fn kubectl_get_watch_shows_an_update() {
         1
     );
 }
+
+/// What kubectl would have sent as JSON (`--dry-run=client -o json`),
+/// without the fields a client leaves null and the status (which the
+/// server resets on create).
+async fn client_side(k: &Kubectl, args: &[&str]) -> Value {
+    // The flags go before a `--`, after which everything is the command.
+    let at = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+    let mut full: Vec<&str> = args.to_vec();
+    full.splice(at..at, ["--dry-run=client", "-o", "json"]);
+    let mut v: Value = serde_json::from_str(&k.ok(&full).await).expect("dry-run JSON");
+    if let Some(meta) = v["metadata"].as_object_mut() {
+        meta.remove("creationTimestamp");
+    }
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("status");
+    }
+    v
+}
+
+fn without_server_fields(mut v: Value) -> Value {
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("status");
+    }
+    if let Some(meta) = v["metadata"].as_object_mut() {
+        for key in [
+            "creationTimestamp",
+            "resourceVersion",
+            "uid",
+            "generation",
+            "managedFields",
+        ] {
+            meta.remove(key);
+        }
+    }
+    v
+}
+
+#[tokio::test]
+async fn kubectl_typed_generators_send_protobuf_and_store_what_they_mean() {
+    let emu = Emulator::start().await.expect("emulator starts");
+    let k = Kubectl::new(&emu).await;
+
+    let out = k.ok(&["create", "namespace", "shop"]).await;
+    assert!(out.contains("namespace/shop created"), "{out}");
+    let ns = emu
+        .get_json("v1/namespaces", "", "shop")
+        .expect("namespace stored");
+    assert_eq!(ns["metadata"]["name"], "shop");
+
+    let cases: [(&[&str], &str, &str); 5] = [
+        (
+            &[
+                "create",
+                "deployment",
+                "web",
+                "--image=nginx:1.27",
+                "--replicas=0",
+                "--port=80",
+            ],
+            "apps/v1/deployments",
+            "web",
+        ),
+        (
+            &[
+                "create",
+                "configmap",
+                "cfg",
+                "--from-literal=a=1",
+                "--from-literal=b=two",
+            ],
+            "v1/configmaps",
+            "cfg",
+        ),
+        (
+            &[
+                "create",
+                "secret",
+                "generic",
+                "db",
+                "--from-literal=password=s3cr3t",
+            ],
+            "v1/secrets",
+            "db",
+        ),
+        (
+            &["create", "service", "clusterip", "web", "--tcp=80:8080"],
+            "v1/services",
+            "web",
+        ),
+        (
+            &[
+                "run",
+                "one",
+                "--image=busybox",
+                "--env=A=B",
+                "--labels=x=y",
+                "--",
+                "sleep",
+                "10",
+            ],
+            "v1/pods",
+            "one",
+        ),
+    ];
+    for (args_in, resource, name) in cases {
+        let mut args: Vec<&str> = vec!["-n", "shop"];
+        args.extend_from_slice(args_in);
+        let expected = client_side(&k, &args).await;
+        k.ok(&args).await;
+        let stored = emu.get_json(resource, "shop", name).expect("object stored");
+        assert_eq!(without_server_fields(stored), expected, "kubectl {args:?}");
+    }
+    // The `create` generators send protobuf (kubectl run sends JSON), none refused.
+    let protobuf: Vec<_> = emu
+        .requests()
+        .all()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .filter(|r| {
+            r.content_type
+                .as_deref()
+                .is_some_and(|c| c.contains("vnd.kubernetes.protobuf"))
+        })
+        .collect();
+    assert_eq!(protobuf.len(), 5, "{protobuf:?}");
+    assert!(protobuf.iter().all(|r| r.code == 201), "{protobuf:?}");
+    let d = emu
+        .get_json("apps/v1/deployments", "shop", "web")
+        .expect("stored");
+    assert_eq!(
+        d["spec"]["replicas"], 0,
+        "a zero replicas survives decoding"
+    );
+}
+
+#[tokio::test]
+async fn kubectl_scales_lists_events_and_deletes() {
+    let emu = Emulator::start().await.expect("emulator starts");
+    let k = Kubectl::new(&emu).await;
+    k.ok(&["create", "deployment", "web", "--image=nginx"])
+        .await;
+    let out = k.ok(&["scale", "deployment/web", "--replicas=4"]).await;
+    assert!(out.contains("scaled"), "{out}");
+    let d = emu
+        .get_json("apps/v1/deployments", "default", "web")
+        .expect("stored");
+    assert_eq!(d["spec"]["replicas"], 4);
+
+    let event = json!({
+        "metadata": {"name": "web.1"},
+        "involvedObject": {"kind": "Deployment", "name": "web", "namespace": "default"},
+        "reason": "ScaledUp", "message": "4 replicas for 120 queued", "type": "Normal",
+    });
+    emu.create_json("v1/events", "default", event)
+        .expect("event stored");
+    let events = k.ok(&["get", "events"]).await;
+    let header = events.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("LAST SEEN") && header.contains("REASON") && header.contains("OBJECT"),
+        "{events}"
+    );
+    assert!(
+        events.contains("ScaledUp")
+            && events.contains("deployment/web")
+            && events.contains("4 replicas for 120 queued"),
+        "{events}"
+    );
+
+    let out = k.ok(&["delete", "deployment", "web"]).await;
+    assert!(out.contains("deleted"), "{out}");
+    assert!(emu
+        .get_json("apps/v1/deployments", "default", "web")
+        .is_none());
+    let (ok, _, stderr) = k.run(&["get", "deployment", "web"]).await;
+    assert!(!ok && stderr.contains("NotFound"), "{stderr}");
+}

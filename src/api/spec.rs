@@ -196,8 +196,10 @@ impl Trigger {
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeyRef {
+    /// Name of the Secret.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// Key within the Secret's data.
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
 }
@@ -206,6 +208,7 @@ pub struct SecretKeyRef {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretRef {
+    /// Name of the Secret.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
@@ -226,11 +229,13 @@ pub struct RedisTrigger {
     /// The keys are read across a Redis Cluster (instead of `url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<super::topology::RedisCluster>,
+    /// Password for AUTH, from a Secret key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
-    /// ACL user name.
+    /// ACL user name, from a Secret key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username_secret_ref: Option<SecretKeyRef>,
+    /// TLS settings for `rediss://` URLs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<RedisTls>,
     /// LLEN of one list (a missing key is an empty list).
@@ -278,6 +283,7 @@ pub struct RedisTls {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CeleryMeasure {
+    /// Celery queue name (the task's `queue`; Celery's default is `celery`).
     #[schemars(length(min = 1))]
     pub queue: String,
     /// Also count tasks workers have prefetched but not acknowledged
@@ -309,11 +315,13 @@ pub enum StreamMeasureKind {
 #[x_kube(validation = Rule::new("self.measure == 'Length' || has(self.group)").message("group is required unless measure is Length"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StreamMeasure {
+    /// Key of the stream.
     #[schemars(length(min = 1))]
     pub name: String,
     /// Consumer group; required for Lag and Pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Which number to read: Lag (default), Pending or Length.
     #[serde(default)]
     pub measure: StreamMeasureKind,
 }
@@ -322,6 +330,7 @@ pub struct StreamMeasure {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SortedSetMeasure {
+    /// Key of the sorted set.
     #[schemars(length(min = 1))]
     pub name: String,
     /// Count only entries with score <= now (ZCOUNT -inf now); else ZCARD.
@@ -351,6 +360,7 @@ pub struct PrometheusTrigger {
     /// PromQL returning a scalar or a single-sample vector.
     #[schemars(length(min = 1, max = 16384))]
     pub query: String,
+    /// Bearer token sent as `Authorization: Bearer`, from a Secret key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token_secret_ref: Option<SecretKeyRef>,
     /// A Secret with keys `username` and `password`.
@@ -359,6 +369,7 @@ pub struct PrometheusTrigger {
     /// Extra request headers, e.g. `X-Scope-OrgID`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
+    /// What an empty result means: Error (default) or Zero.
     #[serde(default)]
     pub on_empty: OnEmpty,
 }
@@ -383,11 +394,15 @@ pub struct Behavior {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScalingRules {
+    /// Seconds of past recommendations considered: scale-up takes their
+    /// lowest, scale-down their highest, so a brief spike or dip is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 3600))]
     pub stabilization_window_seconds: Option<i32>,
+    /// Which policy applies when several allow different changes: Max (default), Min or Disabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub select_policy: Option<SelectPolicy>,
+    /// Limits on how fast replicas may change in this direction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 10))]
     pub policies: Option<Vec<ScalingPolicy>>,
@@ -418,10 +433,13 @@ pub enum PolicyType {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScalingPolicy {
+    /// Pods (a number of replicas) or Percent (of the current replicas).
     #[serde(rename = "type")]
     pub type_: PolicyType,
+    /// The most change allowed per period, in pods or percent; > 0.
     #[schemars(range(min = 1, max = 2147483647))]
     pub value: i32,
+    /// Length of the window the change is counted over, in seconds (1-1800).
     #[schemars(range(min = 1, max = 1800))]
     pub period_seconds: i32,
 }

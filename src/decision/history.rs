@@ -19,8 +19,11 @@ use super::{Decision, DrainTrack, Policy};
 /// intersects a window `(now - w, now]` iff its last sample does.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecommendationSpan {
+    /// First poll of the run (unix milliseconds).
     pub from: i64,
+    /// Last poll of the run (unix milliseconds).
     pub to: i64,
+    /// The count every poll of the run recommended.
     pub replicas: i32,
 }
 
@@ -28,7 +31,9 @@ pub struct RecommendationSpan {
 /// removed (scale-down list), as HPA's `timestampedScaleEvent`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScaleEvent {
+    /// When the target was scaled (unix milliseconds).
     pub at: i64,
+    /// Replicas added or removed.
     pub change: i32,
 }
 
@@ -36,10 +41,13 @@ pub struct ScaleEvent {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct History {
+    /// Recent recommendations as runs of equal counts (for the stabilization windows).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recommendations: Vec<RecommendationSpan>,
+    /// Recent scale-ups (for the scale-up rate policies).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scale_up_events: Vec<ScaleEvent>,
+    /// Recent scale-downs (for the scale-down rate policies).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scale_down_events: Vec<ScaleEvent>,
     /// Since when every trigger has been inactive (unset while any is active).
