@@ -47,8 +47,7 @@ use super::status::WorkerPoolStatus;
     printcolumn(
         name = "Value",
         type_ = "string",
-        json_path = ".status.triggers[0].value",
-        priority = 1
+        json_path = ".status.triggers[0].value"
     ),
     printcolumn(
         name = "Age",

@@ -177,6 +177,8 @@ impl Poll<'_> {
             Writes::Paused {
                 by_spec: self.pool.spec.paused,
             }
+        } else if self.pool.spec.mode.is_shadow() {
+            Writes::Shadow
         } else {
             Writes::Active
         }
@@ -407,7 +409,7 @@ impl Poll<'_> {
         self.scale_events(p, writes);
         self.trigger_events(st, p);
         st.last_warning = None;
-        self.record_metrics(p);
+        self.record_metrics(p, writes);
         st.expected_replicas = Some(p.current);
         let mut status = status::decided(&PollReport {
             pool: self.pool,
@@ -547,15 +549,20 @@ impl Poll<'_> {
         Ok(())
     }
 
-    fn record_metrics(&self, p: &Polled) {
+    fn record_metrics(&self, p: &Polled, writes: Writes) {
         let m = &self.ctx.metrics;
         let pool = PoolLabels {
             namespace: self.ns.into(),
             workerpool: self.name.clone(),
         };
-        m.desired_replicas
-            .get_or_create(&pool)
-            .set(i64::from(p.decision.desired));
+        let desired = i64::from(p.decision.desired);
+        if writes == Writes::Shadow {
+            m.shadow_desired_replicas.get_or_create(&pool).set(desired);
+            m.desired_replicas.remove(&pool);
+        } else {
+            m.desired_replicas.get_or_create(&pool).set(desired);
+            m.shadow_desired_replicas.remove(&pool);
+        }
         m.current_replicas
             .get_or_create(&pool)
             .set(i64::from(p.current));

@@ -54,6 +54,7 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     pub desired_replicas: Family<PoolLabels, Gauge>,
+    pub shadow_desired_replicas: Family<PoolLabels, Gauge>,
     pub current_replicas: Family<PoolLabels, Gauge>,
     pub trigger_value: Family<TriggerLabels, Gauge<f64, AtomicU64>>,
     pub trigger_arrival_rate: Family<TriggerLabels, Gauge<f64, AtomicU64>>,
@@ -80,6 +81,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let m = Metrics {
             desired_replicas: Family::default(),
+            shadow_desired_replicas: Family::default(),
             current_replicas: Family::default(),
             trigger_value: Family::default(),
             trigger_arrival_rate: Family::default(),
@@ -99,6 +101,11 @@ impl Metrics {
             "workerpool_desired_replicas",
             "Replicas the last decision wanted",
             m.desired_replicas.clone(),
+        );
+        registry.register(
+            "workerpool_shadow_desired_replicas",
+            "Shadow pools: replicas the last decision would set (nothing is written)",
+            m.shadow_desired_replicas.clone(),
         );
         registry.register(
             "workerpool_current_replicas",
@@ -212,6 +219,7 @@ impl Metrics {
             workerpool: workerpool.into(),
         };
         self.desired_replicas.remove(&pool);
+        self.shadow_desired_replicas.remove(&pool);
         self.current_replicas.remove(&pool);
         for direction in ["up", "down"] {
             self.scales.remove(&ScaleLabels {
