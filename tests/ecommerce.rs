@@ -253,7 +253,7 @@ fn check(pool: &Path) -> Value {
         k.sort();
         k
     };
-    assert_eq!(keys(&report), ["decision", "triggers"]);
+    assert_eq!(keys(&report), ["decision", "schedules", "triggers"]);
     assert_eq!(
         keys(&report["decision"]),
         ["current", "desired", "explanation"]
@@ -264,7 +264,16 @@ fn check(pool: &Path) -> Value {
     for t in report["triggers"].as_array().unwrap() {
         assert_eq!(
             keys(t),
-            ["active", "error", "name", "proposedReplicas", "value"]
+            [
+                "active",
+                "arrivalRate",
+                "error",
+                "estimatedDrainSeconds",
+                "name",
+                "proposedReplicas",
+                "throughput",
+                "value"
+            ]
         );
         assert!(t["name"].is_string() && t["active"].is_boolean() && t["error"].is_null());
         assert!(t["value"].is_number() && t["proposedReplicas"].is_i64());

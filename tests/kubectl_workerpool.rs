@@ -224,10 +224,14 @@ async fn kubectl_describe_and_watch_a_workerpool() {
     let first = lines.next_line().await.expect("read").unwrap_or_default();
     assert!(first.starts_with("orders"), "{first}");
     set_status(&cluster, 6, 6).await;
-    // CURRENT is the fifth column (NAME TARGET MIN MAX CURRENT ...).
+    // CURRENT's column, as the header names it.
+    let current = header
+        .split_whitespace()
+        .position(|h| h == "CURRENT")
+        .expect("a CURRENT column");
     let read = async {
         while let Some(line) = lines.next_line().await.expect("read") {
-            if line.split_whitespace().nth(4) == Some("6") {
+            if line.split_whitespace().nth(current) == Some("6") {
                 return line;
             }
         }

@@ -9,8 +9,6 @@
 
 mod support;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -18,7 +16,8 @@ use axum::response::IntoResponse;
 use kube_emulator::Gvr;
 use serde_json::{json, Value};
 use support::cluster::{eventually, http_get, Cluster};
-use support::redis::{connect, free_port, RedisProcess};
+use support::operator_process::OperatorProcess;
+use support::redis::{connect, RedisProcess};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -203,30 +202,9 @@ async fn secret_values_never_reach_logs_events_or_status() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     c.emu.write_kubeconfig(&kubeconfig).unwrap();
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_workerpool-operator"))
-        .args(["run", "--log-format", "json"])
-        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Drain the pipes while it runs (a full pipe would block the operator).
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
+    // The operator binds its HTTP port itself (port 0) and logs it: no port
+    // is picked in advance that another process could take meanwhile.
+    let op = OperatorProcess::start(&kubeconfig, &[]);
 
     eventually("the right password scales (30 / 10)", T, || async {
         (c.replicas("w-good") == Some(3)).then_some(())
@@ -253,28 +231,11 @@ async fn secret_values_never_reach_logs_events_or_status() {
     let (_, _, bearer) = c.condition("bearer", "MetricsAvailable").unwrap();
     assert!(bearer.contains("HTTP 401"), "{bearer}");
     assert!(!bearer.contains("credentials"), "{bearer}");
-    let metrics = http_get(([127, 0, 0, 1], port).into(), "/metrics")
+    let metrics = http_get(op.http_addr, "/metrics")
         .await
         .map(|(_, b)| b)
         .unwrap_or_default();
-
-    // Stop it (SIGTERM) and read everything it logged.
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let stdout = out_reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
-    let logs = format!("{stdout}\n{stderr}");
+    let logs = op.stop();
     assert!(
         logs.lines().filter(|l| l.contains("\"DEBUG\"")).count() > 10,
         "expected debug logs to scan:\n{}",

@@ -236,3 +236,48 @@ fn wrong_type_and_missing_file_are_one_line_errors() {
     );
     assert!(!out.status.success());
 }
+
+#[test]
+fn check_prints_a_json_error_for_an_invalid_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("bad.yaml");
+    std::fs::write(
+        &pool,
+        "apiVersion: workerpool.dev/v1alpha1\nkind: WorkerPool\nspec: {}\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "-f", pool.to_str().unwrap(), "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    assert!(
+        report["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{report}"
+    );
+}
+
+#[test]
+fn boolean_flags_take_the_usual_spellings_from_the_environment() {
+    for value in ["1", "yes", "true", "on", "0", "no", "false", "off"] {
+        let out = bin()
+            .args([
+                "run",
+                "--kubeconfig",
+                "/nonexistent/kubeconfig",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .env("LEADER_ELECTION", value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Parsing passed: the run fails later, on the missing kubeconfig.
+        assert!(
+            stderr.contains("/nonexistent/kubeconfig"),
+            "LEADER_ELECTION={value}: {stderr}"
+        );
+    }
+}

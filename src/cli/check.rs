@@ -465,6 +465,22 @@ spec:
     }
 
     #[test]
+    fn a_secret_file_loses_one_final_newline_only() {
+        let dir = tempfile::tempdir().unwrap();
+        for (written, read) in [
+            (&b"pw\n"[..], &b"pw"[..]),
+            (b"pw\r\n", b"pw"),
+            (b"pw\n\n", b"pw\n"),
+            (b"pw", b"pw"),
+        ] {
+            let path = dir.path().join("secret");
+            std::fs::write(&path, written).unwrap();
+            let f = parse_secret_flag(&format!("s/k=@{}", path.display())).unwrap();
+            assert_eq!(f.value, read, "{written:?}");
+        }
+    }
+
+    #[test]
     fn secret_flags() {
         let f = parse_secret_flag("redis-auth/password=a=b/c").unwrap();
         assert_eq!(

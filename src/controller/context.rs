@@ -14,7 +14,7 @@ use kube::Client;
 use super::hpas::HpaIndex;
 use super::prepare::Prepared;
 use super::secrets::SecretCache;
-use super::targets::{Claim, TargetIndex};
+use super::targets::TargetIndex;
 use crate::api::WorkerPool;
 use crate::decision::History;
 use crate::runtime::metrics::Metrics;
@@ -61,8 +61,6 @@ pub struct PoolState {
     pub last_warning: Option<String>,
     /// Trigger names currently failing (one Event per failure episode).
     pub failing: HashSet<String>,
-    /// What this pool last told the target index (see [`TargetIndex`]).
-    pub claim: Option<Claim>,
     /// An authentication failure asks for the Secrets to be read again.
     pub refresh_secrets: bool,
     /// Consecutive reconcile errors, for backoff.

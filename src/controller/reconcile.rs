@@ -20,7 +20,7 @@ use super::prepare::{prepare, read_secrets, referenced_secrets, PrepareError};
 use super::restore::restore_history;
 use super::status::{self, PollReport, Writes};
 use super::target::{self, TargetState};
-use super::targets::{Claim, TargetKey};
+use super::targets::TargetKey;
 use crate::api::{WorkerPool, WorkerPoolStatus, PAUSE_ANNOTATION};
 use crate::decision::{decide, Decision, History, Reading, ScaleEventKind};
 use crate::runtime::metrics::{ErrorLabels, PoolLabels, ScaleLabels, TriggerLabels};
@@ -146,7 +146,6 @@ impl Poll<'_> {
             st.next_due = None;
             return Ok(Action::requeue(self.polling(st)));
         }
-        self.claim_target(st, writes);
         let (current, found) = match self.read_target(st).await? {
             Some(found) => found,
             None => return self.stand_down(st, self.target_not_found(), writes).await,
@@ -156,6 +155,11 @@ impl Poll<'_> {
             return Ok(Action::requeue(wait));
         }
         if !writes.passive() {
+            if !self.ctx.targets.synced() {
+                // Until every pool is known, an older pool on the same
+                // target could still appear: write nothing yet.
+                return Ok(Action::requeue(Duration::from_millis(200)));
+            }
             if let Some(conflict) = self.conflict() {
                 st.next_due = None;
                 return self.stand_down(st, conflict, writes).await;
@@ -227,20 +231,6 @@ impl Poll<'_> {
                 st.prepared = None;
                 Err(e)
             }
-        }
-    }
-
-    /// Keeps the target index's entry for this pool current (only when its
-    /// target or passivity changed: one lock per change, not per poll).
-    fn claim_target(&self, st: &mut PoolState, writes: Writes) {
-        let claim = Claim {
-            target: TargetKey::of(self.ns, &self.pool.spec.scale_target_ref),
-            created: self.pool.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            passive: writes.passive(),
-        };
-        if st.claim.as_ref() != Some(&claim) {
-            self.ctx.targets.claim(self.key, st.claim.as_ref(), &claim);
-            st.claim = Some(claim);
         }
     }
 

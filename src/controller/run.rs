@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::Api;
@@ -171,6 +171,7 @@ async fn forget_deleted_pools(ctx: Arc<Context>, pools: Store<WorkerPool>) {
 fn pool_watch(
     client: &Client,
     scope: &Scope,
+    ctx: Arc<Context>,
 ) -> (
     Store<WorkerPool>,
     impl Stream<Item = Result<WorkerPool, watcher::Error>>,
@@ -181,6 +182,8 @@ fn pool_watch(
         // managedFields are a third of a pool's size in the cache and never read.
         .modify(|p: &mut WorkerPool| p.managed_fields_mut().clear())
         .reflect(writer)
+        // Every pool's claim on its target, before any pool polls.
+        .inspect_ok(move |event| ctx.targets.observe(event))
         .applied_objects()
         .predicate_filter(
             |p: &WorkerPool| {
@@ -207,7 +210,7 @@ pub async fn run(
     let Some(streams) = caches.streams.take() else {
         return;
     };
-    let (pool_store, pools) = pool_watch(&client, &scope);
+    let (pool_store, pools) = pool_watch(&client, &scope, ctx.clone());
     // The HPA watch and the clean-up of deleted pools live exactly as long
     // as the controller: a stopped operator keeps no watch open.
     let hpa_ctx = ctx.clone();

@@ -382,3 +382,49 @@ pub fn limit_reason(l: &Limit) -> &'static str {
         Limit::CooldownPending { .. } => "CooldownPending",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{decide, Policy, Reading, Rules, TriggerPolicy};
+
+    fn policy(min: i32) -> Policy {
+        Policy {
+            min_replicas: min,
+            max_replicas: 10,
+            cooldown_ms: 60_000,
+            triggers: vec![TriggerPolicy {
+                name: "q".into(),
+                target_per_replica: 1.0,
+                activation_threshold: 0.0,
+                drain: None,
+            }],
+            scale_up: Rules::default_scale_up(),
+            scale_down: Rules::default_scale_down(),
+            tolerance: 0.1,
+            fallback: None,
+            schedules: Vec::new(),
+        }
+    }
+
+    fn reason(min: i32, current: i32, reading: Reading, history: &History) -> String {
+        let d = decide(&policy(min), 1_000_000, current, &[reading], history);
+        limited_condition(&d).reason
+    }
+
+    #[test]
+    fn scaling_limited_names_the_limit_that_decided_the_outcome() {
+        // Wants 0, floor 1, but the scale-down window (seeded with the
+        // current count) holds 5: the window decided, not the floor.
+        let held = reason(1, 5, Reading::Value(0.0), &History::default());
+        assert_eq!(held, "ScaleDownStabilized");
+        // Inactive with minReplicas 0, inside the cooldown.
+        let mut h = History::default();
+        h.record_recommendation(999_000, 0);
+        h.inactive_since = Some(999_000);
+        assert_eq!(reason(0, 2, Reading::Value(0.0), &h), "CooldownPending");
+        // Nothing bound it.
+        let free = reason(1, 3, Reading::Value(3.0), &History::default());
+        assert_eq!(free, "DesiredWithinRange");
+    }
+}

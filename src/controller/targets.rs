@@ -8,17 +8,19 @@
 //! retargeted. Paused and shadow pools write nothing, so they never own a
 //! target against an active pool and never block one.
 //!
-//! The index lives in memory, updated when a pool's target or passivity
-//! changes, so the ownership check costs one map look-up per poll however
-//! many pools there are.
+//! The index lives in memory, fed by the WorkerPool watch's events (so
+//! every pool is known before any of them polls, and a deleted pool's claim
+//! goes at once); the ownership check costs one map look-up per poll
+//! however many pools there are.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher::Event;
 
-use crate::api::{ScaleTargetRef, WorkerPool};
+use crate::api::{ScaleTargetRef, WorkerPool, PAUSE_ANNOTATION};
 
 /// A target as the index keys it: namespace, API group, kind, name (the
 /// version does not change which object it is).
@@ -55,82 +57,161 @@ pub struct Claim {
     pub passive: bool,
 }
 
-#[derive(Clone, Debug)]
-struct Claimant {
-    pool: ObjectRef<WorkerPool>,
-    created: Option<Timestamp>,
-    passive: bool,
+impl Claim {
+    /// The claim a WorkerPool makes, as the watch delivers it.
+    pub fn of(pool: &WorkerPool) -> Option<(ObjectRef<WorkerPool>, Claim)> {
+        let namespace = pool.metadata.namespace.as_deref()?;
+        let paused = pool.spec.paused
+            || pool
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(PAUSE_ANNOTATION))
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let claim = Claim {
+            target: TargetKey::of(namespace, &pool.spec.scale_target_ref),
+            created: pool.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            passive: paused || pool.spec.mode.is_shadow(),
+        };
+        Some((ObjectRef::from_obj(pool), claim))
+    }
 }
 
-/// Target → the pools that name it.
+#[derive(Default)]
+struct Claims {
+    by_pool: HashMap<ObjectRef<WorkerPool>, Claim>,
+    by_target: HashMap<TargetKey, Vec<ObjectRef<WorkerPool>>>,
+    /// A re-list under way: the pools it has delivered so far (each is
+    /// claimed at once; at the end, pools it did not deliver are dropped).
+    relisting: Option<std::collections::HashSet<ObjectRef<WorkerPool>>>,
+}
+
+impl Claims {
+    fn insert(&mut self, pool: ObjectRef<WorkerPool>, claim: Claim) {
+        self.remove(&pool);
+        let pools = self.by_target.entry(claim.target.clone()).or_default();
+        pools.push(pool.clone());
+        self.by_pool.insert(pool, claim);
+    }
+
+    fn remove(&mut self, pool: &ObjectRef<WorkerPool>) {
+        let Some(old) = self.by_pool.remove(pool) else {
+            return;
+        };
+        if let Some(pools) = self.by_target.get_mut(&old.target) {
+            pools.retain(|p| p != pool);
+            if pools.is_empty() {
+                self.by_target.remove(&old.target);
+            }
+        }
+    }
+
+    /// Drops every pool the finished re-list did not deliver.
+    fn keep_only(&mut self, seen: &std::collections::HashSet<ObjectRef<WorkerPool>>) {
+        let gone: Vec<_> = self
+            .by_pool
+            .keys()
+            .filter(|p| !seen.contains(p))
+            .cloned()
+            .collect();
+        for pool in gone {
+            self.remove(&pool);
+        }
+    }
+}
+
+/// Target → the pools that name it, kept from the WorkerPool watch's events,
+/// so every pool the API server holds is known before any of them polls.
 #[derive(Default)]
 pub struct TargetIndex {
-    by_target: Mutex<HashMap<TargetKey, Vec<Claimant>>>,
+    claims: Mutex<Claims>,
+    /// The first full list of pools is in: before it, a pool cannot know
+    /// whether an older one names its target, so none may write.
+    synced: std::sync::atomic::AtomicBool,
 }
 
 impl TargetIndex {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TargetKey, Vec<Claimant>>> {
-        self.by_target.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Claims> {
+        self.claims.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records `claim` for `pool`, replacing `old` (its previous claim).
-    pub fn claim(&self, pool: &ObjectRef<WorkerPool>, old: Option<&Claim>, claim: &Claim) {
-        let mut map = self.lock();
-        if let Some(old) = old {
-            remove(&mut map, &old.target, pool);
+    /// Takes one event of the WorkerPool watch.
+    pub fn observe(&self, event: &Event<WorkerPool>) {
+        let mut claims = self.lock();
+        match event {
+            Event::Apply(p) => {
+                if let Some((pool, claim)) = Claim::of(p) {
+                    claims.insert(pool, claim);
+                }
+            }
+            Event::Delete(p) => claims.remove(&ObjectRef::from_obj(p)),
+            Event::Init => claims.relisting = Some(Default::default()),
+            Event::InitApply(p) => {
+                if let Some((pool, claim)) = Claim::of(p) {
+                    claims
+                        .relisting
+                        .get_or_insert_with(Default::default)
+                        .insert(pool.clone());
+                    claims.insert(pool, claim);
+                }
+            }
+            Event::InitDone => {
+                let seen = claims.relisting.take().unwrap_or_default();
+                claims.keep_only(&seen);
+                self.synced
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
         }
-        map.entry(claim.target.clone()).or_default().push(Claimant {
-            pool: pool.clone(),
-            created: claim.created,
-            passive: claim.passive,
-        });
+    }
+
+    /// Whether every pool of the first list is known.
+    pub fn synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records `claim` for `pool` (tests, and pools known before their event).
+    pub fn claim(&self, pool: &ObjectRef<WorkerPool>, claim: &Claim) {
+        self.lock().insert(pool.clone(), claim.clone());
     }
 
     /// Forgets every pool for which `keep` is false (deleted pools).
     pub fn retain(&self, keep: impl Fn(&ObjectRef<WorkerPool>) -> bool) {
-        let mut map = self.lock();
-        map.retain(|_, claimants| {
-            claimants.retain(|c| keep(&c.pool));
-            !claimants.is_empty()
-        });
+        let mut claims = self.lock();
+        let gone: Vec<_> = claims
+            .by_pool
+            .keys()
+            .filter(|p| !keep(p))
+            .cloned()
+            .collect();
+        for pool in gone {
+            claims.remove(&pool);
+        }
     }
 
     /// Pools that name this target.
     pub fn pools_for(&self, target: &TargetKey) -> Vec<ObjectRef<WorkerPool>> {
         self.lock()
+            .by_target
             .get(target)
-            .map(|cs| cs.iter().map(|c| c.pool.clone()).collect())
+            .cloned()
             .unwrap_or_default()
     }
 
     /// The pool that owns `target`: the oldest active claimant, ties broken
     /// by name. None when no active pool names it.
     pub fn owner(&self, target: &TargetKey) -> Option<ObjectRef<WorkerPool>> {
-        let map = self.lock();
-        map.get(target)?
-            .iter()
-            .filter(|c| !c.passive)
-            .min_by(|a, b| {
+        let claims = self.lock();
+        let active = claims.by_target.get(target)?.iter().filter_map(|p| {
+            let c = claims.by_pool.get(p)?;
+            (!c.passive).then_some((p, c))
+        });
+        active
+            .min_by(|(pa, a), (pb, b)| {
                 // A pool with no creation time (never from the API server) sorts last.
-                let time = |c: &Claimant| (c.created.is_none(), c.created);
-                time(a)
-                    .cmp(&time(b))
-                    .then_with(|| a.pool.name.cmp(&b.pool.name))
+                let time = |c: &Claim| (c.created.is_none(), c.created);
+                time(a).cmp(&time(b)).then_with(|| pa.name.cmp(&pb.name))
             })
-            .map(|c| c.pool.clone())
-    }
-}
-
-fn remove(
-    map: &mut HashMap<TargetKey, Vec<Claimant>>,
-    key: &TargetKey,
-    pool: &ObjectRef<WorkerPool>,
-) {
-    if let Some(cs) = map.get_mut(key) {
-        cs.retain(|c| &c.pool != pool);
-        if cs.is_empty() {
-            map.remove(key);
-        }
+            .map(|(p, _)| p.clone())
     }
 }
 
@@ -162,9 +243,9 @@ mod tests {
     #[test]
     fn the_oldest_active_pool_owns_and_names_break_ties() {
         let idx = TargetIndex::default();
-        idx.claim(&pool("b"), None, &claim(100, false));
-        idx.claim(&pool("c"), None, &claim(50, true));
-        idx.claim(&pool("a"), None, &claim(100, false));
+        idx.claim(&pool("b"), &claim(100, false));
+        idx.claim(&pool("c"), &claim(50, true));
+        idx.claim(&pool("a"), &claim(100, false));
         assert_eq!(idx.owner(&key()), Some(pool("a")));
         idx.retain(|p| p.name != "a");
         assert_eq!(idx.owner(&key()), Some(pool("b")));
@@ -174,11 +255,11 @@ mod tests {
     fn a_retargeted_pool_leaves_its_old_target() {
         let idx = TargetIndex::default();
         let old = claim(1, false);
-        idx.claim(&pool("a"), None, &old);
-        idx.claim(&pool("b"), None, &claim(2, false));
+        idx.claim(&pool("a"), &old);
+        idx.claim(&pool("b"), &claim(2, false));
         let mut moved = old.clone();
         moved.target.name = "other".into();
-        idx.claim(&pool("a"), Some(&old), &moved);
+        idx.claim(&pool("a"), &moved);
         assert_eq!(idx.owner(&key()), Some(pool("b")));
         assert_eq!(idx.pools_for(&moved.target), vec![pool("a")]);
     }
@@ -186,7 +267,40 @@ mod tests {
     #[test]
     fn passive_pools_never_own() {
         let idx = TargetIndex::default();
-        idx.claim(&pool("a"), None, &claim(1, true));
+        idx.claim(&pool("a"), &claim(1, true));
         assert_eq!(idx.owner(&key()), None);
+    }
+
+    fn wp(name: &str, target: &str, created: &str) -> WorkerPool {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool",
+            "metadata": {"name": name, "namespace": "shop", "creationTimestamp": created},
+            "spec": {"scaleTargetRef": {"name": target}, "maxReplicas": 3,
+                     "triggers": [{"redis": {"url": "redis://r", "list": "q"}, "targetPerReplica": 1}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_watch_feeds_claims_and_a_relist_drops_the_vanished() {
+        let idx = TargetIndex::default();
+        idx.observe(&Event::Init);
+        idx.observe(&Event::InitApply(wp("b", "w", "2026-01-01T00:00:00Z")));
+        assert!(!idx.synced(), "not every pool is known yet");
+        // Claimed at once, even mid-list.
+        assert_eq!(idx.owner(&key()), Some(pool("b")));
+        idx.observe(&Event::InitApply(wp("a", "w", "2026-01-01T00:00:05Z")));
+        idx.observe(&Event::InitDone);
+        assert!(idx.synced());
+        assert_eq!(
+            idx.owner(&key()),
+            Some(pool("b")),
+            "the older one, whatever the name"
+        );
+        idx.observe(&Event::Delete(wp("b", "w", "2026-01-01T00:00:00Z")));
+        assert_eq!(idx.owner(&key()), Some(pool("a")));
+        idx.observe(&Event::Init);
+        idx.observe(&Event::InitDone);
+        assert_eq!(idx.owner(&key()), None, "a re-list without a pool drops it");
     }
 }

@@ -133,6 +133,21 @@ impl Cluster {
         .expect("apply WorkerPool");
     }
 
+    /// Deletes a WorkerPool.
+    pub async fn delete_pool(&self, name: &str) {
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.ns,
+            &kube::discovery::ApiResource::from_gvk_with_plural(
+                &kube::core::GroupVersionKind::gvk("workerpool.dev", "v1alpha1", "WorkerPool"),
+                "workerpools",
+            ),
+        );
+        api.delete(name, &Default::default())
+            .await
+            .expect("delete WorkerPool");
+    }
+
     pub fn pool(&self, name: &str) -> Value {
         self.get_json(Gvr::new("workerpool.dev", "v1alpha1", "workerpools"), name)
             .unwrap_or(Value::Null)

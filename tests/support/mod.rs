@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod crd_schema;
 pub mod frameworks;
+pub mod operator_process;
 pub mod prometheus;
 pub mod real_api;
 pub mod redis;

@@ -84,7 +84,7 @@ use tokio::time::Instant;
 
 use super::batch::Commands;
 use super::endpoint::Endpoint;
-use super::errors::{has_code, replies, OpError};
+use super::errors::{error_text, has_code, replies, OpError};
 use crate::sources::SourceError;
 
 /// kombu's `Channel.unacked_key`.
@@ -214,7 +214,8 @@ impl InFlightIndex {
                 Err(OpError::Redis(e)) if has_code(&e, "NOPERM") => {
                     let why = format!(
                         "the server refuses what the in-flight index reads \
-                         (ZCARD/ZRANGE {UNACKED_INDEX_KEY}, HLEN/HMGET {UNACKED_KEY}): {e}"
+                         (ZCARD/ZRANGE {UNACKED_INDEX_KEY}, HLEN/HMGET {UNACKED_KEY}): {}",
+                        error_text(&e)
                     );
                     st.denied = Some((Instant::now(), why.clone()));
                     return Ok(Lookup::Denied(why));

@@ -33,7 +33,7 @@ pub(super) struct Endpoint {
 enum Place {
     /// One server: named by the URL, or the master the sentinels name.
     Single(Node),
-    Cluster(Cluster),
+    Cluster(Box<Cluster>),
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -97,13 +97,13 @@ impl Endpoint {
                 let connector = Connector::Sentinel(Arc::new(resolver));
                 Place::Single(Node::new(connector, redact.clone(), trips.clone()))
             }
-            Topology::Cluster(seeds) => Place::Cluster(Cluster::new(
+            Topology::Cluster(seeds) => Place::Cluster(Box::new(Cluster::new(
                 seeds,
                 node,
                 display.clone(),
                 redact.clone(),
                 trips.clone(),
-            )),
+            ))),
         };
         Ok(Endpoint {
             display,
@@ -280,7 +280,7 @@ impl Endpoint {
 
     /// Maps a command's error to a [`SourceError`], one line, secrets removed.
     pub(super) fn redis_error(&self, what: &str, e: &RedisError) -> SourceError {
-        let text = self.redact.clean(&e.to_string());
+        let text = self.redact.clean(&error_text(e));
         if is_auth_error(e) {
             SourceError::Auth(format!("{what}: {text}"))
         } else if connection_lost(e) || e.is_timeout() || e.is_connection_refusal() {

@@ -19,8 +19,62 @@ pub(super) fn in_context(what: &str, e: SourceError) -> SourceError {
     }
 }
 
+/// Error codes Redis (and Sentinel, Cluster, modules' usual ones) send:
+/// the only part of an error reply ever shown.
+const KNOWN_CODES: &[&str] = &[
+    "ERR",
+    "WRONGTYPE",
+    "NOPERM",
+    "NOAUTH",
+    "WRONGPASS",
+    "NOSCRIPT",
+    "READONLY",
+    "LOADING",
+    "BUSY",
+    "BUSYKEY",
+    "MOVED",
+    "ASK",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "CROSSSLOT",
+    "MASTERDOWN",
+    "EXECABORT",
+    "NOREPLICAS",
+    "OOM",
+    "MISCONF",
+    "NOPROTO",
+    "NOGROUP",
+    "BUSYGROUP",
+    "UNBLOCKED",
+];
+
+/// What a Redis error says, without a byte of the server's reply text: a
+/// reply is reduced to its error code (one of [`KNOWN_CODES`], else
+/// "an unknown error code"); an I/O failure is our own system's message;
+/// anything else is the client library's category.
+pub(super) fn error_text(e: &RedisError) -> String {
+    let mut codes: Vec<&str> = Vec::new();
+    if let Some(c) = e.code() {
+        codes.push(c);
+    }
+    let items = e.clone().into_server_errors().unwrap_or_default();
+    codes.extend(items.iter().map(|(_, s)| s.code()));
+    if let Some(code) = codes.first() {
+        let shown = KNOWN_CODES.iter().find(|k| *k == code).copied();
+        return match shown {
+            Some(code) => format!("the server replied {code}"),
+            None => "the server replied with an unknown error code".to_string(),
+        };
+    }
+    if e.is_io_error() {
+        // The operating system's words about our own socket.
+        return e.to_string();
+    }
+    e.category().to_string()
+}
+
 pub(super) fn connect_error(redact: &Redactor, e: &RedisError) -> SourceError {
-    let text = redact.clean(&e.to_string());
+    let text = redact.clean(&error_text(e));
     if is_auth_error(e) {
         SourceError::Auth(format!("authentication failed: {text}"))
     } else {

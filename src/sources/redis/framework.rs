@@ -136,6 +136,7 @@ impl FrameworkSource {
         let (waiting, in_flight, scheduled, retrying, head) = match r {
             Ok(a) => a,
             Err(OpError::Redis(e)) if has_code(&e, "WRONGTYPE") => return Err(self.wrong_type(&e)),
+            Err(OpError::Redis(e)) if has_code(&e, "TOOMANY") => return Err(self.too_many(&e)),
             Err(e) => return Err(e),
         };
         if self.measure == FrameworkMeasureKind::OldestAgeSeconds {
@@ -178,6 +179,16 @@ impl FrameworkSource {
         .await?;
         let c = ep.connection(&self.what, deadline).await?;
         ep.query_one(c, &self.evalsha).await
+    }
+
+    /// The arq script's refusal of per-job look-ups on a huge backlog (its
+    /// own words: only our script raises `TOOMANY`).
+    fn too_many(&self, e: &::redis::RedisError) -> OpError {
+        let detail = e
+            .detail()
+            .map(|d| d.split(" script:").next().unwrap_or(d).to_string())
+            .unwrap_or_default();
+        OpError::Source(SourceError::BadResult(format!("{}: {detail}", self.what)))
     }
 
     /// The script's `WRONGTYPE key K holds a T, not a U` with the framework
