@@ -32,19 +32,8 @@ fn list_pool(name: &str, target: &str, url: &str, list: &str, extra: Value) -> V
     json!({"apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool", "metadata": {"name": name}, "spec": spec})
 }
 
-/// The /scale PATCHes the emulator saw for a deployment, with their times.
 fn scale_patches(c: &Cluster, deployment: &str) -> Vec<Instant> {
-    c.emu
-        .requests()
-        .all()
-        .into_iter()
-        .filter(|r| {
-            r.method == "PATCH"
-                && r.path
-                    .ends_with(&format!("/deployments/{deployment}/scale"))
-        })
-        .map(|r| r.at)
-        .collect()
+    c.scale_patches(deployment)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

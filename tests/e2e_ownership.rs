@@ -22,18 +22,8 @@ fn pool(name: &str, target: &str, list: &str) -> Value {
                                                "policies": [{"type": "Percent", "value": 100, "periodSeconds": 1}]}}}})
 }
 
-/// The /scale PATCHes the emulator saw for a deployment.
 fn scale_patches(c: &Cluster, deployment: &str) -> usize {
-    c.emu
-        .requests()
-        .all()
-        .into_iter()
-        .filter(|r| {
-            r.method == "PATCH"
-                && r.path
-                    .ends_with(&format!("/deployments/{deployment}/scale"))
-        })
-        .count()
+    c.scale_patches(deployment).len()
 }
 
 async fn wait_for_condition(

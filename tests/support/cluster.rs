@@ -116,34 +116,44 @@ impl Cluster {
     /// Applies a WorkerPool (server-side apply, as `kubectl apply --server-side`).
     pub async fn apply_pool(&self, pool: Value) {
         let name = pool["metadata"]["name"].as_str().unwrap().to_string();
-        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        self.pools_api()
+            .patch(
+                &name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(pool),
+            )
+            .await
+            .expect("apply WorkerPool");
+    }
+
+    /// The WorkerPools of this cluster's namespace.
+    fn pools_api(&self) -> Api<kube::api::DynamicObject> {
+        Api::namespaced_with(
             self.client.clone(),
             &self.ns,
             &kube::discovery::ApiResource::from_gvk_with_plural(
                 &kube::core::GroupVersionKind::gvk("workerpool.dev", "v1alpha1", "WorkerPool"),
                 "workerpools",
             ),
-        );
-        api.patch(
-            &name,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(pool),
         )
-        .await
-        .expect("apply WorkerPool");
+    }
+
+    /// The /scale PATCHes the emulator saw for a deployment, with their times.
+    pub fn scale_patches(&self, deployment: &str) -> Vec<Instant> {
+        let path = format!("/deployments/{deployment}/scale");
+        self.emu
+            .requests()
+            .all()
+            .into_iter()
+            .filter(|r| r.method == "PATCH" && r.path.ends_with(&path))
+            .map(|r| r.at)
+            .collect()
     }
 
     /// Deletes a WorkerPool.
     pub async fn delete_pool(&self, name: &str) {
-        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
-            self.client.clone(),
-            &self.ns,
-            &kube::discovery::ApiResource::from_gvk_with_plural(
-                &kube::core::GroupVersionKind::gvk("workerpool.dev", "v1alpha1", "WorkerPool"),
-                "workerpools",
-            ),
-        );
-        api.delete(name, &Default::default())
+        self.pools_api()
+            .delete(name, &Default::default())
             .await
             .expect("delete WorkerPool");
     }
