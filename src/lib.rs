@@ -4,6 +4,9 @@
 //! - [`decision`]: the scaling math, pure;
 //! - [`cli`]: the `crd`, `simulate` and `check` commands.
 
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
 pub mod api;
 pub mod cli;
 pub mod controller;

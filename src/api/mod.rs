@@ -5,6 +5,8 @@
 //! `kubectl apply` rejects bad specs before the operator sees them; the
 //! operator re-validates with [`validate`] and reports anything else in status.
 
+#![warn(missing_docs)]
+
 mod drain;
 mod frameworks;
 mod mode;

@@ -424,7 +424,9 @@ pub enum SelectPolicy {
 /// Pods or Percent.
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PolicyType {
+    /// A number of pods.
     Pods,
+    /// A percentage of the current replicas.
     Percent,
 }
 

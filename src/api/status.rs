@@ -8,10 +8,15 @@ use crate::decision::{DrainEstimate, History};
 
 /// Condition types.
 pub mod condition {
+    /// Spec valid, target found, scaling works.
     pub const READY: &str = "Ready";
+    /// Some trigger is above its activation threshold.
     pub const ACTIVE: &str = "Active";
+    /// Every trigger was read on the last poll.
     pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
+    /// The desired count differs from what the triggers asked for.
     pub const SCALING_LIMITED: &str = "ScalingLimited";
+    /// `spec.paused` or the pause annotation is set.
     pub const PAUSED: &str = "Paused";
 }
 

@@ -16,7 +16,9 @@ use crate::decision::{
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct SpecError {
+    /// The JSON path of the field, e.g. `spec.triggers[0].redis.url`.
     pub field: String,
+    /// What is wrong with it.
     pub message: String,
 }
 

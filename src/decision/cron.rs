@@ -28,8 +28,11 @@ pub enum CronError {
     /// One field is malformed.
     #[error("{field} field {text:?}: {why}")]
     Field {
+        /// Which of the five fields (or the whole expression).
         field: &'static str,
+        /// The text that could not be used.
         text: String,
+        /// Why.
         why: String,
     },
     /// Day fields that no calendar date satisfies (say, `30 2` for 30 February).

@@ -49,6 +49,7 @@ const MAX_ITEMS: f64 = 1e15;
 pub struct DrainPolicy {
     /// The backlog should clear within this many seconds (> 0).
     pub seconds: f64,
+    /// Where completions come from.
     pub throughput: Throughput,
     /// Window of the arrival-rate estimate (> 0).
     pub rate_window_ms: i64,

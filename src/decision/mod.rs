@@ -14,6 +14,8 @@
 //!    goes straight to the bound, as `reconcileAutoscaler` does);
 //! 5. stabilization windows, then rate policies ([`behavior`]).
 
+#![warn(missing_docs)]
+
 mod behavior;
 mod cron;
 mod drain;
@@ -40,13 +42,16 @@ pub use schedule::{bounds_at, states_at, time_zone, Bounds, ScheduleError, Windo
 /// One trigger's reading on one poll.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reading {
+    /// The value read.
     Value(f64),
     /// The read failed; the text says why (never a Secret's value).
     Failed(String),
     /// A drain trigger's value with its `throughputFrom` reading: total
     /// items per second the pool completed.
     WithThroughput {
+        /// The backlog read.
         value: f64,
+        /// The measured total completions per second.
         throughput: f64,
     },
 }
@@ -78,12 +83,19 @@ impl Reading {
 /// What one trigger contributed to a decision.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TriggerOutcome {
+    /// The trigger's name.
     pub name: String,
+    /// The value read (None: the read failed).
     pub value: Option<f64>,
+    /// Replicas this trigger asks for (None: the read failed).
     pub proposed: Option<i32>,
+    /// The value is within tolerance of the current count (HPA's tolerance).
     pub within_tolerance: bool,
+    /// The value is above the activation threshold.
     pub active: bool,
+    /// Why the read failed.
     pub error: Option<String>,
+    /// Failed polls in a row, this one included.
     pub consecutive_failures: u32,
     /// The drain estimate (drain triggers read OK only).
     pub drain: Option<DrainEstimate>,
@@ -92,13 +104,18 @@ pub struct TriggerOutcome {
 /// The Event a decision deserves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScaleEventKind {
+    /// More replicas.
     ScaledOut,
+    /// Fewer replicas, not zero.
     ScaledIn,
+    /// Down to zero after the cooldown.
     ScaledToZero,
+    /// A trigger failed `failureThreshold` polls: the fallback count applies.
     FallbackApplied,
 }
 
 impl ScaleEventKind {
+    /// The Event reason.
     pub fn as_str(self) -> &'static str {
         match self {
             ScaleEventKind::ScaledOut => "ScaledOut",
@@ -112,18 +129,25 @@ impl ScaleEventKind {
 /// A limit that changed what the triggers asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
+    /// Capped at `maxReplicas` (HPA's `TooManyReplicas`).
     MaxReplicas(i32),
+    /// Raised to `minReplicas` (HPA's `TooFewReplicas`).
     MinReplicas(i32),
     /// Current count was outside [min, max] and goes straight to the bound.
     OutOfRange(i32),
+    /// Held by the scale-up stabilization window.
     ScaleUpStabilized(i32),
+    /// Held by the scale-down stabilization window.
     ScaleDownStabilized(i32),
+    /// Limited by a scale-up rate policy.
     ScaleUpPolicy(i32),
+    /// Limited by a scale-down rate policy.
     ScaleDownPolicy(i32),
     /// A trigger failed, so no scale-down on this poll.
     FailingTriggerHold(i32),
     /// Inactive, but not yet for `cooldownSeconds`: stays at >= 1.
     CooldownPending {
+        /// How long every trigger has been inactive.
         inactive_ms: i64,
     },
     /// Scale-up from zero, or zero, blocked by `selectPolicy: Disabled`.
@@ -133,11 +157,14 @@ pub enum Limit {
 /// The result of one poll.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
+    /// The target's replicas before the decision.
     pub current: i32,
+    /// The replicas to set.
     pub desired: i32,
     /// The recommendation to remember for stabilization (None when HPA
     /// would not record one: current outside [min, max]).
     pub recommendation: Option<i32>,
+    /// What each trigger read and proposed, in the policy's order.
     pub triggers: Vec<TriggerOutcome>,
     /// Some trigger is above its activation threshold.
     pub active: bool,
@@ -145,8 +172,11 @@ pub struct Decision {
     pub metrics_available: bool,
     /// The fallback is in effect on this poll.
     pub fallback: bool,
+    /// Every limit that changed the count, in the order applied.
     pub limits: Vec<Limit>,
+    /// The Event this decision deserves, if any.
     pub event: Option<ScaleEventKind>,
+    /// A one-line explanation naming every input and every limit.
     pub explanation: String,
     /// The replica range in force on this poll, and the schedules behind it.
     pub bounds: Bounds,

@@ -8,13 +8,21 @@ pub use crate::api::{PolicyType, SelectPolicy};
 /// Everything the decision needs from a spec, with HPA defaults applied.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
+    /// Fewest replicas.
     pub min_replicas: i32,
+    /// Most replicas.
     pub max_replicas: i32,
+    /// How long every trigger must be inactive before scaling to zero.
     pub cooldown_ms: i64,
+    /// The triggers, in the spec's order.
     pub triggers: Vec<TriggerPolicy>,
+    /// Scale-up behavior (HPA `behavior.scaleUp`).
     pub scale_up: Rules,
+    /// Scale-down behavior (HPA `behavior.scaleDown`).
     pub scale_down: Rules,
+    /// HPA's tolerance: a ratio this close to 1 proposes the current count.
     pub tolerance: f64,
+    /// What to do when a trigger keeps failing.
     pub fallback: Option<FallbackPolicy>,
     /// Time windows that move the bounds while open (`spec.schedules`).
     pub schedules: Vec<super::schedule::Window>,
@@ -23,11 +31,13 @@ pub struct Policy {
 /// One trigger's scaling parameters (its source lives in the spec).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TriggerPolicy {
+    /// The trigger's name (given, or `<type>-<index>`).
     pub name: String,
     /// Items one replica should hold. For a drain trigger (unused by the
     /// decision): the items one replica clears within `drain.seconds`, or
     /// `drain.seconds` when the throughput is measured.
     pub target_per_replica: f64,
+    /// Active when the value is above this.
     pub activation_threshold: f64,
     /// Size by drain time instead of `target_per_replica`.
     pub drain: Option<super::DrainPolicy>,
@@ -36,23 +46,31 @@ pub struct TriggerPolicy {
 /// One direction's behavior, as autoscaling/v2 `HPAScalingRules` after defaulting.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rules {
+    /// The stabilization window.
     pub stabilization_window_ms: i64,
+    /// Which policy's limit wins (HPA `selectPolicy`).
     pub select_policy: SelectPolicy,
+    /// The rate policies.
     pub policies: Vec<RatePolicy>,
 }
 
 /// At most `value` pods (or percent) of change per `period_ms`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RatePolicy {
+    /// Pods or Percent.
     pub kind: PolicyType,
+    /// How many pods (or percent) per period.
     pub value: i32,
+    /// The period the change is counted over.
     pub period_ms: i64,
 }
 
 /// Replicas to run while a trigger keeps failing.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FallbackPolicy {
+    /// Failed polls in a row before the fallback applies.
     pub failure_threshold: u32,
+    /// Replicas during the fallback (None: hold the current count).
     pub replicas: Option<i32>,
 }
 

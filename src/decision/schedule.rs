@@ -22,13 +22,19 @@ use super::Policy;
 /// One schedule of a spec, parsed and with its zone resolved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Window {
+    /// The schedule's name.
     pub name: String,
+    /// When each window opens.
     pub cron: Cron,
     /// The IANA name as written (for messages).
     pub zone_name: String,
+    /// The time zone the cron is read in.
     pub zone: TimeZone,
+    /// How long a window stays open.
     pub duration_ms: i64,
+    /// The floor while open.
     pub min_replicas: Option<i32>,
+    /// The ceiling while open.
     pub max_replicas: Option<i32>,
 }
 
@@ -47,15 +53,20 @@ pub fn time_zone(name: &str) -> Option<TimeZone> {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("schedule {schedule}: cannot compute its windows at {at}: {why}")]
 pub struct ScheduleError {
+    /// The schedule that could not be evaluated.
     pub schedule: String,
+    /// When (Unix milliseconds).
     pub at: i64,
+    /// Why.
     pub why: String,
 }
 
 /// The bounds in force at one instant and why.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Bounds {
+    /// The effective minReplicas.
     pub min: i32,
+    /// The effective maxReplicas.
     pub max: i32,
     /// The schedule that set the floor, when one raised it above `spec.minReplicas`.
     pub min_from: Option<String>,
@@ -246,9 +257,11 @@ pub fn bounds_at(policy: &Policy, now_ms: i64, current: i32) -> Bounds {
 /// One schedule's state at an instant, for status and `check`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WindowState {
+    /// The schedule's name.
     pub name: String,
     /// When the open window closes (None when closed).
     pub closes_at: Option<Timestamp>,
+    /// When it opens next (None: never, within the search horizon).
     pub next_opening: Option<Timestamp>,
 }
 

@@ -12,7 +12,7 @@ use super::source::Source;
 use super::trigger::{Param, TriggerCtx};
 use super::warnings::ConvertError;
 
-pub fn convert(t: &mut TriggerCtx) -> Result<Source, ConvertError> {
+pub fn convert(t: &mut TriggerCtx<'_>) -> Result<Source, ConvertError> {
     let ours = format!("{}.prometheus", t.at);
     let mut body = Mapping::new();
     let url = t.text(
@@ -61,7 +61,7 @@ pub fn convert(t: &mut TriggerCtx) -> Result<Source, ConvertError> {
 }
 
 /// `customHeaders: "X-Scope-OrgID=shop,X-Other=v"` -> `headers`.
-fn headers(t: &mut TriggerCtx, body: &mut Mapping) -> Result<(), ConvertError> {
+fn headers(t: &mut TriggerCtx<'_>, body: &mut Mapping) -> Result<(), ConvertError> {
     let Some(text) = t.meta.take_str("customHeaders", t.w)? else {
         return Ok(());
     };
@@ -85,7 +85,7 @@ fn headers(t: &mut TriggerCtx, body: &mut Mapping) -> Result<(), ConvertError> {
     Ok(())
 }
 
-fn on_empty(t: &mut TriggerCtx, body: &mut Mapping) -> Result<(), ConvertError> {
+fn on_empty(t: &mut TriggerCtx<'_>, body: &mut Mapping) -> Result<(), ConvertError> {
     let given = t.meta.take_bool("ignoreNullValues", t.w)?;
     if given == Some(false) {
         body.insert("onEmpty".into(), "Error".into());
@@ -103,7 +103,7 @@ fn on_empty(t: &mut TriggerCtx, body: &mut Mapping) -> Result<(), ConvertError> 
 }
 
 /// `authModes` bearer / basic map to Secret references; the rest cannot.
-fn auth(t: &mut TriggerCtx, body: &mut Mapping, ours: &str) -> Result<(), ConvertError> {
+fn auth(t: &mut TriggerCtx<'_>, body: &mut Mapping, ours: &str) -> Result<(), ConvertError> {
     let modes = match t.param(&["authModes", "authMode"])? {
         None => Vec::new(),
         Some(found) => match found.param {
@@ -154,7 +154,7 @@ fn auth(t: &mut TriggerCtx, body: &mut Mapping, ours: &str) -> Result<(), Conver
 
 /// KEDA takes `username` and `password` as two references; a WorkerPool
 /// reads keys `username` and `password` of one Secret.
-fn basic_auth(t: &mut TriggerCtx, body: &mut Mapping, ours: &str) -> Result<(), ConvertError> {
+fn basic_auth(t: &mut TriggerCtx<'_>, body: &mut Mapping, ours: &str) -> Result<(), ConvertError> {
     let field = format!("{ours}.basicAuthSecretRef");
     let user = t.secret(&["username"], &field)?;
     let pass = t.secret(&["password"], &field)?;
@@ -181,7 +181,7 @@ fn basic_auth(t: &mut TriggerCtx, body: &mut Mapping, ours: &str) -> Result<(), 
     Ok(())
 }
 
-fn warn_unsupported(t: &mut TriggerCtx) -> Result<(), ConvertError> {
+fn warn_unsupported(t: &mut TriggerCtx<'_>) -> Result<(), ConvertError> {
     let notes: [(&str, &str); 6] = [
         ("namespace", "no equivalent: a WorkerPool sends no namespace= query parameter; point url at an endpoint that needs none, or filter by namespace in the query"),
         ("queryParameters", "no equivalent: a WorkerPool sends only the query; move what these parameters select into the query or the url's endpoint"),

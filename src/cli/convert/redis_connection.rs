@@ -20,7 +20,7 @@ const PLACEHOLDER_ADDRESS: &str = "replace-me.invalid:6379";
 const PLACEHOLDER_MASTER: &str = "replace-me";
 
 /// The connection fields of a `redis` source, in the order they are printed.
-pub fn connection(t: &mut TriggerCtx, topology: Topology) -> Result<Mapping, ConvertError> {
+pub fn connection(t: &mut TriggerCtx<'_>, topology: Topology) -> Result<Mapping, ConvertError> {
     let ours = format!("{}.redis", t.at);
     let addresses = addresses(t, topology, &ours)?;
     let db = database(t, topology)?;
@@ -72,7 +72,7 @@ fn list(items: Vec<String>) -> Value {
 
 /// `address`/`addresses`, else `host`/`hosts` joined with `port`/`ports`.
 fn addresses(
-    t: &mut TriggerCtx,
+    t: &mut TriggerCtx<'_>,
     topology: Topology,
     ours: &str,
 ) -> Result<Vec<String>, ConvertError> {
@@ -109,7 +109,7 @@ fn addresses(
     Ok(found)
 }
 
-fn hosts_and_ports(t: &mut TriggerCtx, field: &str) -> Result<Vec<String>, ConvertError> {
+fn hosts_and_ports(t: &mut TriggerCtx<'_>, field: &str) -> Result<Vec<String>, ConvertError> {
     let hosts = t.text(&["host", "hosts"], "replace-me.invalid", field)?;
     let ports = t.text(&["port", "ports"], "6379", field)?;
     let (hosts, ports) = match (hosts, ports) {
@@ -147,7 +147,7 @@ fn join_host_port(host: &str, port: &str) -> String {
     }
 }
 
-fn database(t: &mut TriggerCtx, topology: Topology) -> Result<i64, ConvertError> {
+fn database(t: &mut TriggerCtx<'_>, topology: Topology) -> Result<i64, ConvertError> {
     let Some(db) = t.meta.take_i64("databaseIndex", t.w)? else {
         return Ok(0);
     };
@@ -169,7 +169,7 @@ fn database(t: &mut TriggerCtx, topology: Topology) -> Result<i64, ConvertError>
 
 /// The `tls` settings when TLS is on (`enableTLS` in metadata or `tls:
 /// enable` in the TriggerAuthentication), else None.
-fn tls(t: &mut TriggerCtx, ours: &str) -> Result<Option<Mapping>, ConvertError> {
+fn tls(t: &mut TriggerCtx<'_>, ours: &str) -> Result<Option<Mapping>, ConvertError> {
     let enabled = tls_enabled(t)?;
     let unsafe_ssl = t.meta.take_bool("unsafeSsl", t.w)?.unwrap_or(false);
     let ca = t.secret(&["ca"], &format!("{ours}.tls.caSecretRef"))?;
@@ -198,7 +198,7 @@ fn tls(t: &mut TriggerCtx, ours: &str) -> Result<Option<Mapping>, ConvertError> 
     Ok(Some(m))
 }
 
-fn tls_enabled(t: &mut TriggerCtx) -> Result<bool, ConvertError> {
+fn tls_enabled(t: &mut TriggerCtx<'_>) -> Result<bool, ConvertError> {
     let in_metadata = t.meta.take_bool("enableTLS", t.w)?;
     let in_auth = t.param(&["tls"])?;
     match (in_metadata, in_auth) {
@@ -218,7 +218,7 @@ fn tls_enabled(t: &mut TriggerCtx) -> Result<bool, ConvertError> {
 }
 
 fn sentinel(
-    t: &mut TriggerCtx,
+    t: &mut TriggerCtx<'_>,
     addresses: Vec<String>,
     db: i64,
     ours: &str,
@@ -248,7 +248,7 @@ fn sentinel(
 }
 
 /// Sentinel fields on a non-sentinel trigger: KEDA ignores them, and so do we, aloud.
-fn warn_sentinel_fields(t: &mut TriggerCtx) -> Result<(), ConvertError> {
+fn warn_sentinel_fields(t: &mut TriggerCtx<'_>) -> Result<(), ConvertError> {
     for name in ["sentinelMaster", "sentinelUsername", "sentinelPassword"] {
         if let Some(found) = t.param(&[name])? {
             t.w.add(

@@ -11,7 +11,7 @@ use super::warnings::ConvertError;
 /// KEDA's default `listLength` (target items per replica).
 pub const DEFAULT_LIST_LENGTH: i64 = 5;
 
-pub fn convert(t: &mut TriggerCtx, topology: Topology) -> Result<Source, ConvertError> {
+pub fn convert(t: &mut TriggerCtx<'_>, topology: Topology) -> Result<Source, ConvertError> {
     let mut body = connection(t, topology)?;
     let Some(list) = t.meta.take_str("listName", t.w)? else {
         let at = t.meta.path("listName");

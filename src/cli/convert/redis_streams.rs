@@ -14,7 +14,7 @@ use super::warnings::ConvertError;
 /// KEDA's default for both `pendingEntriesCount` and `streamLength`.
 pub const DEFAULT_TARGET: i64 = 5;
 
-pub fn convert(t: &mut TriggerCtx, topology: Topology) -> Result<Source, ConvertError> {
+pub fn convert(t: &mut TriggerCtx<'_>, topology: Topology) -> Result<Source, ConvertError> {
     let mut body = connection(t, topology)?;
     let Some(stream) = t.meta.take_str("stream", t.w)? else {
         let at = t.meta.path("stream");
@@ -48,7 +48,7 @@ pub fn convert(t: &mut TriggerCtx, topology: Topology) -> Result<Source, Convert
 /// KEDA's choice of number, and its target per replica; the counts KEDA
 /// ignores for that choice are warned about.
 fn measure_and_target(
-    t: &mut TriggerCtx,
+    t: &mut TriggerCtx<'_>,
     has_group: bool,
 ) -> Result<(&'static str, i64), ConvertError> {
     let pending = t.meta.take_i64("pendingEntriesCount", t.w)?;

@@ -66,7 +66,7 @@ pub fn convert(
     Ok(output(name, source))
 }
 
-fn by_type(t: &mut TriggerCtx, kind: &str, at: &str) -> Result<Source, ConvertError> {
+fn by_type(t: &mut TriggerCtx<'_>, kind: &str, at: &str) -> Result<Source, ConvertError> {
     match kind {
         "redis" => redis_lists::convert(t, Topology::Standalone),
         "redis-sentinel" => redis_lists::convert(t, Topology::Sentinel),
