@@ -214,217 +214,43 @@ pub fn decide(
 ) -> Decision {
     let current = current.max(0);
     let bounds = bounds_at(policy, now, current);
-    let (min, max) = (bounds.min, bounds.max);
-    let mut triggers = Vec::with_capacity(policy.triggers.len());
-    let (mut any_failed, mut any_active, mut fallback_due) = (false, false, false);
-    let mut raw_ok: Option<i32> = None;
-
-    for (i, t) in policy.triggers.iter().enumerate() {
-        let prior = history.failures.get(&t.name).copied().unwrap_or(0);
-        let judged = drain::judged_reading(t, readings.get(i));
-        let outcome = match judged.as_ref() {
-            Some(Reading::Value(v)) if v.is_finite() => {
-                let (proposed, within_tolerance, drain) = drain::propose_trigger(
-                    t,
-                    *v,
-                    readings.get(i),
-                    current,
-                    policy.tolerance,
-                    &history.drain,
-                    now,
-                );
-                let active = *v > t.activation_threshold;
-                any_active |= active;
-                raw_ok = Some(raw_ok.map_or(proposed, |r| r.max(proposed)));
-                TriggerOutcome {
-                    name: t.name.clone(),
-                    value: Some(*v),
-                    proposed: Some(proposed),
-                    within_tolerance,
-                    active,
-                    error: None,
-                    consecutive_failures: 0,
-                    drain,
-                }
-            }
-            other => {
-                let error = match other {
-                    Some(Reading::Failed(e)) => e.clone(),
-                    Some(Reading::Value(v) | Reading::WithThroughput { value: v, .. }) => {
-                        format!("value {v} is not a finite number")
-                    }
-                    None => "no reading".to_string(),
-                };
-                any_failed = true;
-                let failures = prior.saturating_add(1);
-                if policy
-                    .fallback
-                    .is_some_and(|f| failures >= f.failure_threshold)
-                {
-                    fallback_due = true;
-                }
-                TriggerOutcome {
-                    name: t.name.clone(),
-                    value: None,
-                    proposed: None,
-                    within_tolerance: false,
-                    active: false,
-                    error: Some(error),
-                    consecutive_failures: failures,
-                    drain: None,
-                }
-            }
-        };
-        triggers.push(outcome);
-    }
-
-    let inactive_since = if any_active {
+    let read = read_triggers(policy, now, current, readings, history);
+    let inactive_since = if read.any_active {
         None
-    } else if any_failed {
+    } else if read.any_failed {
         history.inactive_since
     } else {
         history.inactive_since.or(Some(now))
     };
-    let last_active = if any_active {
+    let last_active = if read.any_active {
         Some(now)
     } else {
         history.last_active
     };
-    let fallback_target =
-        fallback_due.then(|| policy.fallback.and_then(|f| f.replicas).unwrap_or(current));
-
-    let mut limits = Vec::new();
-    let mut zeroed = false;
-    let (mut desired, recommendation) = if current > max {
-        limits.push(Limit::OutOfRange(max));
-        (max, None)
-    } else if current < min {
-        limits.push(Limit::OutOfRange(min));
-        (min, None)
-    } else if min == 0 && current == 0 && !any_active && fallback_target.unwrap_or(0) <= 0 {
-        (0, Some(0))
-    } else if min == 0
-        && current > 0
-        && !any_active
-        && !any_failed
-        && inactive_since.is_some_and(|s| now.saturating_sub(s) >= policy.cooldown_ms)
-    {
-        zeroed = true;
-        (0, Some(0))
-    } else {
-        // While minReplicas is 0 but the pool is active (or cooling down),
-        // the floor is 1: only the cooldown rule above reaches 0.
-        let floor = min.max(1);
-        let mut rec = raw_ok.unwrap_or(current);
-        if any_failed && rec < current {
-            rec = current;
-            limits.push(Limit::FailingTriggerHold(current));
-        }
-        if let Some(f) = fallback_target {
-            rec = rec.max(f);
-        }
-        let clamped = rec.clamp(floor, max);
-        if clamped < rec {
-            limits.push(Limit::MaxReplicas(max));
-        } else if clamped > rec {
-            if min == 0 && !any_active && current > 0 {
-                limits.push(Limit::CooldownPending {
-                    inactive_ms: inactive_since.map_or(0, |s| now.saturating_sub(s)),
-                });
-            } else if min > 0 {
-                limits.push(Limit::MinReplicas(min));
-            }
-        }
-        let seeded;
-        // HPA's maybeInitScaleDownStabilizationWindow: with no memory of
-        // earlier polls, the current count counts as a recent recommendation,
-        // so a fresh start never scales down before a window has passed.
-        let h = if history.recommendations.is_empty() {
-            seeded = History {
-                recommendations: vec![RecommendationSpan {
-                    from: now,
-                    to: now,
-                    replicas: current,
-                }],
-                ..History::default()
-            };
-            &seeded
-        } else {
-            history
-        };
-        let (stable, how) = stabilize(
-            clamped,
-            current,
-            h,
-            &policy.scale_up,
-            &policy.scale_down,
-            now,
-        );
-        match how {
-            Some(Stabilized::ScaleUp(n)) => limits.push(Limit::ScaleUpStabilized(n)),
-            Some(Stabilized::ScaleDown(n)) => limits.push(Limit::ScaleDownStabilized(n)),
-            None => {}
-        }
-        let (mut d, rate) = limit_rate(
-            stable,
-            current,
-            (floor, max),
-            history,
-            &policy.scale_up,
-            &policy.scale_down,
-            now,
-        );
-        match rate {
-            Some(RateLimit::ScaleUpPolicy(n)) => limits.push(Limit::ScaleUpPolicy(n)),
-            Some(RateLimit::ScaleDownPolicy(n)) => limits.push(Limit::ScaleDownPolicy(n)),
-            Some(RateLimit::Max(n)) if !limits.contains(&Limit::MaxReplicas(n)) => {
-                limits.push(Limit::MaxReplicas(n))
-            }
-            Some(RateLimit::Min(n)) if min > 0 && !limits.contains(&Limit::MinReplicas(n)) => {
-                limits.push(Limit::MinReplicas(n))
-            }
-            _ => {}
-        }
-        if current == 0 && d == 0 {
-            // Percent policies allow nothing from 0; activation is what wakes a pool.
-            if policy.scale_up.select_policy == SelectPolicy::Disabled {
-                limits.push(Limit::Disabled);
-            } else {
-                d = 1;
-            }
-        }
-        (d, Some(clamped))
+    let fallback_target = read
+        .fallback_due
+        .then(|| policy.fallback.and_then(|f| f.replicas).unwrap_or(current));
+    let step = Step {
+        policy,
+        history,
+        now,
+        current,
+        min: bounds.min,
+        max: bounds.max,
+        read: &read,
+        inactive_since,
+        fallback_target,
     };
-
-    // Invariants, whatever the rules above did: stay in range, and never
-    // scale down on a poll where a trigger failed (unless out of range).
-    desired = desired.clamp(min, max);
-    if any_failed && desired < current && current <= max {
-        desired = current;
-        limits.push(Limit::FailingTriggerHold(current));
-    }
-
-    let fallback = fallback_target.is_some();
-    let event = if fallback && (history.fallback_since.is_none() || desired != current) {
-        Some(ScaleEventKind::FallbackApplied)
-    } else if desired == 0 && current > 0 {
-        Some(ScaleEventKind::ScaledToZero)
-    } else if desired > current {
-        Some(ScaleEventKind::ScaledOut)
-    } else if desired < current {
-        Some(ScaleEventKind::ScaledIn)
-    } else {
-        None
-    };
-
+    let (desired, recommendation, limits, zeroed) = step.recommend();
+    let event = event_of(&step, desired);
     let mut decision = Decision {
         current,
         desired,
         recommendation,
-        triggers,
-        active: any_active,
-        metrics_available: !any_failed,
-        fallback,
+        active: read.any_active,
+        metrics_available: !read.any_failed,
+        fallback: fallback_target.is_some(),
+        triggers: read.triggers,
         limits,
         event,
         explanation: String::new(),
@@ -440,6 +266,296 @@ pub fn decide(
         inactive_since.map(|s| now.saturating_sub(s)),
     );
     decision
+}
+
+/// Every trigger's outcome, and what they say together.
+struct Readout {
+    triggers: Vec<TriggerOutcome>,
+    any_failed: bool,
+    any_active: bool,
+    /// The largest proposal of the triggers read OK.
+    raw_ok: Option<i32>,
+    /// A trigger failed `fallback.failureThreshold` polls in a row.
+    fallback_due: bool,
+}
+
+/// Step 1 (HPA's per-metric replica calculation): each trigger's proposal,
+/// or its failure.
+fn read_triggers(
+    policy: &Policy,
+    now: i64,
+    current: i32,
+    readings: &[Reading],
+    history: &History,
+) -> Readout {
+    let mut read = Readout {
+        triggers: Vec::with_capacity(policy.triggers.len()),
+        any_failed: false,
+        any_active: false,
+        raw_ok: None,
+        fallback_due: false,
+    };
+    for (i, t) in policy.triggers.iter().enumerate() {
+        let judged = drain::judged_reading(t, readings.get(i));
+        let outcome = match judged.as_ref() {
+            Some(Reading::Value(v)) if v.is_finite() => {
+                let (proposed, within_tolerance, drain) = drain::propose_trigger(
+                    t,
+                    *v,
+                    readings.get(i),
+                    current,
+                    policy.tolerance,
+                    &history.drain,
+                    now,
+                );
+                let active = *v > t.activation_threshold;
+                read.any_active |= active;
+                read.raw_ok = Some(read.raw_ok.map_or(proposed, |r| r.max(proposed)));
+                TriggerOutcome {
+                    name: t.name.clone(),
+                    value: Some(*v),
+                    proposed: Some(proposed),
+                    within_tolerance,
+                    active,
+                    error: None,
+                    consecutive_failures: 0,
+                    drain,
+                }
+            }
+            other => failed_outcome(policy, t, other, history, &mut read),
+        };
+        read.triggers.push(outcome);
+    }
+    read
+}
+
+/// A trigger whose read failed (or gave no finite number).
+fn failed_outcome(
+    policy: &Policy,
+    t: &TriggerPolicy,
+    reading: Option<&Reading>,
+    history: &History,
+    read: &mut Readout,
+) -> TriggerOutcome {
+    let error = match reading {
+        Some(Reading::Failed(e)) => e.clone(),
+        Some(Reading::Value(v) | Reading::WithThroughput { value: v, .. }) => {
+            format!("value {v} is not a finite number")
+        }
+        None => "no reading".to_string(),
+    };
+    read.any_failed = true;
+    let prior = history.failures.get(&t.name).copied().unwrap_or(0);
+    let failures = prior.saturating_add(1);
+    if policy
+        .fallback
+        .is_some_and(|f| failures >= f.failure_threshold)
+    {
+        read.fallback_due = true;
+    }
+    TriggerOutcome {
+        name: t.name.clone(),
+        value: None,
+        proposed: None,
+        within_tolerance: false,
+        active: false,
+        error: Some(error),
+        consecutive_failures: failures,
+        drain: None,
+    }
+}
+
+/// What steps 2–5 work on.
+struct Step<'a> {
+    policy: &'a Policy,
+    history: &'a History,
+    now: i64,
+    current: i32,
+    /// The effective bounds (schedules applied).
+    min: i32,
+    max: i32,
+    read: &'a Readout,
+    inactive_since: Option<i64>,
+    fallback_target: Option<i32>,
+}
+
+impl Step<'_> {
+    /// Steps 2–5, then the invariants: the desired count, the
+    /// recommendation to remember, the limits that bit, and whether the
+    /// cooldown took the pool to zero.
+    fn recommend(&self) -> (i32, Option<i32>, Vec<Limit>, bool) {
+        let (min, max, current) = (self.min, self.max, self.current);
+        let mut limits = Vec::new();
+        let mut zeroed = false;
+        let (desired, recommendation) = if current > max {
+            limits.push(Limit::OutOfRange(max));
+            (max, None)
+        } else if current < min {
+            limits.push(Limit::OutOfRange(min));
+            (min, None)
+        } else if self.stays_at_zero() {
+            (0, Some(0))
+        } else if self.cooled_down() {
+            zeroed = true;
+            (0, Some(0))
+        } else {
+            self.within_behavior(&mut limits)
+        };
+        // Invariants, whatever the rules above did: stay in range, and never
+        // scale down on a poll where a trigger failed (unless out of range).
+        let mut desired = desired.clamp(min, max);
+        if self.read.any_failed && desired < current && current <= max {
+            desired = current;
+            limits.push(Limit::FailingTriggerHold(current));
+        }
+        (desired, recommendation, limits, zeroed)
+    }
+
+    /// At zero with nothing active (and no fallback above zero): stay.
+    fn stays_at_zero(&self) -> bool {
+        self.min == 0
+            && self.current == 0
+            && !self.read.any_active
+            && self.fallback_target.unwrap_or(0) <= 0
+    }
+
+    /// Step 3: every trigger inactive for `cooldownSeconds` with
+    /// `minReplicas: 0` goes to zero (bypassing behavior, as KEDA does).
+    fn cooled_down(&self) -> bool {
+        self.min == 0
+            && self.current > 0
+            && !self.read.any_active
+            && !self.read.any_failed
+            && self
+                .inactive_since
+                .is_some_and(|s| self.now.saturating_sub(s) >= self.policy.cooldown_ms)
+    }
+
+    /// Steps 2, 4 and 5: the failing-trigger hold and fallback, the clamp,
+    /// stabilization, then rate policies. Returns (desired, recommendation).
+    fn within_behavior(&self, limits: &mut Vec<Limit>) -> (i32, Option<i32>) {
+        let current = self.current;
+        // While minReplicas is 0 but the pool is active (or cooling down),
+        // the floor is 1: only the cooldown rule reaches 0.
+        let floor = self.min.max(1);
+        let mut rec = self.read.raw_ok.unwrap_or(current);
+        if self.read.any_failed && rec < current {
+            rec = current;
+            limits.push(Limit::FailingTriggerHold(current));
+        }
+        if let Some(f) = self.fallback_target {
+            rec = rec.max(f);
+        }
+        let clamped = rec.clamp(floor, self.max);
+        self.clamp_limit(rec, clamped, limits);
+        let stable = self.stabilized(clamped, limits);
+        let mut d = self.rate_limited(stable, floor, limits);
+        if current == 0 && d == 0 {
+            // Percent policies allow nothing from 0; activation is what wakes a pool.
+            if self.policy.scale_up.select_policy == SelectPolicy::Disabled {
+                limits.push(Limit::Disabled);
+            } else {
+                d = 1;
+            }
+        }
+        (d, Some(clamped))
+    }
+
+    /// Step 4: which bound changed the recommendation, if one did.
+    fn clamp_limit(&self, rec: i32, clamped: i32, limits: &mut Vec<Limit>) {
+        if clamped < rec {
+            limits.push(Limit::MaxReplicas(self.max));
+        } else if clamped > rec {
+            if self.min == 0 && !self.read.any_active && self.current > 0 {
+                limits.push(Limit::CooldownPending {
+                    inactive_ms: self
+                        .inactive_since
+                        .map_or(0, |s| self.now.saturating_sub(s)),
+                });
+            } else if self.min > 0 {
+                limits.push(Limit::MinReplicas(self.min));
+            }
+        }
+    }
+
+    /// Step 5a: the stabilization windows. With no memory of earlier polls,
+    /// the current count counts as a recent recommendation (HPA's
+    /// `maybeInitScaleDownStabilizationWindow`), so a fresh start never
+    /// scales down before a window has passed.
+    fn stabilized(&self, clamped: i32, limits: &mut Vec<Limit>) -> i32 {
+        let seeded;
+        let h = if self.history.recommendations.is_empty() {
+            seeded = History {
+                recommendations: vec![RecommendationSpan {
+                    from: self.now,
+                    to: self.now,
+                    replicas: self.current,
+                }],
+                ..History::default()
+            };
+            &seeded
+        } else {
+            self.history
+        };
+        let p = self.policy;
+        let (stable, how) = stabilize(
+            clamped,
+            self.current,
+            h,
+            &p.scale_up,
+            &p.scale_down,
+            self.now,
+        );
+        match how {
+            Some(Stabilized::ScaleUp(n)) => limits.push(Limit::ScaleUpStabilized(n)),
+            Some(Stabilized::ScaleDown(n)) => limits.push(Limit::ScaleDownStabilized(n)),
+            None => {}
+        }
+        stable
+    }
+
+    /// Step 5b: the rate policies over past scale events.
+    fn rate_limited(&self, stable: i32, floor: i32, limits: &mut Vec<Limit>) -> i32 {
+        let p = self.policy;
+        let (d, rate) = limit_rate(
+            stable,
+            self.current,
+            (floor, self.max),
+            self.history,
+            &p.scale_up,
+            &p.scale_down,
+            self.now,
+        );
+        match rate {
+            Some(RateLimit::ScaleUpPolicy(n)) => limits.push(Limit::ScaleUpPolicy(n)),
+            Some(RateLimit::ScaleDownPolicy(n)) => limits.push(Limit::ScaleDownPolicy(n)),
+            Some(RateLimit::Max(n)) if !limits.contains(&Limit::MaxReplicas(n)) => {
+                limits.push(Limit::MaxReplicas(n))
+            }
+            Some(RateLimit::Min(n)) if self.min > 0 && !limits.contains(&Limit::MinReplicas(n)) => {
+                limits.push(Limit::MinReplicas(n))
+            }
+            _ => {}
+        }
+        d
+    }
+}
+
+/// The Event a decision deserves.
+fn event_of(step: &Step<'_>, desired: i32) -> Option<ScaleEventKind> {
+    let (current, history) = (step.current, step.history);
+    let fallback = step.fallback_target.is_some();
+    if fallback && (history.fallback_since.is_none() || desired != current) {
+        Some(ScaleEventKind::FallbackApplied)
+    } else if desired == 0 && current > 0 {
+        Some(ScaleEventKind::ScaledToZero)
+    } else if desired > current {
+        Some(ScaleEventKind::ScaledOut)
+    } else if desired < current {
+        Some(ScaleEventKind::ScaledIn)
+    } else {
+        None
+    }
 }
 
 impl History {
