@@ -84,6 +84,11 @@ pub struct TriggerStatus {
     /// Why the last read failed (never contains a Secret's value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The last read succeeded, but something needs attention: e.g. the
+    /// Redis ACL denies what the shared Celery in-flight index reads, so
+    /// each poll uses the costly fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     /// Drain triggers: items per second arriving, estimated over
     /// `drain.rateWindowSeconds` (absent until the window has two samples).
     #[serde(default, skip_serializing_if = "Option::is_none")]

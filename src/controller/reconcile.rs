@@ -117,6 +117,8 @@ impl From<PrepareError> for StandDown {
 struct Polled {
     decision: Decision,
     results: Vec<std::result::Result<f64, SourceError>>,
+    /// Each source's warning after its read.
+    warnings: Vec<Option<String>>,
     /// The target's replicas after the poll.
     current: i32,
     applied: bool,
@@ -334,6 +336,7 @@ impl Poll<'_> {
             .map(|m| Reading::measured(&m.value, m.throughput))
             .collect();
         let results: Vec<_> = measured.into_iter().map(|m| m.value).collect();
+        let warnings: Vec<_> = sources.iter().map(|s| s.warning()).collect();
         let decision = decide(&policy, now_ms, current, &readings, &history);
         let applied = !writes.passive() && decision.desired != current;
         if applied {
@@ -349,6 +352,7 @@ impl Poll<'_> {
             current: if applied { decision.desired } else { current },
             decision,
             results,
+            warnings,
             applied,
             history,
             now_ms,
@@ -405,6 +409,7 @@ impl Poll<'_> {
             pool: self.pool,
             decision: &p.decision,
             results: &p.results,
+            warnings: &p.warnings,
             current: p.current,
             applied: p.applied,
             writes,

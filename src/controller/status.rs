@@ -88,7 +88,7 @@ pub fn signature(s: &WorkerPoolStatus) -> String {
             "{}:{}:{}:{}|",
             t.name,
             t.active,
-            t.error.is_some(),
+            t.error.is_some() || t.warning.is_some(),
             t.consecutive_failures.min(1)
         ));
     }
@@ -169,6 +169,8 @@ pub struct PollReport<'a> {
     pub pool: &'a WorkerPool,
     pub decision: &'a Decision,
     pub results: &'a [Result<f64, SourceError>],
+    /// Each trigger's source's warning, if any.
+    pub warnings: &'a [Option<String>],
     /// The target's replicas after this poll.
     pub current: i32,
     pub applied: bool,
@@ -236,7 +238,11 @@ fn trigger_statuses(r: &PollReport<'_>, prev: &[TriggerStatus]) -> Vec<TriggerSt
         .triggers
         .iter()
         .zip(r.results)
-        .map(|(t, result)| trigger_status(t, result, prev, r.now_ms))
+        .zip(r.warnings.iter().chain(std::iter::repeat(&None)))
+        .map(|((t, result), warning)| TriggerStatus {
+            warning: warning.as_deref().map(|w| truncate(w, 512)),
+            ..trigger_status(t, result, prev, r.now_ms)
+        })
         .collect()
 }
 

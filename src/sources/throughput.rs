@@ -50,6 +50,10 @@ impl MetricSource for WithThroughput {
         Box::pin(async move { self.measure().await.value })
     }
 
+    fn warning(&self) -> Option<String> {
+        self.backlog.warning()
+    }
+
     fn measure(&self) -> MeasureFuture<'_> {
         Box::pin(async move {
             let (value, throughput) = join(self.backlog.read(), self.throughput.read()).await;
