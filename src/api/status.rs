@@ -159,7 +159,7 @@ mod tests {
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(
             json["history"]["drain"]["payments"]["samples"][0],
-            serde_json::json!({"at": 0, "depth": 300.0, "served": 0.0})
+            serde_json::json!({"at": "1970-01-01T00:00:00.000Z", "depth": 300.0, "served": 0.0})
         );
         let back: WorkerPoolStatus = serde_json::from_value(json).unwrap();
         assert_eq!(back.history, Some(history));

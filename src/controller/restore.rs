@@ -108,6 +108,29 @@ mod tests {
     }
 
     #[test]
+    fn readable_times_and_older_operators_numbers_restore_alike() {
+        let text = pool_with_status(serde_json::json!({
+            "currentReplicas": 5,
+            "history": {"recommendations": [{"from": "1970-01-01T00:00:00Z",
+                                             "to": "1970-01-01T00:00:01.000Z", "replicas": 5}],
+                        "scaleUpEvents": [{"at": "1970-01-01T00:00:00.500Z", "change": 2}],
+                        "inactiveSince": "not a time"}
+        }));
+        let numbers = pool_with_status(serde_json::json!({
+            "currentReplicas": 5,
+            "history": {"recommendations": [{"from": 0, "to": 1000, "replicas": 5}],
+                        "scaleUpEvents": [{"at": 500, "change": 2}]}
+        }));
+        let restored = restore_history(&text, 5, 9000);
+        assert_eq!(restored, restore_history(&numbers, 5, 9000));
+        assert_eq!(restored.scale_up_events[0].at, 500);
+        assert_eq!(
+            restored.inactive_since, None,
+            "an unreadable time is dropped"
+        );
+    }
+
+    #[test]
     fn no_status_or_no_recommendations_restore_nothing_new() {
         let p = pool_with_status(serde_json::Value::Null);
         assert_eq!(restore_history(&p, 3, 1000), History::default());

@@ -67,7 +67,9 @@ pub enum Throughput {
 /// One poll's backlog, kept for later polls' arrival-rate estimates.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
 pub struct DrainSample {
-    /// When (unix ms; simulate: ms from the trace start).
+    /// When (RFC 3339 in status; simulate: ms from the trace start).
+    #[serde(with = "super::status_time")]
+    #[schemars(schema_with = "super::status_time::schema")]
     pub at: i64,
     /// The trigger's value (the backlog) then.
     pub depth: f64,
@@ -262,7 +264,7 @@ fn drain_time(depth: f64, arrivals: Option<f64>, capacity: Option<f64>) -> Optio
 fn valid_samples(samples: &[DrainSample], now: i64) -> Vec<DrainSample> {
     let mut out: Vec<DrainSample> = Vec::with_capacity(samples.len().min(MAX_SAMPLES + 2));
     for s in samples {
-        let sane = s.at < now
+        let sane = (0..now).contains(&s.at)
             && s.depth.is_finite()
             && (0.0..=MAX_ITEMS).contains(&s.depth)
             && s.served.is_finite()

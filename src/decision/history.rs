@@ -4,7 +4,8 @@
 //!
 //! It is kept in `status.history` so a restarted operator or a new leader
 //! applies the same windows as the old one. Times are unix milliseconds
-//! (simulate uses milliseconds from the start of the trace).
+//! (simulate uses milliseconds from the start of the trace); status shows
+//! them as RFC 3339 (see `status_time`).
 
 use std::collections::BTreeMap;
 
@@ -19,9 +20,13 @@ use super::{Decision, DrainTrack, Policy};
 /// intersects a window `(now - w, now]` iff its last sample does.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecommendationSpan {
-    /// First poll of the run (unix milliseconds).
+    /// First poll of the run (RFC 3339).
+    #[serde(with = "super::status_time")]
+    #[schemars(schema_with = "super::status_time::schema")]
     pub from: i64,
-    /// Last poll of the run (unix milliseconds).
+    /// Last poll of the run (RFC 3339).
+    #[serde(with = "super::status_time")]
+    #[schemars(schema_with = "super::status_time::schema")]
     pub to: i64,
     /// The count every poll of the run recommended.
     pub replicas: i32,
@@ -31,7 +36,9 @@ pub struct RecommendationSpan {
 /// removed (scale-down list), as HPA's `timestampedScaleEvent`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScaleEvent {
-    /// When the target was scaled (unix milliseconds).
+    /// When the target was scaled (RFC 3339).
+    #[serde(with = "super::status_time")]
+    #[schemars(schema_with = "super::status_time::schema")]
     pub at: i64,
     /// Replicas added or removed.
     pub change: i32,
@@ -51,16 +58,32 @@ pub struct History {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scale_down_events: Vec<ScaleEvent>,
     /// Since when every trigger has been inactive (unset while any is active).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::status_time::optional"
+    )]
+    #[schemars(schema_with = "super::status_time::optional::schema")]
     pub inactive_since: Option<i64>,
     /// Last time any trigger was active.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::status_time::optional"
+    )]
+    #[schemars(schema_with = "super::status_time::optional::schema")]
     pub last_active: Option<i64>,
     /// Consecutive failed polls per trigger name (absent = 0).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "super::status_time::failure_counts_schema")]
     pub failures: BTreeMap<String, u32>,
     /// Set while the fallback is in effect (start of the episode).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::status_time::optional"
+    )]
+    #[schemars(schema_with = "super::status_time::optional::schema")]
     pub fallback_since: Option<i64>,
     /// Recent backlog samples per drain trigger name, for the arrival rate.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

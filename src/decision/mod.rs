@@ -24,6 +24,7 @@ mod history;
 mod policy;
 mod proposal;
 mod schedule;
+pub mod status_time;
 
 pub use behavior::{
     limit_rate, scale_down_limit, scale_up_limit, stabilize, RateLimit, Stabilized,
