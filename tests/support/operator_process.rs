@@ -59,6 +59,11 @@ impl OperatorProcess {
         }
     }
 
+    /// The operator's process id (for /proc readings such as its memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
     }
