@@ -27,46 +27,8 @@ pub fn render(title: &str, policy: &Policy, steps: &[SimStep]) -> String {
 /// As [`render`]; with `wall_clock` the step times are Unix milliseconds and
 /// the time axis shows the wall clock (in the first schedule's zone, else UTC).
 pub fn render_at(title: &str, policy: &Policy, steps: &[SimStep], wall_clock: bool) -> String {
-    let zone = policy
-        .schedules
-        .first()
-        .map_or(jiff::tz::TimeZone::UTC, |w| w.zone.clone());
-    let zone_label = policy
-        .schedules
-        .first()
-        .map_or("UTC", |w| w.zone_name.as_str());
-    let time_label = |secs: f64| {
-        if wall_clock {
-            fmt_clock(secs, &zone)
-        } else {
-            fmt_time(secs)
-        }
-    };
+    let chart = Chart::new(policy, steps, wall_clock);
     let mut s = String::with_capacity(16 * 1024);
-    let t_end = steps.last().map_or(1, |x| x.time_ms).max(1) as f64 / 1000.0;
-    let t_start = steps.first().map_or(0, |x| x.time_ms) as f64 / 1000.0;
-    let span = (t_end - t_start).max(1.0);
-    let plot_w = W - LEFT - RIGHT;
-    let x = |ms: i64| LEFT + ((ms as f64 / 1000.0) - t_start) / span * plot_w;
-
-    let vmax = steps
-        .iter()
-        .flat_map(|st| st.values.iter().flatten().copied())
-        .fold(0.0f64, f64::max);
-    let (v_top, v_step) = nice_axis(vmax);
-    let rmax = steps
-        .iter()
-        .map(|st| st.desired.max(st.current))
-        .max()
-        .unwrap_or(0)
-        .max(policy.max_replicas.min(10_000));
-    let (r_top, r_step) = nice_axis(f64::from(rmax));
-    // Replicas are whole numbers: never a fractional tick.
-    let r_step = r_step.max(1.0).ceil();
-    let r_top = (r_top / r_step).ceil() * r_step;
-    let yv = |v: f64| TOP_Y + TOP_H - (v / v_top) * TOP_H;
-    let yr = |r: f64| BOT_Y + BOT_H - (r / r_top) * BOT_H;
-
     let _ = write!(
         s,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="Helvetica, Arial, sans-serif" font-size="12">
@@ -75,185 +37,292 @@ pub fn render_at(title: &str, policy: &Policy, steps: &[SimStep], wall_clock: bo
 "##,
         esc(title)
     );
-
-    // Axes and grid.
-    for (py, ph, top, step, label) in [
-        (TOP_Y, TOP_H, v_top, v_step, "trigger value"),
-        (BOT_Y, BOT_H, r_top, r_step, "replicas"),
-    ] {
-        let mut v = 0.0;
-        while v <= top + step * 0.01 {
-            let yy = py + ph - v / top * ph;
-            let _ = writeln!(
-                s,
-                r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#444">{}</text>"##,
-                W - RIGHT,
-                LEFT - 6.0,
-                yy + 4.0,
-                fmt_num(v)
-            );
-            v += step;
-        }
-        let _ = writeln!(
-            s,
-            r##"<rect x="{LEFT}" y="{py}" width="{plot_w}" height="{ph}" fill="none" stroke="#888"/><text transform="translate(18,{:.1}) rotate(-90)" text-anchor="middle" fill="#222">{label}</text>"##,
-            py + ph / 2.0
-        );
-    }
-    let t_step = time_step(span);
-    let mut t = (t_start / t_step).ceil() * t_step;
-    while t <= t_end + t_step * 0.01 {
-        let xx = LEFT + (t - t_start) / span * plot_w;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{xx:.1}" y1="{BOT_Y}" x2="{xx:.1}" y2="{:.1}" stroke="#f0f0f0"/><line x1="{xx:.1}" y1="{TOP_Y}" x2="{xx:.1}" y2="{:.1}" stroke="#f0f0f0"/><text x="{xx:.1}" y="{:.1}" text-anchor="middle" fill="#444">{}</text>"##,
-            BOT_Y + BOT_H,
-            TOP_Y + TOP_H,
-            BOT_Y + BOT_H + 16.0,
-            time_label(t)
-        );
-        t += t_step;
-    }
-    let _ = writeln!(
-        s,
-        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#222">{}</text>"##,
-        LEFT + plot_w / 2.0,
-        BOT_Y + BOT_H + 36.0,
-        if wall_clock {
-            format!("time ({zone_label})")
-        } else {
-            "time since start".to_string()
-        }
-    );
+    chart.value_axes(&mut s);
+    chart.time_axis(&mut s);
+    let time_label = |secs: f64| chart.time_label(secs);
+    let x = |ms: i64| chart.x(ms);
+    let yr = |r: f64| chart.yr(r);
     s.push_str(&schedule_shading(policy, steps, &x, &time_label));
     s.push_str(&effective_floor(policy, steps, &x, &yr));
-
-    // Trigger values: one polyline per trigger, broken where a read failed.
-    for (i, tp) in policy.triggers.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let mut seg = String::new();
-        for st in steps {
-            match st.values.get(i).copied().flatten() {
-                Some(v) => {
-                    let _ = write!(seg, "{:.1},{:.1} ", x(st.time_ms), yv(v));
-                }
-                None => {
-                    flush_line(&mut s, &mut seg, color, 2.0);
-                    let _ = writeln!(
-                        s,
-                        r##"<line x1="{0:.1}" y1="{1:.1}" x2="{0:.1}" y2="{2:.1}" stroke="#d62728" stroke-width="2"><title>{3} failed at {4}</title></line>"##,
-                        x(st.time_ms),
-                        TOP_Y + TOP_H - 10.0,
-                        TOP_Y + TOP_H,
-                        esc(&tp.name),
-                        time_label(st.time_ms as f64 / 1000.0)
-                    );
-                }
-            }
-        }
-        flush_line(&mut s, &mut seg, color, 2.0);
-    }
-
-    // min / max replicas.
-    for (r, label) in [(policy.min_replicas, "min"), (policy.max_replicas, "max")] {
-        if f64::from(r) <= r_top {
-            let yy = yr(f64::from(r));
-            let _ = writeln!(
-                s,
-                r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#999" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#777">{label} {r}</text>"##,
-                W - RIGHT,
-                W - RIGHT - 4.0,
-                yy - 4.0
-            );
-        }
-    }
-
-    // Replica timeline: a step line of desired replicas.
-    let mut path = String::new();
-    for (k, st) in steps.iter().enumerate() {
-        let xx = x(st.time_ms);
-        if k == 0 {
-            let _ = write!(path, "M{xx:.1},{:.1} ", yr(f64::from(st.current)));
-        }
-        let _ = write!(path, "L{xx:.1},{:.1} ", yr(f64::from(st.desired)));
-        if let Some(next) = steps.get(k + 1) {
-            let _ = write!(
-                path,
-                "L{:.1},{:.1} ",
-                x(next.time_ms),
-                yr(f64::from(st.desired))
-            );
-        }
-    }
-    let _ = writeln!(
-        s,
-        r##"<path d="{path}" fill="none" stroke="#2ca02c" stroke-width="2.5"/>"##
-    );
-
-    // Events.
-    for st in steps {
-        let Some(ev) = st.event else { continue };
-        let (xx, yy) = (x(st.time_ms), yr(f64::from(st.desired)));
-        let shape = marker(ev, xx, yy);
-        let _ = writeln!(
-            s,
-            r##"<g>{shape}<title>{} at {}: {}</title></g>"##,
-            ev.as_str(),
-            time_label(st.time_ms as f64 / 1000.0),
-            esc(&st.explanation)
-        );
-    }
-
-    // Legend.
-    let mut lx = LEFT;
-    let ly = 48.0;
-    for (i, tp) in policy.triggers.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let label = format!("{} ({}/replica)", tp.name, fmt_num(tp.target_per_replica));
-        let _ = writeln!(
-            s,
-            r##"<line x1="{lx}" y1="{ly}" x2="{:.1}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{}</text>"##,
-            lx + 18.0,
-            lx + 22.0,
-            ly + 4.0,
-            esc(&label)
-        );
-        lx += 40.0 + 7.0 * label.len() as f64;
-    }
-    let mut lx = LEFT;
-    let ly = BOT_Y - 12.0;
-    let _ = writeln!(
-        s,
-        r##"<line x1="{lx}" y1="{ly}" x2="{:.1}" y2="{ly}" stroke="#2ca02c" stroke-width="3"/><text x="{:.1}" y="{:.1}">replicas</text>"##,
-        lx + 18.0,
-        lx + 22.0,
-        ly + 4.0
-    );
-    lx += 90.0;
-    for ev in [
-        ScaleEventKind::ScaledOut,
-        ScaleEventKind::ScaledIn,
-        ScaleEventKind::ScaledToZero,
-        ScaleEventKind::FallbackApplied,
-    ] {
-        let _ = writeln!(
-            s,
-            "{}<text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
-            marker(ev, lx + 6.0, ly),
-            lx + 14.0,
-            ly + 4.0,
-            ev.as_str()
-        );
-        lx += 24.0 + 7.0 * ev.as_str().len() as f64;
-    }
-    let _ = writeln!(
-        s,
-        r##"<text x="{:.1}" y="{:.1}" fill="#d62728">| failed read</text>"##,
-        lx,
-        ly + 4.0
-    );
+    chart.trigger_lines(&mut s);
+    chart.replica_bounds(&mut s);
+    chart.replica_line(&mut s);
+    chart.events(&mut s);
+    chart.trigger_legend(&mut s);
+    chart.replica_legend(&mut s);
     s.push_str("</svg>\n");
     s
+}
+
+/// The two panels' scales and the time axis of one chart.
+struct Chart<'a> {
+    policy: &'a Policy,
+    steps: &'a [SimStep],
+    wall_clock: bool,
+    zone: jiff::tz::TimeZone,
+    zone_label: &'a str,
+    t_start: f64,
+    t_end: f64,
+    span: f64,
+    /// Top and tick step of the trigger-value panel.
+    values: (f64, f64),
+    /// Top and tick step of the replica panel (whole numbers).
+    replicas: (f64, f64),
+}
+
+const PLOT_W: f64 = W - LEFT - RIGHT;
+
+impl<'a> Chart<'a> {
+    fn new(policy: &'a Policy, steps: &'a [SimStep], wall_clock: bool) -> Chart<'a> {
+        let first_schedule = policy.schedules.first();
+        let t_end = steps.last().map_or(1, |x| x.time_ms).max(1) as f64 / 1000.0;
+        let t_start = steps.first().map_or(0, |x| x.time_ms) as f64 / 1000.0;
+        let vmax = steps
+            .iter()
+            .flat_map(|st| st.values.iter().flatten().copied())
+            .fold(0.0f64, f64::max);
+        Chart {
+            policy,
+            steps,
+            wall_clock,
+            zone: first_schedule.map_or(jiff::tz::TimeZone::UTC, |w| w.zone.clone()),
+            zone_label: first_schedule.map_or("UTC", |w| w.zone_name.as_str()),
+            t_start,
+            t_end,
+            span: (t_end - t_start).max(1.0),
+            values: nice_axis(vmax),
+            replicas: replica_axis(policy, steps),
+        }
+    }
+
+    fn time_label(&self, secs: f64) -> String {
+        if self.wall_clock {
+            fmt_clock(secs, &self.zone)
+        } else {
+            fmt_time(secs)
+        }
+    }
+
+    fn x(&self, ms: i64) -> f64 {
+        LEFT + ((ms as f64 / 1000.0) - self.t_start) / self.span * PLOT_W
+    }
+
+    fn yv(&self, v: f64) -> f64 {
+        TOP_Y + TOP_H - (v / self.values.0) * TOP_H
+    }
+
+    fn yr(&self, r: f64) -> f64 {
+        BOT_Y + BOT_H - (r / self.replicas.0) * BOT_H
+    }
+
+    /// Both panels' frames, horizontal grid lines and value labels.
+    fn value_axes(&self, s: &mut String) {
+        for (py, ph, (top, step), label) in [
+            (TOP_Y, TOP_H, self.values, "trigger value"),
+            (BOT_Y, BOT_H, self.replicas, "replicas"),
+        ] {
+            let mut v = 0.0;
+            while v <= top + step * 0.01 {
+                let yy = py + ph - v / top * ph;
+                let _ = writeln!(
+                    s,
+                    r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#444">{}</text>"##,
+                    W - RIGHT,
+                    LEFT - 6.0,
+                    yy + 4.0,
+                    fmt_num(v)
+                );
+                v += step;
+            }
+            let _ = writeln!(
+                s,
+                r##"<rect x="{LEFT}" y="{py}" width="{PLOT_W}" height="{ph}" fill="none" stroke="#888"/><text transform="translate(18,{:.1}) rotate(-90)" text-anchor="middle" fill="#222">{label}</text>"##,
+                py + ph / 2.0
+            );
+        }
+    }
+
+    /// Vertical grid lines with time labels, and the axis title.
+    fn time_axis(&self, s: &mut String) {
+        let t_step = time_step(self.span);
+        let mut t = (self.t_start / t_step).ceil() * t_step;
+        while t <= self.t_end + t_step * 0.01 {
+            let xx = LEFT + (t - self.t_start) / self.span * PLOT_W;
+            let _ = writeln!(
+                s,
+                r##"<line x1="{xx:.1}" y1="{BOT_Y}" x2="{xx:.1}" y2="{:.1}" stroke="#f0f0f0"/><line x1="{xx:.1}" y1="{TOP_Y}" x2="{xx:.1}" y2="{:.1}" stroke="#f0f0f0"/><text x="{xx:.1}" y="{:.1}" text-anchor="middle" fill="#444">{}</text>"##,
+                BOT_Y + BOT_H,
+                TOP_Y + TOP_H,
+                BOT_Y + BOT_H + 16.0,
+                self.time_label(t)
+            );
+            t += t_step;
+        }
+        let title = if self.wall_clock {
+            format!("time ({})", self.zone_label)
+        } else {
+            "time since start".to_string()
+        };
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#222">{title}</text>"##,
+            LEFT + PLOT_W / 2.0,
+            BOT_Y + BOT_H + 36.0,
+        );
+    }
+
+    /// One polyline per trigger, broken (and marked red) where a read failed.
+    fn trigger_lines(&self, s: &mut String) {
+        for (i, tp) in self.policy.triggers.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let mut seg = String::new();
+            for st in self.steps {
+                match st.values.get(i).copied().flatten() {
+                    Some(v) => {
+                        let _ = write!(seg, "{:.1},{:.1} ", self.x(st.time_ms), self.yv(v));
+                    }
+                    None => {
+                        flush_line(s, &mut seg, color, 2.0);
+                        let _ = writeln!(
+                            s,
+                            r##"<line x1="{0:.1}" y1="{1:.1}" x2="{0:.1}" y2="{2:.1}" stroke="#d62728" stroke-width="2"><title>{3} failed at {4}</title></line>"##,
+                            self.x(st.time_ms),
+                            TOP_Y + TOP_H - 10.0,
+                            TOP_Y + TOP_H,
+                            esc(&tp.name),
+                            self.time_label(st.time_ms as f64 / 1000.0)
+                        );
+                    }
+                }
+            }
+            flush_line(s, &mut seg, color, 2.0);
+        }
+    }
+
+    /// Dashed lines at minReplicas and maxReplicas (when inside the panel).
+    fn replica_bounds(&self, s: &mut String) {
+        let bounds = [
+            (self.policy.min_replicas, "min"),
+            (self.policy.max_replicas, "max"),
+        ];
+        for (r, label) in bounds {
+            if f64::from(r) <= self.replicas.0 {
+                let yy = self.yr(f64::from(r));
+                let _ = writeln!(
+                    s,
+                    r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#999" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#777">{label} {r}</text>"##,
+                    W - RIGHT,
+                    W - RIGHT - 4.0,
+                    yy - 4.0
+                );
+            }
+        }
+    }
+
+    /// The desired replicas as a step line.
+    fn replica_line(&self, s: &mut String) {
+        let mut path = String::new();
+        for (k, st) in self.steps.iter().enumerate() {
+            let xx = self.x(st.time_ms);
+            let desired = self.yr(f64::from(st.desired));
+            if k == 0 {
+                let _ = write!(path, "M{xx:.1},{:.1} ", self.yr(f64::from(st.current)));
+            }
+            let _ = write!(path, "L{xx:.1},{desired:.1} ");
+            if let Some(next) = self.steps.get(k + 1) {
+                let _ = write!(path, "L{:.1},{desired:.1} ", self.x(next.time_ms));
+            }
+        }
+        let _ = writeln!(
+            s,
+            r##"<path d="{path}" fill="none" stroke="#2ca02c" stroke-width="2.5"/>"##
+        );
+    }
+
+    /// A marker per scale event, its explanation as a tooltip.
+    fn events(&self, s: &mut String) {
+        for st in self.steps {
+            let Some(ev) = st.event else { continue };
+            let shape = marker(ev, self.x(st.time_ms), self.yr(f64::from(st.desired)));
+            let _ = writeln!(
+                s,
+                r##"<g>{shape}<title>{} at {}: {}</title></g>"##,
+                ev.as_str(),
+                self.time_label(st.time_ms as f64 / 1000.0),
+                esc(&st.explanation)
+            );
+        }
+    }
+
+    /// Above the value panel: each trigger's colour and target.
+    fn trigger_legend(&self, s: &mut String) {
+        let mut lx = LEFT;
+        let ly = 48.0;
+        for (i, tp) in self.policy.triggers.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let label = format!("{} ({}/replica)", tp.name, fmt_num(tp.target_per_replica));
+            let _ = writeln!(
+                s,
+                r##"<line x1="{lx}" y1="{ly}" x2="{:.1}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{}</text>"##,
+                lx + 18.0,
+                lx + 22.0,
+                ly + 4.0,
+                esc(&label)
+            );
+            lx += 40.0 + 7.0 * label.len() as f64;
+        }
+    }
+
+    /// Above the replica panel: the line, each event marker, a failed read.
+    fn replica_legend(&self, s: &mut String) {
+        let mut lx = LEFT;
+        let ly = BOT_Y - 12.0;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{lx}" y1="{ly}" x2="{:.1}" y2="{ly}" stroke="#2ca02c" stroke-width="3"/><text x="{:.1}" y="{:.1}">replicas</text>"##,
+            lx + 18.0,
+            lx + 22.0,
+            ly + 4.0
+        );
+        lx += 90.0;
+        for ev in [
+            ScaleEventKind::ScaledOut,
+            ScaleEventKind::ScaledIn,
+            ScaleEventKind::ScaledToZero,
+            ScaleEventKind::FallbackApplied,
+        ] {
+            let _ = writeln!(
+                s,
+                "{}<text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                marker(ev, lx + 6.0, ly),
+                lx + 14.0,
+                ly + 4.0,
+                ev.as_str()
+            );
+            lx += 24.0 + 7.0 * ev.as_str().len() as f64;
+        }
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" fill="#d62728">| failed read</text>"##,
+            lx,
+            ly + 4.0
+        );
+    }
+}
+
+/// The replica panel's top and tick step: room for the largest count seen
+/// and maxReplicas (capped, so a huge max does not flatten the line), in
+/// whole-number ticks.
+fn replica_axis(policy: &Policy, steps: &[SimStep]) -> (f64, f64) {
+    let rmax = steps
+        .iter()
+        .map(|st| st.desired.max(st.current))
+        .max()
+        .unwrap_or(0)
+        .max(policy.max_replicas.min(10_000));
+    let (r_top, r_step) = nice_axis(f64::from(rmax));
+    let r_step = r_step.max(1.0).ceil();
+    ((r_top / r_step).ceil() * r_step, r_step)
 }
 
 fn marker(ev: ScaleEventKind, x: f64, y: f64) -> String {

@@ -97,83 +97,99 @@ impl Metrics {
             pools: Gauge::default(),
             registry: Registry::default(),
         };
+        m.register_pool_metrics(&mut registry);
+        m.register_trigger_metrics(&mut registry);
+        m.register_engine_metrics(&mut registry);
+        Metrics { registry, ..m }
+    }
+
+    /// Per pool: replicas wanted and seen.
+    fn register_pool_metrics(&self, registry: &mut Registry) {
         registry.register(
             "workerpool_desired_replicas",
             "Replicas the last decision wanted",
-            m.desired_replicas.clone(),
+            self.desired_replicas.clone(),
         );
         registry.register(
             "workerpool_shadow_desired_replicas",
             "Shadow pools: replicas the last decision would set (nothing is written)",
-            m.shadow_desired_replicas.clone(),
+            self.shadow_desired_replicas.clone(),
         );
         registry.register(
             "workerpool_current_replicas",
             "Replicas of the scale target when last polled",
-            m.current_replicas.clone(),
+            self.current_replicas.clone(),
         );
+    }
+
+    /// Per trigger: values, drain estimates, read errors; then per pool:
+    /// scales and open schedule windows.
+    fn register_trigger_metrics(&self, registry: &mut Registry) {
         registry.register(
             "workerpool_trigger_value",
             "Last value read from a trigger",
-            m.trigger_value.clone(),
+            self.trigger_value.clone(),
         );
         registry.register(
             "workerpool_trigger_arrival_rate",
             "Drain triggers: items per second arriving, over drain.rateWindowSeconds",
-            m.trigger_arrival_rate.clone(),
+            self.trigger_arrival_rate.clone(),
         );
         registry.register(
             "workerpool_trigger_drain_seconds",
             "Drain triggers: seconds to clear the backlog at the current replicas (absent when it does not shrink)",
-            m.trigger_drain_seconds.clone(),
+            self.trigger_drain_seconds.clone(),
         );
         // prometheus-client appends _total to counters.
         registry.register(
             "workerpool_trigger_errors",
             "Failed trigger reads, by reason",
-            m.trigger_errors.clone(),
+            self.trigger_errors.clone(),
         );
         registry.register(
             "workerpool_scale",
             "Scales of a target, by direction (up, down)",
-            m.scales.clone(),
+            self.scales.clone(),
         );
         registry.register(
             "workerpool_schedule_active",
             "1 while the schedule's window is open, else 0",
-            m.schedule_active.clone(),
+            self.schedule_active.clone(),
         );
+    }
+
+    /// The operator itself: polls, lag, writes, leadership.
+    fn register_engine_metrics(&self, registry: &mut Registry) {
         registry.register(
             "workerpool_status_writes",
             "WorkerPool status writes",
-            m.status_writes.clone(),
+            self.status_writes.clone(),
         );
         registry.register(
             "workerpool_polls",
             "Completed polls (trigger reads plus decision)",
-            m.polls.clone(),
+            self.polls.clone(),
         );
         registry.register(
             "workerpool_reconcile_duration_seconds",
             "Time spent in one reconcile",
-            m.reconcile_duration.clone(),
+            self.reconcile_duration.clone(),
         );
         registry.register(
             "workerpool_poll_lag_seconds",
             "Delay between when a poll was due and when its triggers were read",
-            m.poll_lag.clone(),
+            self.poll_lag.clone(),
         );
         registry.register(
             "workerpool_is_leader",
             "1 when this instance holds the leader lease",
-            m.is_leader.clone(),
+            self.is_leader.clone(),
         );
         registry.register(
             "workerpool_pools",
             "WorkerPools this instance is polling",
-            m.pools.clone(),
+            self.pools.clone(),
         );
-        Metrics { registry, ..m }
     }
 
     /// A drain trigger's estimate; a series whose value is unknown (no rate

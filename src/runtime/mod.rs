@@ -39,6 +39,87 @@ pub struct RunConfig {
     pub endpoints: EndpointPolicy,
 }
 
+/// Whether this instance leads, and whether that is known yet (with
+/// election, not before the first Lease read).
+#[derive(Clone)]
+struct Leadership {
+    leader: Arc<AtomicBool>,
+    known: Arc<AtomicBool>,
+}
+
+impl Leadership {
+    fn new(always_leads: bool) -> Leadership {
+        Leadership {
+            leader: Arc::new(AtomicBool::new(always_leads)),
+            known: Arc::new(AtomicBool::new(always_leads)),
+        }
+    }
+}
+
+/// The controller's shared context: clients, caches, sources, settings.
+fn context(
+    client: &Client,
+    cfg: &RunConfig,
+    caches: &Caches,
+    metrics: &Arc<Metrics>,
+    leader: &Arc<AtomicBool>,
+) -> Arc<Context> {
+    Arc::new(Context::new(
+        client.clone(),
+        EventSender::new(
+            client.clone(),
+            "workerpool-operator",
+            // events.k8s.io/v1 requires a reporting instance.
+            cfg.instance.as_deref().unwrap_or("workerpool-operator"),
+        ),
+        metrics.clone(),
+        Sources::with_policy(cfg.endpoints.clone()),
+        caches.deployments.clone(),
+        caches.statefulsets.clone(),
+        leader.clone(),
+        cfg.settings.clone(),
+    ))
+}
+
+/// Sets `/readyz` once every cache has listed and leadership is known, and
+/// keeps the leader and pool gauges current.
+struct Readiness {
+    ready: Arc<AtomicBool>,
+    leadership: Leadership,
+    metrics: Arc<Metrics>,
+    ctx: Arc<Context>,
+    stores: (
+        kube::runtime::reflector::Store<k8s_openapi::api::apps::v1::Deployment>,
+        kube::runtime::reflector::Store<k8s_openapi::api::apps::v1::StatefulSet>,
+    ),
+}
+
+impl Readiness {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        tokio::select! { _ = self.synced() => {}, _ = stop.changed() => return }
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! { _ = tick.tick() => {}, _ = stop.changed() => return }
+            let leads = self.leadership.leader.load(Ordering::Acquire);
+            self.metrics.is_leader.set(i64::from(leads));
+            self.metrics.pools.set(self.ctx.polled_pools() as i64);
+            let known = self.leadership.known.load(Ordering::Acquire);
+            if known && !self.ready.swap(true, Ordering::AcqRel) {
+                info!("ready");
+            }
+        }
+    }
+
+    async fn synced(&self) {
+        let _ = self.stores.0.wait_until_ready().await;
+        let _ = self.stores.1.wait_until_ready().await;
+        let mut poll = tokio::time::interval(Duration::from_millis(50));
+        while !self.ctx.hpas.synced() {
+            poll.tick().await;
+        }
+    }
+}
+
 /// A running operator.
 pub struct Operator {
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
@@ -57,28 +138,13 @@ impl Operator {
     pub async fn start(client: Client, cfg: RunConfig) -> std::io::Result<Operator> {
         let metrics = Arc::new(Metrics::new());
         let (stop, stop_rx) = watch::channel(false);
-        let leader = Arc::new(AtomicBool::new(cfg.leader_election.is_none()));
-        let leader_known = Arc::new(AtomicBool::new(cfg.leader_election.is_none()));
+        let leadership = Leadership::new(cfg.leader_election.is_none());
         let ready = Arc::new(AtomicBool::new(false));
         let scope = Scope {
             namespace: cfg.namespace.clone(),
         };
         let caches = Caches::new(&client, &scope);
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            EventSender::new(
-                client.clone(),
-                "workerpool-operator",
-                // events.k8s.io/v1 requires a reporting instance.
-                cfg.instance.as_deref().unwrap_or("workerpool-operator"),
-            ),
-            metrics.clone(),
-            Sources::with_policy(cfg.endpoints.clone()),
-            caches.deployments.clone(),
-            caches.statefulsets.clone(),
-            leader.clone(),
-            cfg.settings.clone(),
-        ));
+        let ctx = context(&client, &cfg, &caches, &metrics, &leadership.leader);
 
         let health = http::Health {
             metrics: metrics.clone(),
@@ -92,63 +158,35 @@ impl Operator {
                 tracing::error!(error = %e, "http server failed");
             }
         })];
-
         if let Some(lease) = cfg.leader_election.clone() {
             tasks.push(tokio::spawn(leader::hold(
                 client.clone(),
                 lease,
-                leader.clone(),
-                leader_known.clone(),
+                leadership.leader.clone(),
+                leadership.known.clone(),
                 stop_rx.clone(),
             )));
         }
-
-        // Ready once every cache has listed and leadership is known.
-        let (r, known, l, m) = (
-            ready.clone(),
-            leader_known.clone(),
-            leader.clone(),
-            metrics.clone(),
-        );
-        let stores = (caches.deployments.clone(), caches.statefulsets.clone());
-        let hpa_ctx = ctx.clone();
-        let pools_ctx = ctx.clone();
-        let mut ready_stop = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let synced = async {
-                let _ = stores.0.wait_until_ready().await;
-                let _ = stores.1.wait_until_ready().await;
-                let mut poll = tokio::time::interval(Duration::from_millis(50));
-                while !hpa_ctx.hpas.synced() {
-                    poll.tick().await;
-                }
-            };
-            tokio::select! { _ = synced => {}, _ = ready_stop.changed() => return }
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            loop {
-                tokio::select! { _ = tick.tick() => {}, _ = ready_stop.changed() => return }
-                m.is_leader.set(i64::from(l.load(Ordering::Acquire)));
-                m.pools.set(pools_ctx.polled_pools() as i64);
-                if known.load(Ordering::Acquire) && !r.swap(true, Ordering::AcqRel) {
-                    info!("ready");
-                }
-            }
-        }));
-
-        let concurrency = cfg.concurrency;
-        let run_ctx = ctx.clone();
+        let readiness = Readiness {
+            ready: ready.clone(),
+            leadership: leadership.clone(),
+            metrics: metrics.clone(),
+            ctx: ctx.clone(),
+            stores: (caches.deployments.clone(), caches.statefulsets.clone()),
+        };
+        tasks.push(tokio::spawn(readiness.run(stop_rx.clone())));
         tasks.push(tokio::spawn(controller::run::run(
             client,
             scope,
             caches,
-            run_ctx,
-            concurrency,
+            ctx.clone(),
+            cfg.concurrency,
             stopped(stop_rx),
         )));
         Ok(Operator {
             http_addr,
             ready,
-            leader,
+            leader: leadership.leader,
             metrics,
             ctx,
             stop,

@@ -250,12 +250,18 @@ fn resolve_topology(
     })
 }
 
-fn resolve_url(
-    r: &RedisTrigger,
-    raw: &str,
-    secrets: &dyn SecretLookup,
-) -> Result<ConnectionSettings, SourceError> {
-    let mut url = url::Url::parse(raw)
+/// A `redis://` or `rediss://` URL taken apart: whether it uses TLS, the
+/// host, port and database.
+struct UrlParts {
+    url: url::Url,
+    tls: bool,
+    host: String,
+    port: u16,
+    db: i64,
+}
+
+fn url_parts(raw: &str) -> Result<UrlParts, SourceError> {
+    let url = url::Url::parse(raw)
         .map_err(|e| SourceError::Config(format!("redis.url is not a valid URL ({e})")))?;
     let tls = match url.scheme() {
         "redis" => false,
@@ -282,25 +288,56 @@ fn resolve_url(
             ))
         })?
     };
-    // Credentials in the URL itself, decoded as the redis crate decodes them.
-    let (url_user, url_password) = {
-        let info = raw.into_connection_info().map_err(|e| {
-            SourceError::Config(format!("redis.url is not usable ({})", e.category()))
-        })?;
-        let s = info.redis_settings();
-        (
-            s.username().map(str::to_string),
-            s.password().map(str::to_string),
-        )
-    };
+    Ok(UrlParts {
+        url,
+        tls,
+        host,
+        port,
+        db,
+    })
+}
+
+/// Username and password: a Secret reference wins over the URL's own,
+/// which are decoded as the redis crate decodes them.
+fn credentials(
+    r: &RedisTrigger,
+    raw: &str,
+    secrets: &dyn SecretLookup,
+) -> Result<(Option<String>, Option<String>), SourceError> {
+    let info = raw
+        .into_connection_info()
+        .map_err(|e| SourceError::Config(format!("redis.url is not usable ({})", e.category())))?;
+    let in_url = info.redis_settings();
     let username = match field_secret(secrets, &r.username_secret_ref, "redis.usernameSecretRef")? {
         Some(u) => Some(u),
-        None => url_user.filter(|u| !u.is_empty()),
+        None => in_url
+            .username()
+            .filter(|u| !u.is_empty())
+            .map(str::to_string),
     };
     let password = match field_secret(secrets, &r.password_secret_ref, "redis.passwordSecretRef")? {
         Some(p) => Some(p),
-        None => url_password.filter(|p| !p.is_empty()),
+        None => in_url
+            .password()
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
     };
+    Ok((username, password))
+}
+
+fn resolve_url(
+    r: &RedisTrigger,
+    raw: &str,
+    secrets: &dyn SecretLookup,
+) -> Result<ConnectionSettings, SourceError> {
+    let UrlParts {
+        mut url,
+        tls,
+        host,
+        port,
+        db,
+    } = url_parts(raw)?;
+    let (username, password) = credentials(r, raw, secrets)?;
     if !tls && r.tls.is_some() {
         return Err(SourceError::Config(
             "redis.tls is set but the URL is redis:// (use rediss:// for TLS)".into(),
