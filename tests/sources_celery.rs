@@ -233,16 +233,18 @@ fn raw_lists(c: &mut redis::Connection, queue: &str) -> BTreeMap<String, Vec<i64
 /// JSON array `[message, exchange, routing_key]` ending `, "<routing_key>"]`,
 /// and `unacked_index` holds exactly the same delivery tags.
 fn raw_unacked(c: &mut redis::Connection) -> BTreeMap<String, BTreeSet<String>> {
-    let entries: BTreeMap<String, String> = redis::cmd("HGETALL")
+    // One MULTI: a worker taking or acknowledging a message between two
+    // separate reads would make the hash and the index disagree.
+    let (entries, index): (BTreeMap<String, String>, BTreeSet<String>) = redis::pipe()
+        .atomic()
+        .cmd("HGETALL")
         .arg("unacked")
-        .query(c)
-        .expect("HGETALL");
-    let index: BTreeSet<String> = redis::cmd("ZRANGE")
+        .cmd("ZRANGE")
         .arg("unacked_index")
         .arg(0)
         .arg(-1)
         .query(c)
-        .expect("ZRANGE");
+        .expect("HGETALL unacked + ZRANGE unacked_index");
     assert_eq!(
         entries.keys().cloned().collect::<BTreeSet<_>>(),
         index,
