@@ -199,7 +199,7 @@ async fn drive(args: Args) -> anyhow::Result<()> {
     let client = emu.client()?;
     let crd_text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workerpool.yaml"))?;
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&crd_text)?;
+    let crd: CustomResourceDefinition = workerpool_operator::yaml::from_str(&crd_text)?;
     Api::<CustomResourceDefinition>::all(client.clone())
         .create(&PostParams::default(), &crd)
         .await

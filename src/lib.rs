@@ -14,3 +14,4 @@ pub mod decision;
 pub mod runtime;
 pub mod sources;
 pub mod text;
+pub mod yaml;

@@ -19,7 +19,7 @@ fn schema_rejects_what_it_should_naming_the_field() {
     let crd = CrdSchema::workerpool();
     let mut failures = vec![];
     for c in corpus().iter().filter(|c| c.kind == "schema") {
-        let obj: serde_json::Value = serde_yaml::from_str(&c.text).unwrap();
+        let obj: serde_json::Value = workerpool_operator::yaml::from_str(&c.text).unwrap();
         match crd.admit(&obj) {
             Ok(_) => failures.push(format!("{}: accepted by the CRD schema", c.file)),
             Err(errs) => {
@@ -60,7 +60,7 @@ fn operator_rejects_every_schema_or_operator_case_without_panic() {
             }
         }
         if c.kind == "operator" {
-            let obj: serde_json::Value = serde_yaml::from_str(&c.text).unwrap();
+            let obj: serde_json::Value = workerpool_operator::yaml::from_str(&c.text).unwrap();
             if let Err(errs) = crd.admit(&obj) {
                 failures.push(format!(
                     "{}: expected the schema to accept (operator-only check), got {errs:?}",
@@ -76,7 +76,7 @@ fn operator_rejects_every_schema_or_operator_case_without_panic() {
 fn runtime_cases_pass_admission_and_validation() {
     let crd = CrdSchema::workerpool();
     for c in corpus().iter().filter(|c| c.kind == "runtime") {
-        let obj: serde_json::Value = serde_yaml::from_str(&c.text).unwrap();
+        let obj: serde_json::Value = workerpool_operator::yaml::from_str(&c.text).unwrap();
         crd.admit(&obj)
             .unwrap_or_else(|e| panic!("{}: {e:?}", c.file));
         manifest::parse(&c.text).unwrap_or_else(|e| panic!("{}: {e}", c.file));

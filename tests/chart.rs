@@ -42,7 +42,7 @@ fn read(path: impl AsRef<Path>) -> String {
 }
 
 fn yaml_file(path: &str) -> Value {
-    serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    workerpool_operator::yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// The venv's Python (scripts/test.sh exports PYTHON).
@@ -696,7 +696,7 @@ fn notes_show_a_pool_the_crd_and_the_operator_accept() {
             .map(|l| l.strip_prefix("  ").unwrap_or(l))
             .collect::<Vec<_>>()
             .join("\n");
-        let obj: Value = serde_yaml::from_str(&text).unwrap();
+        let obj: Value = workerpool_operator::yaml::from_str(&text).unwrap();
         CrdSchema::workerpool()
             .admit(&obj)
             .unwrap_or_else(|e| panic!("NOTES.txt WorkerPool: {e:?}"));

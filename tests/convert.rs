@@ -102,8 +102,7 @@ fn converted_pools() -> Vec<(String, Value)> {
     let mut pools = vec![];
     for input in inputs().iter().filter(|p| !is_error_case(p)) {
         let out = std::fs::read_to_string(sibling(input, ".out.yaml")).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&out) {
-            let v: Value = serde::Deserialize::deserialize(doc).unwrap();
+        for v in workerpool_operator::yaml::from_str_multiple::<Value>(&out).unwrap() {
             let name = input.file_name().unwrap().to_string_lossy().to_string();
             pools.push((name, v));
         }
@@ -222,7 +221,7 @@ fn crd_knows_topologies() -> bool {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workerpool.yaml"))
             .unwrap();
-    let crd: Value = serde_yaml::from_str(&text).unwrap();
+    let crd: Value = workerpool_operator::yaml::from_str(&text).unwrap();
     let redis = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
         ["properties"]["triggers"]["items"]["properties"]["redis"]["properties"];
     redis.get("sentinel").is_some() && redis.get("cluster").is_some()
@@ -353,7 +352,7 @@ fn converted_pools_pass_the_crd_schema_and_the_operator_validation() {
         if let Err(errs) = crd.admit(pool) {
             failures.push(format!("{file}: CRD schema: {errs:?}"));
         }
-        let yaml = serde_yaml::to_string(pool).unwrap();
+        let yaml = workerpool_operator::yaml::to_string(pool).unwrap();
         if let Err(e) = manifest::parse(&yaml) {
             failures.push(format!("{file}: operator validation: {e}"));
         }
@@ -583,8 +582,7 @@ fn corpus_uses_every_field_of_each_scaler() {
     for input in inputs().iter().filter(|p| !is_error_case(p)) {
         let t = std::fs::read_to_string(input).unwrap();
         all.push_str(&t);
-        for doc in serde_yaml::Deserializer::from_str(&t) {
-            let v: Value = serde::Deserialize::deserialize(doc).unwrap();
+        for v in workerpool_operator::yaml::from_str_multiple::<Value>(&t).unwrap() {
             for trig in v["spec"]["triggers"].as_array().into_iter().flatten() {
                 let kind = match trig["type"].as_str().unwrap() {
                     "redis-sentinel-streams" | "redis-cluster-streams" => "redis-streams",

@@ -158,7 +158,7 @@ fn every_documented_workerpool_is_admitted_and_valid() {
     let crd = CrdSchema::workerpool();
     let mut failures = vec![];
     for (place, text) in &pools {
-        let obj: Value = match serde_yaml::from_str(text) {
+        let obj: Value = match workerpool_operator::yaml::from_str(text) {
             Ok(v) => v,
             Err(e) => {
                 failures.push(format!("{place}: not YAML: {e}"));
@@ -190,7 +190,7 @@ fn every_documented_workerpool_is_admitted_and_valid() {
 fn the_prune_check_catches_a_misspelled_field() {
     let crd = CrdSchema::workerpool();
     let text = "apiVersion: workerpool.dev/v1alpha1\nkind: WorkerPool\nmetadata: {name: p}\nspec:\n  scaleTargetRef: {name: w}\n  maxReplicas: 3\n  cooldownSecond: 60\n  triggers:\n    - redis: {url: 'redis://r:6379', list: q}\n      targetPerReplica: 5\n";
-    let obj: Value = serde_yaml::from_str(text).unwrap();
+    let obj: Value = workerpool_operator::yaml::from_str(text).unwrap();
     let admitted = crd.admit(&obj).expect("pruned, then admitted");
     let mut lost = vec![];
     dropped(&obj, &admitted, "", &mut lost);
@@ -204,7 +204,7 @@ fn python() -> PathBuf {
 }
 
 fn min_kube_version() -> String {
-    let chart: Value = serde_yaml::from_str(
+    let chart: Value = workerpool_operator::yaml::from_str(
         &std::fs::read_to_string(root().join("charts/workerpool-operator/Chart.yaml")).unwrap(),
     )
     .unwrap();
@@ -280,7 +280,7 @@ fn ecommerce_objects() -> Vec<Value> {
     );
     yaml.iter()
         .flat_map(|p| documents(&std::fs::read_to_string(p).unwrap()))
-        .map(|d| serde_yaml::from_str(&d).unwrap())
+        .map(|d| workerpool_operator::yaml::from_str(&d).unwrap())
         .collect()
 }
 
@@ -375,12 +375,12 @@ fn ecommerce_readme_shows_the_payments_pool_as_shipped() {
     let shown: Vec<Value> = yaml_blocks(&readme)
         .iter()
         .filter(|b| is_workerpool(b))
-        .map(|b| serde_yaml::from_str(b).unwrap())
+        .map(|b| workerpool_operator::yaml::from_str(b).unwrap())
         .collect();
     let file =
         std::fs::read_to_string(root().join("examples/ecommerce/k8s/40-workerpool-payments.yaml"))
             .unwrap();
-    let shipped: Value = serde_yaml::from_str(&file).unwrap();
+    let shipped: Value = workerpool_operator::yaml::from_str(&file).unwrap();
     assert_eq!(
         shown,
         [shipped],

@@ -226,7 +226,7 @@ fn local_pool(dir: &Path, file: &str, redis_base: &str) -> (PathBuf, Value) {
     let text = text.replace(CLUSTER_REDIS, redis_base);
     let path = dir.join(file);
     std::fs::write(&path, &text).unwrap();
-    (path, serde_yaml::from_str(&text).unwrap())
+    (path, workerpool_operator::yaml::from_str(&text).unwrap())
 }
 
 /// `workerpool-operator check -f POOL --output json`: exit 0 and the JSON

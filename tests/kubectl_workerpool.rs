@@ -126,7 +126,11 @@ impl Kubectl {
 
     async fn apply(&self, obj: &Value) -> String {
         let path = self._dir.path().join("obj.yaml");
-        std::fs::write(&path, serde_yaml::to_string(obj).expect("yaml")).expect("written");
+        std::fs::write(
+            &path,
+            workerpool_operator::yaml::to_string(obj).expect("yaml"),
+        )
+        .expect("written");
         self.ok(&["apply", "-f", &path.to_string_lossy()]).await
     }
 }

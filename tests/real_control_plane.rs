@@ -117,7 +117,7 @@ async fn real_apiserver_rejects_every_schema_case_naming_the_field_and_admits_th
     let mut failures = vec![];
     let cases = corpus();
     for case in &cases {
-        let mut obj: Value = serde_yaml::from_str(&case.text).unwrap();
+        let mut obj: Value = workerpool_operator::yaml::from_str(&case.text).unwrap();
         obj["metadata"]["namespace"] = json!(c.ns);
         let obj: DynamicObject = serde_json::from_value(obj).unwrap();
         let result = api.create(&dry_run, &obj).await;
@@ -148,7 +148,9 @@ async fn kubectl_creates_a_namespace_and_applies_gets_describes_and_explains_a_p
         "create ns",
     );
 
-    let pool = serde_yaml::to_string(&list_pool("orders", "orders-worker", "orders")).unwrap();
+    let pool =
+        workerpool_operator::yaml::to_string(&list_pool("orders", "orders-worker", "orders"))
+            .unwrap();
     let applied = kubectl(&kubeconfig, &["apply", "-n", &ns, "-f", "-"], Some(&pool));
     assert!(ok(applied, "apply").contains("workerpool.workerpool.dev/orders created"));
 
@@ -184,7 +186,7 @@ async fn kubectl_creates_a_namespace_and_applies_gets_describes_and_explains_a_p
     // A CEL rule as the real apiserver runs it, seen through kubectl.
     let mut bad = list_pool("bad", "w", "orders");
     bad["spec"]["minReplicas"] = json!(12);
-    let bad = serde_yaml::to_string(&bad).unwrap();
+    let bad = workerpool_operator::yaml::to_string(&bad).unwrap();
     let out = kubectl(&kubeconfig, &["apply", "-n", &ns, "-f", "-"], Some(&bad));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -314,7 +316,7 @@ fn chart_cluster_role(ns: &str) -> Value {
 /// A kubeconfig for the same server as `admin` that authenticates with `token`.
 fn token_kubeconfig(admin: &Path, token: &str, out: &Path) {
     let text = std::fs::read_to_string(admin).unwrap();
-    let kc: Value = serde_yaml::from_str(&text).unwrap();
+    let kc: Value = workerpool_operator::yaml::from_str(&text).unwrap();
     let cluster = &kc["clusters"][0]["cluster"];
     let kc = json!({
         "apiVersion": "v1",
@@ -324,7 +326,7 @@ fn token_kubeconfig(admin: &Path, token: &str, out: &Path) {
         "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
         "current-context": "sa",
     });
-    std::fs::write(out, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    std::fs::write(out, workerpool_operator::yaml::to_string(&kc).unwrap()).unwrap();
 }
 
 /// Creates a ServiceAccount bound to the chart's ClusterRole and returns a

@@ -172,7 +172,7 @@ fn unknown_field_is_named() {
         TRACE,
     );
     assert!(
-        e.contains("spec: unknown field `minReplica`") && e.contains("line 7"),
+        e.contains("spec.minReplica: unknown field `minReplica`") && e.contains("line 7"),
         "{e}"
     );
 }

@@ -147,7 +147,7 @@ fn parse_body(req: &Request<'_>) -> ApiResult<Value> {
         ));
     }
     let v: Value = if ct.contains("yaml") {
-        serde_yaml::from_slice(&req.body).map_err(|e| {
+        crate::objects::yaml_value(&req.body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; yaml parse error: {e}"))
         })?
     } else {

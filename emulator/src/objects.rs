@@ -730,9 +730,18 @@ pub fn patch(
     )
 }
 
+/// A YAML request body as the API server reads it (sigs.k8s.io/yaml on
+/// go-yaml v2: YAML 1.1 booleans and octal numbers).
+pub(crate) fn yaml_value(body: &[u8]) -> Result<Value, serde_saphyr::Error> {
+    serde_saphyr::from_slice_with_options(
+        body,
+        serde_saphyr::options! { legacy_octal_numbers: true },
+    )
+}
+
 fn parse_apply_body(body: &[u8]) -> ApiResult<Value> {
-    let v: Value = serde_yaml::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let v: Value =
+        yaml_value(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !v.is_object() {
         return Err(ApiError::bad_request(
             "the body of an apply patch must be an object",

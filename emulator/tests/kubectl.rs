@@ -78,7 +78,8 @@ impl Kubectl {
 
     fn file(&self, name: &str, content: &Value) -> String {
         let path = self._dir.path().join(name);
-        std::fs::write(&path, serde_yaml::to_string(content).expect("yaml")).expect("file written");
+        std::fs::write(&path, serde_saphyr::to_string(content).expect("yaml"))
+            .expect("file written");
         path.to_string_lossy().into_owned()
     }
 }
@@ -116,7 +117,7 @@ async fn kubectl_applies_a_crd_and_custom_resources_client_side_and_server_side(
     assert_eq!(stored["metadata"]["managedFields"][0]["operation"], "Apply");
 
     let yaml = k.ok(&["get", "wd", "w1", "-o", "yaml"]).await;
-    let w1: Value = serde_yaml::from_str(&yaml).expect("yaml output");
+    let w1: Value = serde_saphyr::from_str(&yaml).expect("yaml output");
     assert_eq!(w1["spec"], json!({"replicas": 3, "color": "red"}));
     assert_eq!(w1["kind"], "Widget");
 

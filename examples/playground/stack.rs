@@ -96,7 +96,7 @@ impl Stack {
         let pool = args.dir.join("workerpool.yaml");
         std::fs::write(
             &pool,
-            serde_yaml::to_string(&workerpool(args, &self.redis_url))?,
+            workerpool_operator::yaml::to_string(&workerpool(args, &self.redis_url))?,
         )?;
         let ns = args.namespace.as_str();
         let Some(kubectl) = &self.kubectl else {
@@ -145,7 +145,7 @@ impl Stack {
     }
 
     fn apply_without_kubectl(&self, args: &Args, pool: &Path) -> anyhow::Result<()> {
-        let crd: serde_json::Value = serde_yaml::from_str(CRD)?;
+        let crd: serde_json::Value = workerpool_operator::yaml::from_str(CRD)?;
         let put = |gvr: &str, ns: &str, v: serde_json::Value| {
             self.emu
                 .create_json(gvr, ns, v)
@@ -158,7 +158,8 @@ impl Stack {
             json!({"metadata": {"name": args.namespace}}),
         )?;
         put("apps/v1/deployments", &args.namespace, worker_deployment())?;
-        let pool: serde_json::Value = serde_yaml::from_str(&std::fs::read_to_string(pool)?)?;
+        let pool: serde_json::Value =
+            workerpool_operator::yaml::from_str(&std::fs::read_to_string(pool)?)?;
         put("workerpool.dev/v1alpha1/workerpools", &args.namespace, pool)?;
         Ok(())
     }

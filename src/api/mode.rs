@@ -49,11 +49,11 @@ mod tests {
     fn absent_mode_is_active_and_names_round_trip() {
         assert_eq!(Mode::default(), Mode::Active);
         for m in [Mode::Active, Mode::Shadow] {
-            let yaml = serde_yaml::to_string(&m).unwrap();
+            let yaml = crate::yaml::to_string(&m).unwrap();
             assert_eq!(yaml.trim(), m.as_str());
-            assert_eq!(serde_yaml::from_str::<Mode>(&yaml).unwrap(), m);
+            assert_eq!(crate::yaml::from_str::<Mode>(&yaml).unwrap(), m);
         }
         assert!(Mode::Shadow.is_shadow() && !Mode::Active.is_shadow());
-        assert!(serde_yaml::from_str::<Mode>("shadow").is_err());
+        assert!(crate::yaml::from_str::<Mode>("shadow").is_err());
     }
 }

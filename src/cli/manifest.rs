@@ -2,10 +2,6 @@
 
 use std::path::Path;
 
-use crate::text::one_line;
-
-use serde::Deserialize;
-
 use crate::api::{validate, WorkerPool};
 use crate::decision::Policy;
 
@@ -26,14 +22,10 @@ pub fn load(path: &Path) -> Result<(WorkerPool, Policy), ManifestError> {
 /// Parses and validates manifest text (see [`load`]).
 pub fn parse(text: &str) -> Result<(WorkerPool, Policy), ManifestError> {
     let mut found = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(doc).map_err(|e| {
-            ManifestError(format!(
-                "document {}: invalid YAML: {}",
-                i + 1,
-                one_line(&e.to_string())
-            ))
-        })?;
+    let docs = crate::yaml::documents(text);
+    for (i, doc) in docs.iter().enumerate() {
+        let value: serde_json::Value = crate::yaml::from_document(doc)
+            .map_err(|e| ManifestError(format!("document {}: invalid YAML: {e}", i + 1)))?;
         if value.is_null() {
             continue;
         }
@@ -64,10 +56,12 @@ pub fn parse(text: &str) -> Result<(WorkerPool, Policy), ManifestError> {
             i + 1
         )));
     }
-    if let Some(map) = value.as_mapping() {
-        for key in map.keys() {
-            let k = key.as_str().unwrap_or_default();
-            if !matches!(k, "apiVersion" | "kind" | "metadata" | "spec" | "status") {
+    if let Some(map) = value.as_object() {
+        for k in map.keys() {
+            if !matches!(
+                k.as_str(),
+                "apiVersion" | "kind" | "metadata" | "spec" | "status"
+            ) {
                 return Err(ManifestError(format!(
                     "document {}: unknown field `{k}`",
                     i + 1
@@ -77,11 +71,8 @@ pub fn parse(text: &str) -> Result<(WorkerPool, Policy), ManifestError> {
     }
     // Deserialize the document again from the text (not from the Value) so
     // that errors carry the field path and line.
-    let doc = serde_yaml::Deserializer::from_str(text)
-        .nth(i)
-        .ok_or_else(|| ManifestError(format!("document {}: vanished on second read", i + 1)))?;
-    let pool = WorkerPool::deserialize(doc)
-        .map_err(|e| ManifestError(format!("document {}: {}", i + 1, one_line(&e.to_string()))))?;
+    let pool: WorkerPool = crate::yaml::from_document(&docs[i])
+        .map_err(|e| ManifestError(format!("document {}: {e}", i + 1)))?;
     let policy =
         validate(&pool.spec).map_err(|e| ManifestError(format!("invalid WorkerPool: {e}")))?;
     Ok((pool, policy))

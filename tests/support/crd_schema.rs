@@ -16,7 +16,7 @@ impl CrdSchema {
         let text =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workerpool.yaml"))
                 .unwrap();
-        let crd: Value = serde_yaml::from_str(&text).unwrap();
+        let crd: Value = workerpool_operator::yaml::from_str(&text).unwrap();
         let schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
         let validator = jsonschema::validator_for(&to_json_schema(&schema)).unwrap();
         CrdSchema { schema, validator }

@@ -153,7 +153,7 @@ pub fn check(
     pool: &Value,
 ) -> std::collections::BTreeMap<String, (Option<f64>, Option<String>)> {
     let path = dir.join("pool.yaml");
-    std::fs::write(&path, serde_yaml::to_string(pool).unwrap()).unwrap();
+    std::fs::write(&path, workerpool_operator::yaml::to_string(pool).unwrap()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_workerpool-operator"))
         .arg("check")
         .arg("-f")

@@ -52,7 +52,8 @@ pub async fn install_crd(client: &kube::Client) {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workerpool.yaml"))
             .expect("crds/workerpool.yaml");
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&text).expect("CRD yaml");
+    let crd: CustomResourceDefinition =
+        workerpool_operator::yaml::from_str(&text).expect("CRD yaml");
     let name = crd.metadata.name.clone().expect("CRD name");
     let api = Api::<CustomResourceDefinition>::all(client.clone());
     api.patch(

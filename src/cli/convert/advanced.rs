@@ -1,7 +1,8 @@
 //! `spec.advanced` (HPA behavior, scalingModifiers, restore) and
 //! `spec.fallback` of a ScaledObject.
 
-use serde_yaml::{Mapping, Value};
+use super::Mapping;
+use serde_json::Value;
 
 use super::fields::{mapping, number, Object};
 use super::warnings::{ConvertError, Warnings};
@@ -29,7 +30,7 @@ pub fn advanced(spec: &mut Object, w: &mut Warnings) -> Result<Mapping, ConvertE
             tolerances.push((rules.path("tolerance"), x));
         }
         if let Some(r) = scaling_rules(&mut rules, w)? {
-            out.insert(dir.into(), Value::Mapping(r));
+            out.insert(dir.into(), Value::Object(r));
         }
         rules.warn_leftovers(w, "not a field of HPA scaling rules; ignored");
     }
@@ -69,13 +70,13 @@ fn scaling_rules(rules: &mut Object, w: &Warnings) -> Result<Option<Mapping>, Co
     if let Some(list) = rules.take("policies") {
         let at = rules.path("policies");
         let items = list
-            .as_sequence()
+            .as_array()
             .ok_or_else(|| w.invalid(&at, "must be a list"))?;
         let mut policies = Vec::new();
         for (j, item) in items.iter().enumerate() {
             policies.push(policy(item.clone(), &format!("{at}[{j}]"), w)?);
         }
-        out.insert("policies".into(), Value::Sequence(policies));
+        out.insert("policies".into(), Value::Array(policies));
     }
     Ok((!out.is_empty()).then_some(out))
 }
@@ -194,7 +195,7 @@ pub fn fallback(spec: &mut Object, w: &mut Warnings) -> Result<Option<Value>, Co
     if let Some(r) = replicas {
         out.insert("replicas".into(), r.into());
     }
-    Ok(Some(Value::Mapping(out)))
+    Ok(Some(Value::Object(out)))
 }
 
 fn fallback_replicas(

@@ -2,9 +2,10 @@
 //! KEDA's `autoscaling.keda.sh/paused*` annotations become `paused` and
 //! disabled scaling directions; the object's server-set state does not.
 
-use serde_yaml::{Mapping, Value};
+use super::Mapping;
+use serde_json::Value;
 
-use super::fields::{parse_go_bool, scalar_text, Object};
+use super::fields::{parse_go_bool, Object};
 use super::warnings::{ConvertError, Warnings};
 
 /// What KEDA's pause annotations ask for.
@@ -61,7 +62,7 @@ pub fn metadata(mut meta: Object, w: &mut Warnings) -> Result<(Mapping, Pause), 
     let pause = pause(&mut annotations, w)?;
     let kept = keep_annotations(annotations, w);
     if !kept.is_empty() {
-        out.insert("annotations".into(), Value::Mapping(kept));
+        out.insert("annotations".into(), Value::Object(kept));
     }
     meta.warn_leftovers(
         w,
@@ -94,12 +95,12 @@ fn pause(a: &mut Object, w: &mut Warnings) -> Result<Pause, ConvertError> {
 
 /// Annotations other than KEDA's carry over; KEDA's remaining ones are warned about.
 fn keep_annotations(a: Object, w: &mut Warnings) -> Mapping {
-    let Some(Value::Mapping(all)) = Object::into_value(a.clone()) else {
+    let Some(Value::Object(all)) = Object::into_value(a.clone()) else {
         return Mapping::new();
     };
     let mut kept = Mapping::new();
     for (k, v) in all {
-        let key = scalar_text(&k).unwrap_or_default();
+        let key = k.clone();
         if key.contains("keda.sh/") {
             let msg = if key == "autoscaling.keda.sh/force-activation" {
                 "no equivalent: a WorkerPool is active only when a trigger is; ignored"

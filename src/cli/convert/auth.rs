@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 use super::warnings::{ConvertError, Warnings};
 
@@ -85,11 +85,11 @@ impl AuthIndex {
 }
 
 fn read_spec(out: &mut AuthParams, spec: Option<&Value>) {
-    let Some(Value::Mapping(spec)) = spec else {
+    let Some(Value::Object(spec)) = spec else {
         return;
     };
     for (key, value) in spec {
-        match key.as_str().unwrap_or_default() {
+        match key.as_str() {
             "secretTargetRef" => each(value, |p, e| {
                 let (name, key) = (field(e, "name"), field(e, "key"));
                 out.params.insert(p, AuthValue::Secret { name, key });
@@ -129,7 +129,7 @@ fn read_spec(out: &mut AuthParams, spec: Option<&Value>) {
 
 /// Calls `f(parameter, entry)` for each `{parameter: ..., ...}` in a list.
 fn each(list: &Value, mut f: impl FnMut(String, &Value)) {
-    for entry in list.as_sequence().into_iter().flatten() {
+    for entry in list.as_array().into_iter().flatten() {
         if let Some(p) = entry.get("parameter").and_then(Value::as_str) {
             f(p.to_string(), entry);
         }

@@ -2,7 +2,8 @@
 //! mapping; what is left at the end was not understood and becomes a
 //! warning, so nothing is dropped silently.
 
-use serde_yaml::{Mapping, Value};
+use super::Mapping;
+use serde_json::Value;
 
 use super::warnings::{ConvertError, Warnings};
 
@@ -18,7 +19,7 @@ impl Object {
     pub fn new(value: Option<Value>, at: &str, w: &Warnings) -> Result<Object, ConvertError> {
         match value {
             None | Some(Value::Null) => Ok(Object::empty(at)),
-            Some(Value::Mapping(map)) => Ok(Object {
+            Some(Value::Object(map)) => Ok(Object {
                 at: at.to_string(),
                 map,
             }),
@@ -102,7 +103,7 @@ impl Object {
         self.map
             .iter()
             .filter(|(_, v)| !v.is_null())
-            .map(|(k, _)| self.path(&scalar_text(k).unwrap_or_else(|| "?".into())))
+            .map(|(k, _)| self.path(k))
             .collect()
     }
 
@@ -153,15 +154,15 @@ pub fn number(x: f64) -> Value {
 pub fn mapping<const N: usize>(pairs: [(&str, Value); N]) -> Value {
     let mut m = Mapping::new();
     for (k, v) in pairs {
-        m.insert(Value::from(k), v);
+        m.insert(k.to_string(), v);
     }
-    Value::Mapping(m)
+    Value::Object(m)
 }
 
 impl Object {
     /// What is left of the mapping (null when empty).
     pub fn into_value(self) -> Option<Value> {
-        (!self.map.is_empty()).then_some(Value::Mapping(self.map))
+        (!self.map.is_empty()).then_some(Value::Object(self.map))
     }
 }
 
@@ -186,9 +187,8 @@ mod tests {
     #[test]
     fn a_bad_value_names_its_field() {
         let w = Warnings::new("ScaledObject shop/x");
-        let map: Mapping = serde_yaml::from_str("listLength: five\nenableTLS: maybe").unwrap();
-        let mut o =
-            Object::new(Some(Value::Mapping(map)), "spec.triggers[0].metadata", &w).unwrap();
+        let map: Mapping = crate::yaml::from_str("listLength: five\nenableTLS: maybe").unwrap();
+        let mut o = Object::new(Some(Value::Object(map)), "spec.triggers[0].metadata", &w).unwrap();
         let e = o.take_i64("listLength", &w).unwrap_err().to_string();
         assert!(
             e.contains("spec.triggers[0].metadata.listLength") && e.contains("five"),

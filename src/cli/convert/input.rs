@@ -1,8 +1,7 @@
 //! The input documents: ScaledObjects to convert, and the
 //! (Cluster)TriggerAuthentications they may refer to.
 
-use serde::Deserialize;
-use serde_yaml::Value;
+use serde_json::Value;
 
 use super::auth::AuthIndex;
 use super::warnings::{ConvertError, Warnings};
@@ -28,11 +27,11 @@ pub struct Input {
 /// Splits the text into documents and sorts them by kind.
 pub fn read(text: &str) -> Result<Input, ConvertError> {
     let mut input = Input::default();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, doc) in crate::yaml::documents(text).iter().enumerate() {
         let n = i + 1;
-        let value = Value::deserialize(doc).map_err(|e| ConvertError::Yaml {
+        let value: Value = crate::yaml::from_document(doc).map_err(|e| ConvertError::Yaml {
             doc: n,
-            message: e.to_string().replace('\n', " "),
+            message: e.to_string(),
         })?;
         if value.is_null() {
             continue;
@@ -58,7 +57,7 @@ fn list_items(value: &Value) -> Option<Vec<Value>> {
     if !kind.ends_with("List") {
         return None;
     }
-    value.get("items").and_then(Value::as_sequence).cloned()
+    value.get("items").and_then(Value::as_array).cloned()
 }
 
 fn classify(input: &mut Input, doc: usize, value: Value) -> Result<(), ConvertError> {

@@ -31,6 +31,9 @@ pub use warnings::{ConvertError, Warning};
 
 use crate::api::Mode;
 
+/// A YAML mapping as read from the input (keys are strings in every KEDA object).
+type Mapping = serde_json::Map<String, serde_json::Value>;
+
 /// The converted WorkerPools (YAML documents) and every warning.
 #[derive(Debug)]
 pub struct Conversion {
@@ -49,7 +52,7 @@ pub fn convert(text: &str, mode: Mode) -> Result<Conversion, ConvertError> {
     let mut docs = Vec::new();
     for so in input.scaled_objects {
         let (pool, found) = scaled_object::convert(so, &input.auth, mode)?;
-        let yaml = serde_yaml::to_string(&pool)
+        let yaml = crate::yaml::to_string(&pool)
             .map_err(|e| ConvertError::Read(format!("printing YAML: {e}")))?;
         docs.push(yaml);
         warnings.extend(found.iter().map(Warning::to_string));

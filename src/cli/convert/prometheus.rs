@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::{Mapping, Value};
+use super::Mapping;
+use serde_json::Value;
 
 use super::fields::comma_list;
 use super::source::Source;
@@ -80,7 +81,7 @@ fn headers(t: &mut TriggerCtx<'_>, body: &mut Mapping) -> Result<(), ConvertErro
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
-        body.insert("headers".into(), Value::Mapping(m));
+        body.insert("headers".into(), Value::Object(m));
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! addresses, topology, database, credentials and TLS, as the `redis`
 //! source of a WorkerPool writes them.
 
-use serde_yaml::{Mapping, Value};
+use super::Mapping;
+use serde_json::Value;
 
 use super::fields::{comma_list, mapping};
 use super::trigger::TriggerCtx;
@@ -59,7 +60,7 @@ pub fn connection(t: &mut TriggerCtx<'_>, topology: Topology) -> Result<Mapping,
             if tls.is_empty() {
                 tls.insert("insecureSkipVerify".into(), false.into());
             }
-            out.insert("tls".into(), Value::Mapping(tls));
+            out.insert("tls".into(), Value::Object(tls));
         }
         None => {}
     }
@@ -67,7 +68,7 @@ pub fn connection(t: &mut TriggerCtx<'_>, topology: Topology) -> Result<Mapping,
 }
 
 fn list(items: Vec<String>) -> Value {
-    Value::Sequence(items.into_iter().map(Value::from).collect())
+    Value::Array(items.into_iter().map(Value::from).collect())
 }
 
 /// `address`/`addresses`, else `host`/`hosts` joined with `port`/`ports`.
@@ -244,7 +245,7 @@ fn sentinel(
             m.insert(field.into(), r);
         }
     }
-    Ok(Value::Mapping(m))
+    Ok(Value::Object(m))
 }
 
 /// Sentinel fields on a non-sentinel trigger: KEDA ignores them, and so do we, aloud.

@@ -1,7 +1,7 @@
 //! KEDA `redis`, `redis-sentinel` and `redis-cluster` triggers (the Redis
 //! Lists scaler): the length of `listName`, `listLength` per replica.
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 use super::redis_connection::{connection, Topology};
 use super::source::Source;

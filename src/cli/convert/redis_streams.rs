@@ -4,7 +4,8 @@
 //! it, the pending entries (`pendingEntriesCount` per replica, default 5);
 //! no group, the stream length (`streamLength` per replica, default 5).
 
-use serde_yaml::{Mapping, Value};
+use super::Mapping;
+use serde_json::Value;
 
 use super::redis_connection::{connection, Topology};
 use super::source::Source;
@@ -35,7 +36,7 @@ pub fn convert(t: &mut TriggerCtx<'_>, topology: Topology) -> Result<Source, Con
         m.insert("group".into(), group.into());
     }
     m.insert("measure".into(), measure.into());
-    body.insert("stream".into(), Value::Mapping(m));
+    body.insert("stream".into(), Value::Object(m));
     let activation = t.meta.take_i64("activationLagCount", t.w)?.unwrap_or(0);
     Ok(Source {
         key: "redis",

@@ -2,7 +2,8 @@
 //! replica bounds, polling, cooldown, idle replicas) and the assembly of
 //! the parts the other files convert.
 
-use serde_yaml::{Mapping, Value};
+use super::Mapping;
+use serde_json::Value;
 
 use super::advanced;
 use super::annotations::{self, Pause};
@@ -48,8 +49,8 @@ pub fn convert(
     let pool = mapping([
         ("apiVersion", "workerpool.dev/v1alpha1".into()),
         ("kind", "WorkerPool".into()),
-        ("metadata", Value::Mapping(metadata)),
-        ("spec", Value::Mapping(out)),
+        ("metadata", Value::Object(metadata)),
+        ("spec", Value::Object(out)),
     ]);
     Ok((pool, w.into_vec()))
 }
@@ -97,7 +98,7 @@ fn spec_of(
     let mut behavior = advanced::advanced(spec, w)?;
     disable_directions(&mut behavior, pause);
     if !behavior.is_empty() {
-        out.insert("behavior".into(), Value::Mapping(behavior));
+        out.insert("behavior".into(), Value::Object(behavior));
     }
     if let Some(f) = advanced::fallback(spec, w)? {
         out.insert("fallback".into(), f);
@@ -200,7 +201,7 @@ fn trigger_list(
 ) -> Result<Value, ConvertError> {
     let list = spec
         .take("triggers")
-        .and_then(|v| v.as_sequence().cloned())
+        .and_then(|v| v.as_array().cloned())
         .unwrap_or_default();
     if list.is_empty() || list.len() > 16 {
         return Err(w.invalid(
@@ -213,7 +214,7 @@ fn trigger_list(
         out.push(triggers::convert(i, t, auth, namespace, w)?);
     }
     dedupe_names(&mut out, w);
-    Ok(Value::Sequence(out))
+    Ok(Value::Array(out))
 }
 
 /// Trigger names made valid may collide, with each other or with the
@@ -243,7 +244,7 @@ fn dedupe_names(triggers: &mut [Value], w: &mut Warnings) {
                 .find(|u| !seen.contains(u))
                 .unwrap_or_default();
             w.add(format!("spec.triggers[{i}].name"), format!("{name:?} is taken by another trigger (an earlier name, or the default name <type>-<index> of an unnamed one); renamed to {unique:?}"));
-            if let Some(m) = t.as_mapping_mut() {
+            if let Some(m) = t.as_object_mut() {
                 m.insert("name".into(), unique.clone().into());
             }
             seen.insert(unique);
@@ -258,9 +259,9 @@ fn disable_directions(behavior: &mut Mapping, pause: Pause) {
             continue;
         }
         let rules = behavior
-            .entry(dir.into())
-            .or_insert_with(|| Value::Mapping(Mapping::new()));
-        if let Some(m) = rules.as_mapping_mut() {
+            .entry(dir)
+            .or_insert_with(|| Value::Object(Mapping::new()));
+        if let Some(m) = rules.as_object_mut() {
             m.insert("selectPolicy".into(), "Disabled".into());
         }
     }

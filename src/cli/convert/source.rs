@@ -1,6 +1,6 @@
 //! What each trigger mapping produces: one WorkerPool source and its numbers.
 
-use serde_yaml::Mapping;
+use super::Mapping;
 
 /// A converted trigger's source (`redis` or `prometheus`) and thresholds.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! One trigger being converted: its metadata, the TriggerAuthentication it
 //! names, and where each KEDA parameter's value comes from.
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 use super::auth::{AuthParams, AuthValue};
 use super::fields::{mapping, Object};

@@ -2,7 +2,8 @@
 //! authenticationRef, metricType, useCachedMetrics), and the hand-over to
 //! the mapping of its type.
 
-use serde_yaml::{Mapping, Value};
+use super::Mapping;
+use serde_json::Value;
 
 use super::auth::AuthIndex;
 use super::fields::{number, Object};
@@ -88,10 +89,10 @@ fn output(name: Option<String>, s: Source) -> Value {
     if let Some(n) = name {
         m.insert("name".into(), n.into());
     }
-    m.insert(s.key.into(), Value::Mapping(s.body));
+    m.insert(s.key.into(), Value::Object(s.body));
     m.insert("targetPerReplica".into(), number(s.target));
     m.insert("activationThreshold".into(), number(s.activation));
-    Value::Mapping(m)
+    Value::Object(m)
 }
 
 /// KEDA allows any trigger name; a WorkerPool's are DNS-label-like.
