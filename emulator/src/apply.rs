@@ -73,7 +73,7 @@ fn conflict_error(conflicts: &BTreeMap<String, Vec<String>>) -> ApiError {
     let plural = if total == 1 { "conflict" } else { "conflicts" };
     let mut e = ApiError::conflict_with("", "", "", "");
     e.message = format!("Apply failed with {total} {plural}: {}", parts.join("\n"));
-    e.details = Some(json!({"causes": causes}));
+    e.details = Some(Box::new(json!({"causes": causes})));
     e
 }
 

@@ -39,7 +39,8 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    // Boxed: a Value with ordered maps is large, and every Result carries this.
+    pub details: Option<Box<Value>>,
     /// Seconds for a `Retry-After` header (429 and some 5xx).
     pub retry_after: Option<u64>,
 }
@@ -79,7 +80,7 @@ impl ApiError {
     }
 
     fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -239,7 +240,7 @@ impl ApiError {
         let mut e = Self::new(code, reason, message);
         e.retry_after = retry_after;
         if let Some(secs) = retry_after {
-            e.details = Some(json!({"retryAfterSeconds": secs}));
+            e.details = Some(Box::new(json!({"retryAfterSeconds": secs})));
         }
         e
     }
@@ -256,7 +257,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            s["details"] = d.clone();
+            s["details"] = (**d).clone();
         }
         s
     }

@@ -79,7 +79,7 @@ fn headers(t: &mut TriggerCtx<'_>, body: &mut Mapping) -> Result<(), ConvertErro
     if !headers.is_empty() {
         let m: Mapping = headers
             .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
+            .map(|(k, v)| (k, v.into()))
             .collect();
         body.insert("headers".into(), Value::Object(m));
     }
