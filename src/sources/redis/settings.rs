@@ -381,6 +381,8 @@ mod tests {
             rq: None,
             arq: None,
             huey: None,
+            dramatiq: None,
+            sidekiq: None,
         }
     }
 
