@@ -41,9 +41,15 @@ fn own(o: &Value, state: &str) -> i64 {
 }
 
 /// Runs `check` with one trigger per include combination and the default,
-/// and one with OldestAgeSeconds, and asserts each equals what Sidekiq's API said just
-/// before and just after (its counts the same both times).
-fn assert_counts_match(dir: &std::path::Path, url: &str, queue: &str, observe: &dyn Fn() -> Value) {
+/// and one with OldestAgeSeconds, and asserts each equals what Sidekiq's
+/// API said just before and just after (its counts the same both times).
+fn assert_counts_match(
+    dir: &std::path::Path,
+    url: &str,
+    queue: &str,
+    filled: &Value,
+    observe: &dyn Fn() -> Value,
+) {
     let combos = include_combinations(&STATES);
     let mut triggers: Vec<(String, Value)> = vec![];
     for (i, include) in combos.iter().enumerate() {
@@ -61,15 +67,17 @@ fn assert_counts_match(dir: &std::path::Path, url: &str, queue: &str, observe: &
         v.as_object_mut().unwrap().remove("latency");
         v
     };
-    let (before, after, got) = eventually(
+    let (before, after, got, asked, answered) = eventually(
         "Sidekiq's counts to hold still around a check",
         LIMIT,
         || {
             let before = observe();
             let mut got = check(dir, &pool(url, &triggers));
+            let asked = unix_now();
             got.extend(check(dir, &age_pool));
+            let answered = unix_now();
             let after = observe();
-            (counts(&before) == counts(&after)).then_some((before, after, got))
+            (counts(&before) == counts(&after)).then_some((before, after, got, asked, answered))
         },
     );
     for (i, include) in combos.iter().enumerate() {
@@ -84,10 +92,22 @@ fn assert_counts_match(dir: &std::path::Path, url: &str, queue: &str, observe: &
     }
     let want = (n(&before, "waiting") + n(&before, "inFlight")) as f64;
     assert_eq!(got["default"].0, Some(want), "default include; {before}");
-    // Sidekiq's latency, read just before and just after the check.
     let age = got["age"]
         .0
         .unwrap_or_else(|| panic!("no age: {:?}", got["age"]));
+    assert_age(age, [&before, &after], filled, (asked, answered));
+}
+
+/// OldestAgeSeconds `age`, read between `asked` and `answered`, against
+/// Sidekiq's latency seen just before and after, the enqueue time Sidekiq
+/// recorded and the time the test enqueued the job.
+fn assert_age(
+    age: f64,
+    [before, after]: [&Value; 2],
+    filled: &Value,
+    (asked, answered): (f64, f64),
+) {
+    // Sidekiq's latency, read just before and just after the check.
     let (low, high) = (
         before["latency"].as_f64().unwrap(),
         after["latency"].as_f64().unwrap(),
@@ -96,17 +116,32 @@ fn assert_counts_match(dir: &std::path::Path, url: &str, queue: &str, observe: &
         low - 0.01 <= age && age <= high + 0.01,
         "age {age}, Sidekiq's latency {low}..{high}"
     );
-    // And the enqueue time Sidekiq recorded for the next job.
-    let head = before["headEnqueuedAt"].as_f64().expect("a next job");
-    let since = SystemTime::now()
+    // The enqueue time Sidekiq recorded for the next job...
+    let head = n_f(before, "headEnqueuedAt");
+    assert!(
+        age > 0.0 && age <= answered - head + 0.01,
+        "age {age}, enqueued at {head}"
+    );
+    // ...and the time the test enqueued it (one of the immediate ones: due
+    // jobs are pushed behind them).
+    let (from, to) = (n_f(filled, "enqueuedFrom"), n_f(filled, "enqueuedTo"));
+    assert!(
+        asked - to - 0.01 <= age && age <= answered - from + 0.01,
+        "age {age}, enqueued {from}..{to}, checked {asked}..{answered}"
+    );
+}
+
+fn n_f(v: &Value, field: &str) -> f64 {
+    v[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {field} in {v}"))
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
-        - head;
-    assert!(
-        age > 0.0 && age <= since + 0.01,
-        "age {age}, enqueued {since} s ago"
-    );
 }
 
 #[test]
@@ -138,7 +173,7 @@ fn sidekiq_counts_equal_sidekiqs_own() {
         "{o}"
     );
     assert_eq!(n(&o, "dead"), n(&filled, "dead"), "{o}");
-    assert_counts_match(dir.path(), &url, &queue, &observe);
+    assert_counts_match(dir.path(), &url, &queue, &filled, &observe);
 
     // A server with two threads: each holds a job, and its poller moves the
     // due jobs to the queue.
@@ -156,7 +191,7 @@ fn sidekiq_counts_equal_sidekiqs_own() {
             (n(&o, "inFlight") == 2 && n(&o, "waiting") == moved).then_some(())
         },
     );
-    assert_counts_match(dir.path(), &url, &queue, &observe);
+    assert_counts_match(dir.path(), &url, &queue, &filled, &observe);
 }
 
 #[test]
