@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian/Ubuntu machine that has only the
 # Rust toolchain and Python 3 with pip: installs what is missing
-# (redis-server and prometheus from apt, the Python tools in .venv), starts a
-# Redis on 127.0.0.1, runs `cargo test`, and stops what it started.
+# (redis-server, prometheus and ruby-sidekiq from apt, the Python tools in
+# .venv), starts a Redis on 127.0.0.1, runs `cargo test`, and stops what it
+# started.
 # Tests that need their own servers (Prometheus with a config they write, a
 # Redis they kill, a TLS Redis) start them from the same installed binaries.
 set -euo pipefail
@@ -38,11 +39,20 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v openssl >/dev/null || missing+=(openssl)
+# Sidekiq (and Ruby with it) for tests/sources_sidekiq.rs, pinned to Debian's build.
+sidekiq_version=6.4.1+dfsg-1
+sidekiq_installed() { dpkg-query -W -f='${Version}' ruby-sidekiq 2>/dev/null; }
+[ "$(sidekiq_installed)" = "$sidekiq_version" ] || missing+=("ruby-sidekiq=$sidekiq_version")
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} with apt-get" >&2
   $sudo apt-get update -qq
   # policy-rc.d-less containers would otherwise try to start the services.
   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$(sidekiq_installed)" != "$sidekiq_version" ]; then
+  echo "test.sh: ruby-sidekiq $sidekiq_version is not installed (found '$(sidekiq_installed)')" >&2
+  exit 1
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -8,18 +8,22 @@
 #![warn(missing_docs)]
 
 mod drain;
+mod dramatiq;
 mod frameworks;
 mod mode;
 mod schedule;
+mod sidekiq;
 mod spec;
 mod status;
 mod topology;
 mod validate;
 
 pub use drain::*;
+pub use dramatiq::DramatiqMeasure;
 pub use frameworks::*;
 pub use mode::Mode;
 pub use schedule::Schedule;
+pub use sidekiq::SidekiqMeasure;
 pub use spec::*;
 pub use status::*;
 pub use topology::*;

@@ -404,11 +404,13 @@ fn validate_redis_measure(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
         r.rq.is_some(),
         r.arq.is_some(),
         r.huey.is_some(),
+        r.dramatiq.is_some(),
+        r.sidekiq.is_some(),
     ];
     if measures.iter().filter(|m| **m).count() != 1 {
         return Err(err(
             at,
-            "exactly one of list, lists, celery, stream, sortedSet, rq, arq, huey must be set",
+            "exactly one of list, lists, celery, stream, sortedSet, rq, arq, huey, dramatiq, sidekiq must be set",
         ));
     }
     let nonempty = |v: &str, f: &str| {
@@ -444,6 +446,8 @@ fn validate_redis_measure(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
     if let Some(z) = &r.sorted_set {
         nonempty(&z.name, "sortedSet.name")?;
     }
+    super::dramatiq::validate_dramatiq(r, at)?;
+    super::sidekiq::validate_sidekiq(r, at)?;
     super::frameworks::validate_frameworks(r, at)
 }
 

@@ -136,7 +136,9 @@ impl FrameworkSource {
         let (waiting, in_flight, scheduled, retrying, head) = match r {
             Ok(a) => a,
             Err(OpError::Redis(e)) if has_code(&e, "WRONGTYPE") => return Err(self.wrong_type(&e)),
-            Err(OpError::Redis(e)) if has_code(&e, "TOOMANY") => return Err(self.too_many(&e)),
+            Err(OpError::Redis(e)) if has_code(&e, "TOOMANY") || has_code(&e, "UNREADABLE") => {
+                return Err(self.too_many(&e))
+            }
             Err(e) => return Err(e),
         };
         if self.measure == FrameworkMeasureKind::OldestAgeSeconds {
@@ -181,8 +183,9 @@ impl FrameworkSource {
         ep.query_one(c, &self.evalsha).await
     }
 
-    /// The arq script's refusal of per-job look-ups on a huge backlog (its
-    /// own words: only our script raises `TOOMANY`).
+    /// A script's refusal of per-job look-ups on a huge backlog, or of a job
+    /// it cannot decode (its own words: only our scripts raise `TOOMANY`
+    /// and `UNREADABLE`).
     fn too_many(&self, e: &::redis::RedisError) -> OpError {
         let detail = e
             .detail()

@@ -51,6 +51,7 @@ mod batch;
 mod celery;
 mod celery_index;
 mod cluster;
+mod dramatiq;
 mod endpoint;
 mod errors;
 mod framework;
@@ -60,6 +61,7 @@ mod node;
 mod rq;
 mod sentinel;
 mod settings;
+mod sidekiq;
 mod slots;
 mod stream_groups;
 
@@ -139,6 +141,13 @@ fn framework_layout(
             included_arq(&q.include),
             q.measure,
         ));
+    }
+    if let Some(d) = &r.dramatiq {
+        let layout = dramatiq::layout(&d.namespace, &d.queue);
+        return Some((layout, included(&d.include), d.measure));
+    }
+    if let Some(s) = &r.sidekiq {
+        return Some((sidekiq::layout(&s.queue), included(&s.include), s.measure));
     }
     if let Some(h) = &r.huey {
         let include = included_without_in_flight(&h.include);

@@ -418,6 +418,8 @@ mod tests {
             rq: None,
             arq: None,
             huey: None,
+            dramatiq: None,
+            sidekiq: None,
         }
     }
 
