@@ -326,7 +326,15 @@ impl CeleryInspector {
             })
             .await
         };
-        Ok(ep.run(&self.what, self.timeout, op).await?)
+        ep.run(&self.what, self.timeout, op)
+            .await
+            .map_err(|e| match e {
+                SourceError::Auth(m) => SourceError::Auth(format!(
+                    "{m} (replies are read by a script: the Redis user needs EVALSHA and EVAL)"
+                )),
+                e => e,
+            })
+            .map_err(InspectError::Redis)
     }
 }
 
