@@ -410,10 +410,7 @@ mod tests {
                 .to_string(),
                 "not valid base64",
             ),
-            (
-                worker_reply(&format!("{secret}"), "t"),
-                "body that is not JSON",
-            ),
+            (worker_reply(secret, "t"), "body that is not JSON"),
             (worker_reply("[]", "t"), "body that is not an object"),
             (worker_reply("{}", "t"), "has 0 hostnames"),
             (
