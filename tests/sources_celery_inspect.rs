@@ -432,8 +432,29 @@ async fn bad_replies_are_errors_and_leave_no_reply_queue() {
     assert!(matches!(err, InspectError::TooMuch { .. }), "{err:?}");
     assert!(err.to_string().contains("5242880 bytes"), "{err}");
 
+    // A call dropped midway (a listener that never answers keeps it
+    // waiting) still removes its reply queue, from a task spawned on drop.
+    let mut silent = connect(&url);
+    let mut silent = silent.as_pubsub();
+    silent
+        .subscribe(format!("/{DB}.celery.pidbox"))
+        .expect("SUBSCRIBE");
+    {
+        let call = insp.busy_workers(Duration::from_secs(30));
+        tokio::pin!(call);
+        let bound = async {
+            while leftovers(&broker).is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::select! {
+            r = &mut call => panic!("the call should still be waiting: {r:?}"),
+            () = bound => {}
+        }
+    }
+
     // Whatever happened, no reply list or binding is left behind (the
-    // spawned cleanup of a failed call may still be running: poll).
+    // spawned cleanup of a dropped call may still be running: poll).
     let deadline = Instant::now() + Duration::from_secs(20);
     while !leftovers(&broker).is_empty() {
         assert!(Instant::now() < deadline, "left: {:?}", leftovers(&broker));
