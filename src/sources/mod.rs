@@ -27,6 +27,10 @@ use std::time::Duration;
 
 use crate::api::{SecretKeyRef, Trigger};
 use policy::EndpointPolicy;
+pub use redis::celery_inspect::{
+    pod_hostname, runs_in_pod, worker_host, BusyWorkers, CeleryInspector, InspectError, WorkerLoad,
+    DEFAULT_INSPECT_WAIT,
+};
 
 /// What [`MetricSource::read`] returns.
 pub type ReadFuture<'a> = Pin<Box<dyn Future<Output = Result<f64, SourceError>> + Send + 'a>>;
@@ -276,6 +280,24 @@ impl Sources {
                 ))
             })?;
         throughput::wrap(self, trigger, backlog, secrets, timeout)
+    }
+
+    /// Asks the Celery workers on the broker of `trigger` (a Redis trigger
+    /// of a pool in `namespace`) which are busy; see [`CeleryInspector`].
+    /// Shares the trigger's connection; hosts are checked against the
+    /// endpoint policy as for [`Sources::build_in`]. `timeout` bounds each
+    /// request to Redis. No I/O until the first call.
+    pub fn celery_inspector(
+        &self,
+        namespace: &str,
+        trigger: &Trigger,
+        secrets: &dyn SecretLookup,
+        timeout: Duration,
+    ) -> Result<CeleryInspector, SourceError> {
+        for (field, host) in policy::written_hosts(trigger)? {
+            self.inner.policy.check_written(namespace, field, &host)?;
+        }
+        redis::celery_inspector(self, trigger, secrets, timeout)
     }
 
     /// Number of distinct Redis endpoints with a live or pending connection

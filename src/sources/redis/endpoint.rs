@@ -24,6 +24,8 @@ use crate::sources::{Redactor, SourceError};
 /// One Redis endpoint and its (lazily made) shared connection(s).
 pub(super) struct Endpoint {
     display: String,
+    /// The database the connection selects (0 on a cluster).
+    db: i64,
     place: Place,
     redact: Redactor,
     trips: Arc<RoundTrips>,
@@ -82,6 +84,7 @@ impl Endpoint {
         }
         let trips = Arc::new(RoundTrips::new(all_round_trips));
         let display = key.display;
+        let db = node.db;
         let place = match topology {
             Topology::Url(url) => {
                 let client = client_for(&url, &node, &display)?;
@@ -107,6 +110,7 @@ impl Endpoint {
         };
         Ok(Endpoint {
             display,
+            db,
             place,
             redact,
             trips,
@@ -115,6 +119,12 @@ impl Endpoint {
 
     pub(super) fn display(&self) -> &str {
         &self.display
+    }
+
+    /// The database the connection selects: kombu names its pub/sub
+    /// channels after it.
+    pub(super) fn db(&self) -> i64 {
+        self.db
     }
 
     /// Whether keys are spread over a Redis Cluster's nodes.

@@ -50,6 +50,7 @@ mod arq;
 mod batch;
 mod celery;
 mod celery_index;
+pub(super) mod celery_inspect;
 mod cluster;
 mod dramatiq;
 mod endpoint;
@@ -58,6 +59,7 @@ mod framework;
 mod huey;
 mod measures;
 mod node;
+mod pidbox;
 mod rq;
 mod sentinel;
 mod settings;
@@ -125,6 +127,29 @@ fn build_redis(
         )));
     }
     measures::build(endpoint, r, timeout)
+}
+
+/// The Celery inspector for the broker a Redis trigger names, sharing the
+/// trigger's endpoint (and so its connection and endpoint policy).
+pub(super) fn celery_inspector(
+    sources: &Sources,
+    trigger: &Trigger,
+    secrets: &dyn SecretLookup,
+    timeout: Duration,
+) -> Result<celery_inspect::CeleryInspector, SourceError> {
+    let r = trigger.redis.as_ref().ok_or_else(|| {
+        SourceError::Config("Celery inspect needs a redis trigger (the Celery broker)".into())
+    })?;
+    let endpoint = sources.inner.redis.get(r, secrets, &sources.inner.policy)?;
+    if endpoint.is_cluster() {
+        // kombu's Redis transport has no cluster mode: no Celery broker is one.
+        return Err(SourceError::Config(
+            "Celery inspect is not supported on redis.cluster (kombu's Redis transport \
+             does not run on a cluster)"
+                .into(),
+        ));
+    }
+    Ok(celery_inspect::CeleryInspector::new(endpoint, timeout))
 }
 
 /// The queue framework a trigger names, if any: its layout, the kinds of
