@@ -10,6 +10,7 @@
 mod drain;
 mod frameworks;
 mod mode;
+mod scale_in;
 mod schedule;
 mod spec;
 mod status;
@@ -19,6 +20,7 @@ mod validate;
 pub use drain::*;
 pub use frameworks::*;
 pub use mode::Mode;
+pub use scale_in::{kind_field, BusySignal, BusySignalKind, ScaleIn, TriggerRef};
 pub use schedule::Schedule;
 pub use spec::*;
 pub use status::*;

@@ -386,6 +386,8 @@ pub fn limit_reason(l: &Limit) -> &'static str {
         Limit::Disabled => "ScalingDisabled",
         Limit::FailingTriggerHold(_) => "TriggerFailed",
         Limit::CooldownPending { .. } => "CooldownPending",
+        Limit::KeepBusy { .. } => "KeepBusy",
+        Limit::BusySignalFailed(_) => "BusySignalFailed",
     }
 }
 
@@ -410,6 +412,7 @@ mod tests {
             tolerance: 0.1,
             fallback: None,
             schedules: Vec::new(),
+            scale_in: None,
         }
     }
 
