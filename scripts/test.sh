@@ -38,6 +38,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v openssl >/dev/null || missing+=(openssl)
+# Sidekiq busy-signal tests run Debian's Sidekiq (and its Ruby) as real workers.
+command -v sidekiq >/dev/null || missing+=(ruby-sidekiq)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} with apt-get" >&2
   $sudo apt-get update -qq
