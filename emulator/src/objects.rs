@@ -388,6 +388,11 @@ fn finish(
     } else {
         scale::default_replicas(t, &mut new);
     }
+    if gr == GroupResource::new("", "pods") {
+        if let Some(cause) = controllers::deletion_cost_problem(&new, old.map(|o| &**o)) {
+            return Err(t.invalid(&name, vec![cause]));
+        }
+    }
     if is_crd(&gr) {
         let causes = crd::validate(&new);
         if !causes.is_empty() {

@@ -20,6 +20,7 @@ mod statefulset;
 mod writes;
 
 pub use kubelet::NODE_NAME;
+pub use pod::deletion_cost_problem;
 
 use crate::objects::Sub;
 use crate::resources::GroupResource;

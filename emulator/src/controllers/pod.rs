@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use crate::status::Cause;
+
 /// The annotation that orders pods for deletion on a ReplicaSet scale-down.
 pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 
@@ -105,6 +107,27 @@ pub fn deletion_cost(pod: &Value) -> i32 {
         .as_str()
         .and_then(parse_deletion_cost)
         .unwrap_or(0)
+}
+
+fn has_invalid_cost(pod: &Value) -> bool {
+    pod["metadata"]["annotations"][DELETION_COST]
+        .as_str()
+        .is_some_and(|v| parse_deletion_cost(v).is_none())
+}
+
+/// Pod validation of the annotation, as kube-apiserver does it: a value
+/// that is not an int32 is refused, except on an update of a pod whose
+/// stored value was already invalid.
+pub fn deletion_cost_problem(new: &Value, old: Option<&Value>) -> Option<Cause> {
+    if !has_invalid_cost(new) || old.is_some_and(has_invalid_cost) {
+        return None;
+    }
+    let value = &new["metadata"]["annotations"][DELETION_COST];
+    Some(Cause::new(
+        "FieldValueInvalid",
+        format!("metadata.annotations[{DELETION_COST}]"),
+        format!("Invalid value: {value}: must be a 32bit integer"),
+    ))
 }
 
 #[cfg(test)]

@@ -25,7 +25,9 @@ fn start_ordinal(sts: &Value) -> i64 {
 }
 
 fn revision(sts: &Value) -> String {
-    let collisions = sts["status"]["collisionCount"].as_u64().map(|n| n as u32);
+    // The controller reports collisionCount 0 from its first status
+    // write on, so the revision hash always mixes it in.
+    let collisions = Some(sts["status"]["collisionCount"].as_u64().unwrap_or(0) as u32);
     format!(
         "{}-{}",
         pod::name(sts),
