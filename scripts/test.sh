@@ -39,7 +39,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v openssl >/dev/null || missing+=(openssl)
-# Sidekiq (and Ruby with it) for tests/sources_sidekiq.rs, pinned to Debian's build.
+# Sidekiq (and Ruby with it), pinned to Debian's build: tests/sources_sidekiq.rs counts its
+# queues, and the scale-in tests run it as real workers.
 sidekiq_version=6.4.1+dfsg-1
 sidekiq_installed() { dpkg-query -W -f='${Version}' ruby-sidekiq 2>/dev/null; }
 [ "$(sidekiq_installed)" = "$sidekiq_version" ] || missing+=("ruby-sidekiq=$sidekiq_version")

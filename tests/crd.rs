@@ -288,3 +288,21 @@ fn cel_rejects_duplicate_trigger_names_and_zero_target() {
         "{e:?}"
     );
 }
+
+#[test]
+fn cel_requires_exactly_one_busy_signal() {
+    let mut s = good_spec();
+    s["scaleIn"] = json!({"busySignal": {"rq": {"trigger": "orders"}}, "keepBusy": true, "deletionCost": true});
+    assert_eq!(cel_errors(&pool(s.clone())), Vec::<String>::new());
+    for signal in [
+        json!({}),
+        json!({"rq": {"trigger": "orders"}, "sidekiq": {"trigger": "orders"}}),
+    ] {
+        s["scaleIn"]["busySignal"] = signal;
+        let e = cel_errors(&pool(s.clone()));
+        assert!(
+            e.iter().any(|m| m.contains("exactly one busySignal")),
+            "{e:?}"
+        );
+    }
+}

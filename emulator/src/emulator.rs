@@ -86,6 +86,10 @@ impl Emulator {
         let (outages_tx, outages_rx) = mpsc::unbounded_channel();
         let mut store = Store::new(config.history_per_resource, config.watcher_buffer);
         store.workload_status = config.workload_status;
+        store.controllers = crate::controllers::Settings {
+            enabled: config.workload_controllers,
+            pods_pending: config.pods_pending,
+        };
         let namespaces = Target {
             ty: store
                 .registry
@@ -237,6 +241,22 @@ impl Emulator {
         };
         let w = objects::create(&mut self.shared.store.lock(), &t, &opts, object)?;
         Ok((*w.object).clone())
+    }
+
+    /// Marks a pod ready or not ready, as a kubelet's readiness probe
+    /// would: the `Ready` and `ContainersReady` conditions (a new
+    /// `lastTransitionTime` when they change) and each container's `ready`.
+    /// With `Config::workload_controllers` its ReplicaSet/StatefulSet and
+    /// Deployment status follow. False when the pod does not exist.
+    pub fn set_pod_ready(&self, namespace: &str, name: &str, ready: bool) -> bool {
+        crate::controllers::set_pod_ready(&mut self.shared.store.lock(), namespace, name, ready)
+    }
+
+    /// Binds a Pending pod to the emulator's node and reports it Running
+    /// and Ready, as a scheduler and kubelet would (for pods left Pending by
+    /// `Config::pods_pending`). False when the pod does not exist.
+    pub fn start_pod(&self, namespace: &str, name: &str) -> bool {
+        crate::controllers::start_pod(&mut self.shared.store.lock(), namespace, name)
     }
 
     /// Stops the server and drops every connection.

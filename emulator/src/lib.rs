@@ -12,6 +12,7 @@
 //! ```
 
 mod apply;
+mod controllers;
 mod crd;
 mod discovery;
 mod emulator;

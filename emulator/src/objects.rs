@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::apply::{self, ApplyRequest};
+use crate::controllers;
 use crate::crd;
 use crate::fields::{self, Entry, FieldSet, Part};
 use crate::patch::{self, PatchType};
@@ -387,6 +388,11 @@ fn finish(
     } else {
         scale::default_replicas(t, &mut new);
     }
+    if gr == GroupResource::new("", "pods") {
+        if let Some(cause) = controllers::deletion_cost_problem(&new, old.map(|o| &**o)) {
+            return Err(t.invalid(&name, vec![cause]));
+        }
+    }
     if is_crd(&gr) {
         let causes = crd::validate(&new);
         if !causes.is_empty() {
@@ -481,6 +487,7 @@ fn finish(
     } else if kind != EventType::Deleted {
         workloads::settle(store, &gr, &object);
     }
+    controllers::after_write(store, &gr, &t.namespace);
     Ok(Written {
         object,
         created: old.is_none(),
@@ -895,6 +902,7 @@ pub fn delete(
     if gr == GroupResource::new("apiextensions.k8s.io", "customresourcedefinitions") {
         crd::unregister(store, &object);
     }
+    controllers::after_write(store, &gr, &t.namespace);
     Ok(Deleted::Gone(object))
 }
 

@@ -43,7 +43,7 @@ fn set_path(v: &mut Value, path: &str, value: Value) {
 }
 
 /// `metav1.LabelSelectorAsSelector(spec.selector).String()`.
-fn selector_string(sel: &Value) -> String {
+pub(crate) fn selector_string(sel: &Value) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Some(labels) = sel["matchLabels"].as_object() {
         let mut keys: Vec<&String> = labels.keys().collect();

@@ -25,6 +25,15 @@ pub struct Config {
     /// Stand in for the Deployment/StatefulSet controllers: after each
     /// write, status reports every desired replica ready (a second write).
     pub workload_status: bool,
+    /// Stand in for the Deployment, ReplicaSet and StatefulSet controllers
+    /// (and a scheduler/kubelet): workloads get ReplicaSets and Pods that
+    /// follow `spec.replicas`, scale-down deletes the pods the real
+    /// ReplicaSet controller would, and status counts the pods. Replaces
+    /// `workload_status` for Deployments and StatefulSets.
+    pub workload_controllers: bool,
+    /// With `workload_controllers`: new pods stay Pending and unscheduled,
+    /// as on a cluster without a scheduler or nodes.
+    pub pods_pending: bool,
 }
 
 impl Default for Config {
@@ -39,6 +48,8 @@ impl Default for Config {
                 .collect(),
             git_version: "v1.33.0".into(),
             workload_status: false,
+            workload_controllers: false,
+            pods_pending: false,
         }
     }
 }

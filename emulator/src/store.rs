@@ -77,6 +77,10 @@ pub struct Store {
     watchers: HashMap<GroupResource, Vec<mpsc::Sender<Arc<Event>>>>,
     /// Whether workloads get the status their controllers would write.
     pub workload_status: bool,
+    /// The workload controller stand-ins (off unless configured).
+    pub controllers: crate::controllers::Settings,
+    /// Set while the controllers run, so their own writes do not re-enter.
+    pub controllers_running: bool,
 }
 
 impl Store {
@@ -90,6 +94,8 @@ impl Store {
             watcher_buffer: watcher_buffer.max(16),
             watchers: HashMap::new(),
             workload_status: false,
+            controllers: Default::default(),
+            controllers_running: false,
         }
     }
 

@@ -36,6 +36,12 @@ enum Cell {
     LastSeen,
     /// An Event's `involvedObject` as `kind/name`, kind lower-cased.
     InvolvedObject,
+    /// A Pod's ready containers over its containers, `1/2`.
+    PodReady,
+    /// A Pod's status as kubectl shows it: `Terminating`, a reason, the phase.
+    PodStatus,
+    /// A Pod's container restarts, summed.
+    PodRestarts,
 }
 
 /// Age like kubectl's `translateTimestampSince`: 45s, 12m, 5h, 3d.
@@ -148,6 +154,16 @@ fn columns(t: &Target) -> Vec<Column> {
             "string",
             Cell::ReadyOf("readyReplicas", "replicas"),
         )),
+        ("", "pods") => return pod_columns(cols),
+        ("apps", "replicasets") => {
+            cols.push(column(
+                "Desired",
+                "integer",
+                Cell::Path(".spec.replicas".into(), "integer".into()),
+            ));
+            cols.push(column("Current", "integer", Cell::Status("replicas")));
+            cols.push(column("Ready", "integer", Cell::Status("readyReplicas")));
+        }
         ("", "namespaces") => cols.push(column(
             "Status",
             "string",
@@ -157,6 +173,49 @@ fn columns(t: &Target) -> Vec<Column> {
     }
     cols.push(column("Age", "string", Cell::Age));
     cols
+}
+
+/// The apiserver's Pod columns (IP and node only with `-o wide`).
+fn pod_columns(mut cols: Vec<Column>) -> Vec<Column> {
+    cols.push(column("Ready", "string", Cell::PodReady));
+    cols.push(column("Status", "string", Cell::PodStatus));
+    cols.push(column("Restarts", "string", Cell::PodRestarts));
+    cols.push(column("Age", "string", Cell::Age));
+    for (name, path) in [("IP", ".status.podIP"), ("Node", ".spec.nodeName")] {
+        cols.push(Column {
+            priority: 1,
+            ..column(name, "string", Cell::Path(path.into(), "string".into()))
+        });
+    }
+    cols
+}
+
+fn pod_cell(c: &Cell, obj: &Value) -> Value {
+    let statuses = obj["status"]["containerStatuses"].as_array();
+    match c {
+        Cell::PodReady => {
+            let ready = statuses
+                .into_iter()
+                .flatten()
+                .filter(|s| s["ready"] == true)
+                .count();
+            let total = obj["spec"]["containers"].as_array().map_or(0, Vec::len);
+            json!(format!("{ready}/{total}"))
+        }
+        Cell::PodRestarts => {
+            let n: i64 = statuses
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["restartCount"].as_i64())
+                .sum();
+            json!(n.to_string())
+        }
+        _ if !obj["metadata"]["deletionTimestamp"].is_null() => json!("Terminating"),
+        _ => obj["status"]["reason"]
+            .as_str()
+            .or(obj["status"]["phase"].as_str())
+            .map_or(json!("Pending"), |s| json!(s)),
+    }
 }
 
 /// The apiserver's core/v1 Event columns; the name only with `-o wide`.
@@ -186,6 +245,7 @@ fn cell(c: &Cell, obj: &Value) -> Value {
             let kind = o["kind"].as_str().unwrap_or_default().to_lowercase();
             json!(format!("{kind}/{}", o["name"].as_str().unwrap_or_default()))
         }
+        Cell::PodReady | Cell::PodStatus | Cell::PodRestarts => pod_cell(c, obj),
         Cell::Name => obj["metadata"]["name"].clone(),
         Cell::Age => json!(age(obj["metadata"]["creationTimestamp"]
             .as_str()

@@ -43,7 +43,7 @@ fn converged(obj: &Value) -> Value {
 /// Writes the converged status of a workload just written, as a separate
 /// revision (a controller's own update), when it differs.
 pub fn settle(store: &mut Store, gr: &GroupResource, object: &Arc<Value>) {
-    if !store.workload_status || !is_workload(gr) {
+    if !store.workload_status || store.controllers.enabled || !is_workload(gr) {
         return;
     }
     let status = converged(object);

@@ -392,3 +392,43 @@ async fn kubectl_scales_lists_events_and_deletes() {
     let (ok, _, stderr) = k.run(&["get", "deployment", "web"]).await;
     assert!(!ok && stderr.contains("NotFound"), "{stderr}");
 }
+
+#[tokio::test]
+async fn kubectl_get_pods_shows_the_pods_the_replicaset_controller_keeps() {
+    let config = kube_emulator::Config {
+        workload_controllers: true,
+        ..kube_emulator::Config::default()
+    };
+    let emu = Emulator::start_with(config).await.expect("emulator starts");
+    let k = Kubectl::new(&emu).await;
+    let d = k.file("web.yaml", &deployment("web", 3));
+    k.ok(&["apply", "-f", &d]).await;
+    let table = k.ok(&["get", "pods", "-l", "app=web"]).await;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    for row in &lines[1..] {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert!(cells[0].starts_with("web-"), "{row}");
+        assert_eq!(&cells[1..4], ["1/1", "Running", "0"], "{row}");
+    }
+    k.ok(&["scale", "deployment", "web", "--replicas", "1"])
+        .await;
+    let names = k.ok(&["get", "pods", "-l", "app=web", "-o", "name"]).await;
+    assert_eq!(names.lines().count(), 1, "{names}");
+    let rs = k.ok(&["get", "rs"]).await;
+    let row: Vec<&str> = rs
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row.get(1..4),
+        Some(&["1", "1", "1"][..]),
+        "DESIRED CURRENT READY:\n{rs}"
+    );
+    let deploy = k.ok(&["get", "deployment", "web"]).await;
+    assert!(deploy.contains("1/1"), "{deploy}");
+}

@@ -99,6 +99,9 @@ pub struct WorkerPoolSpec {
     #[schemars(length(max = 16))]
     #[x_kube(validation = Rule::new("self.all(s, self.exists_one(u, u.name == s.name))").message("schedule names must be unique"))]
     pub schedules: Vec<super::Schedule>,
+    /// Scale-in that spares busy workers: keep them, and remove idle pods first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_in: Option<super::ScaleIn>,
 }
 
 fn default_min_replicas() -> i32 {

@@ -54,6 +54,10 @@ pub struct WorkerPoolStatus {
     /// When each schedule's window opens next.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub next_openings: Vec<ScheduleOpening>,
+    /// `spec.scaleIn`: busy pods of the target when the last poll read the
+    /// busy signal (before a scale-in); absent when it was not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_pods: Option<i32>,
     /// Recent recommendations and scale events, kept so stabilization
     /// windows and rate policies survive an operator restart or leader change.
     #[serde(default, skip_serializing_if = "Option::is_none")]

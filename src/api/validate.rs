@@ -183,6 +183,9 @@ pub fn validate(spec: &WorkerPoolSpec) -> Result<Policy, SpecError> {
     };
 
     let schedules = validate_schedules(spec)?;
+    let scale_in = (spec.scale_in.as_ref())
+        .map(|s| s.policy(&spec.triggers))
+        .transpose()?;
     Ok(Policy {
         min_replicas: spec.min_replicas,
         max_replicas: spec.max_replicas,
@@ -193,6 +196,7 @@ pub fn validate(spec: &WorkerPoolSpec) -> Result<Policy, SpecError> {
         tolerance,
         fallback,
         schedules,
+        scale_in,
     })
 }
 

@@ -19,8 +19,8 @@ use futures::future::{join_all, BoxFuture, FutureExt};
 
 use crate::api::WorkerPool;
 use crate::decision::{
-    decide, states_at, DrainEstimate, DrainPolicy, History, Policy, Reading, Throughput,
-    TriggerPolicy, Window,
+    decide, decide_with_busy, states_at, Busy, DrainEstimate, DrainPolicy, History, Policy,
+    Reading, Throughput, TriggerPolicy, Window,
 };
 use crate::sources::policy::EndpointPolicy;
 use crate::sources::{read_timeout, Measurement, MetricSource, SourceError, Sources};
@@ -112,6 +112,77 @@ pub struct Report {
     pub explanation: String,
     /// Each schedule's window at the time of the check, or why it could not be computed.
     pub schedules: Result<Vec<ScheduleReport>, String>,
+    /// The busy signal of `spec.scaleIn` (None without it).
+    pub scale_in: Option<ScaleInReport>,
+}
+
+/// What the busy signal said when `check` read it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScaleInReport {
+    /// What was read where (None when the signal could not be built).
+    pub source: Option<String>,
+    /// The busy pods' names, sorted; or why the signal could not be read.
+    pub busy_pods: Result<Vec<String>, String>,
+}
+
+impl ScaleInReport {
+    fn json(&self) -> serde_json::Value {
+        match &self.busy_pods {
+            Ok(pods) => serde_json::json!({ "busyPods": pods }),
+            Err(e) => serde_json::json!({ "error": e }),
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut s = String::from("busy signal");
+        if let Some(src) = &self.source {
+            s.push_str(&format!(": {src}"));
+        }
+        match &self.busy_pods {
+            Ok(p) if p.is_empty() => s.push_str("\n  busy pods: none\n"),
+            Ok(p) => s.push_str(&format!("\n  busy pods ({}): {}\n", p.len(), p.join(", "))),
+            Err(e) => s.push_str(&format!("\n  error: {e}\n")),
+        }
+        s
+    }
+
+    /// The busy signal as the decision takes it.
+    fn busy(&self) -> Busy {
+        match &self.busy_pods {
+            Ok(p) => Busy::Pods(i32::try_from(p.len()).unwrap_or(i32::MAX)),
+            Err(e) => Busy::Failed(e.clone()),
+        }
+    }
+}
+
+/// Reads the busy signal of `spec.scaleIn` once (None without it). No
+/// cluster here: the busy pods are every worker the signal reports.
+async fn read_busy(
+    pool: &WorkerPool,
+    sources: &Sources,
+    secrets: &BTreeMap<(String, String), Vec<u8>>,
+    namespace: &str,
+) -> Option<ScaleInReport> {
+    let timeout = read_timeout(pool.spec.polling_interval_seconds);
+    let built = sources.build_busy_in(namespace, &pool.spec, secrets, timeout);
+    let source = match built {
+        Ok(None) => return None,
+        Ok(Some(s)) => s,
+        Err(e) => {
+            return Some(ScaleInReport {
+                source: None,
+                busy_pods: Err(e.to_string()),
+            })
+        }
+    };
+    Some(ScaleInReport {
+        source: Some(source.describe()),
+        busy_pods: source
+            .read()
+            .await
+            .map(|b| b.names())
+            .map_err(|e| e.to_string()),
+    })
 }
 
 /// One schedule's window when `check` ran; times in the schedule's zone, RFC 3339.
@@ -162,10 +233,19 @@ impl Report {
     /// Every trigger was read.
     pub fn ok(&self) -> bool {
         self.triggers.iter().all(|t| t.error.is_none())
+            && (self.scale_in.as_ref()).is_none_or(|s| s.busy_pods.is_ok())
     }
 
     /// The report as the one JSON object `--output json` prints.
     pub fn to_json(&self) -> serde_json::Value {
+        let mut out = self.base_json();
+        if let (Some(s), Some(o)) = (&self.scale_in, out.as_object_mut()) {
+            o.insert("scaleIn".into(), s.json());
+        }
+        out
+    }
+
+    fn base_json(&self) -> serde_json::Value {
         serde_json::json!({
             "triggers": self.triggers.iter().map(|t| serde_json::json!({
                 "name": t.name,
@@ -225,6 +305,9 @@ impl Report {
         match &self.schedules {
             Ok(list) => list.iter().for_each(|w| s.push_str(&w.text())),
             Err(e) => s.push_str(&format!("schedules: {e}\n")),
+        }
+        if let Some(b) = &self.scale_in {
+            s.push_str(&b.text());
         }
         s.push_str(&format!(
             "decision: {} -> {}\n  {}\n",
@@ -307,12 +390,19 @@ pub async fn check(
             .boxed(),
         })
         .collect();
-    let measured = join_all(reads).await;
+    let (measured, scale_in) = futures::join!(
+        join_all(reads),
+        read_busy(pool, sources, secrets, namespace)
+    );
     let readings: Vec<Reading> = (measured.iter())
         .map(|m| Reading::measured(&m.value, m.throughput))
         .collect();
     let current = current.unwrap_or(policy.min_replicas).max(0);
-    let d = decide(policy, now_ms, current, &readings, &History::default());
+    let mut d = decide(policy, now_ms, current, &readings, &History::default());
+    if let (Some(b), true) = (&scale_in, d.wants_busy_signal(policy)) {
+        let h = History::default();
+        d = decide_with_busy(policy, now_ms, current, &readings, &h, &b.busy());
+    }
     let triggers = d
         .triggers
         .iter()
@@ -340,6 +430,7 @@ pub async fn check(
         desired: d.desired,
         explanation: d.explanation,
         schedules: schedule_reports(&policy.schedules, now_ms),
+        scale_in,
     }
 }
 
@@ -404,7 +495,10 @@ pub fn run(
             t.error.as_deref().unwrap_or_default()
         );
     }
-    if failed.is_empty() {
+    if let Some(Err(e)) = report.scale_in.as_ref().map(|s| &s.busy_pods) {
+        eprintln!("error: busy signal failed: {e}");
+    }
+    if report.ok() {
         0
     } else {
         1
@@ -443,6 +537,7 @@ spec:
                 drain,
             }],
             schedules: Ok(Vec::new()),
+            scale_in: None,
             current: 2,
             desired: 4,
             explanation: String::new(),
@@ -462,6 +557,55 @@ spec:
             out.contains("arrival rate: unknown after one read (estimated over 60s of polls)"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn the_busy_signal_is_listed_in_text_and_json() {
+        let (_, policy) = crate::cli::manifest::parse(
+            "apiVersion: workerpool.dev/v1alpha1
+kind: WorkerPool
+metadata: {name: p}
+spec:
+  scaleTargetRef: {name: w}
+  maxReplicas: 10
+  triggers: [{name: q, redis: {url: 'redis://127.0.0.1:1/0', list: q}, targetPerReplica: 1}]
+  scaleIn: {busySignal: {rq: {trigger: q}}}
+",
+        )
+        .unwrap();
+        let mut report = Report {
+            pool: "p".into(),
+            triggers: Vec::new(),
+            schedules: Ok(Vec::new()),
+            scale_in: Some(ScaleInReport {
+                source: Some("RQ workers on redis://127.0.0.1:1/0".into()),
+                busy_pods: Ok(vec!["w-a".into(), "w-b".into()]),
+            }),
+            current: 2,
+            desired: 2,
+            explanation: String::new(),
+        };
+        let text = report.to_text(&policy);
+        assert!(
+            text.contains(
+                "busy signal: RQ workers on redis://127.0.0.1:1/0\n  busy pods (2): w-a, w-b\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            report.to_json()["scaleIn"],
+            serde_json::json!({"busyPods": ["w-a", "w-b"]})
+        );
+        report.scale_in = Some(ScaleInReport {
+            source: None,
+            busy_pods: Err("refused".into()),
+        });
+        assert_eq!(
+            report.to_json()["scaleIn"],
+            serde_json::json!({"error": "refused"})
+        );
+        assert!(!report.ok());
+        assert!(report.to_text(&policy).contains("  error: refused\n"));
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct PoolState {
     pub last_warning: Option<String>,
     /// Trigger names currently failing (one Event per failure episode).
     pub failing: HashSet<String>,
+    /// The busy signal failed and its Event was sent (one per episode).
+    pub busy_failing: bool,
     /// An authentication failure asks for the Secrets to be read again.
     pub refresh_secrets: bool,
     /// Consecutive reconcile errors, for backoff.

@@ -12,7 +12,7 @@ use super::secrets::Snapshot;
 use super::target;
 use crate::api::{validate, WorkerPool};
 use crate::decision::Policy;
-use crate::sources::{read_timeout, MetricSource, SourceError};
+use crate::sources::{read_timeout, BusySource, MetricSource, SourceError};
 
 /// A pool's spec, parsed and built.
 pub struct Prepared {
@@ -22,6 +22,8 @@ pub struct Prepared {
     pub secrets_read_at: Instant,
     pub policy: Arc<Policy>,
     pub sources: Vec<Arc<dyn MetricSource>>,
+    /// The busy signal of `spec.scaleIn`, read only before a scale-in.
+    pub busy: Option<Arc<dyn BusySource>>,
     pub polling: Duration,
     /// The API resource of a target kind the operator does not cache.
     pub resolved: Option<ApiResource>,
@@ -82,6 +84,7 @@ pub fn referenced_secrets(pool: &WorkerPool) -> Vec<String> {
         .triggers
         .iter()
         .flat_map(|t| t.secret_names())
+        .chain(pool.spec.scale_in.iter().flat_map(|s| s.secret_names()))
         .map(str::to_string)
         .collect();
     names.sort();
@@ -119,15 +122,29 @@ pub async fn prepare(
             .map_err(|e| trigger_error(&tp.name, e))?;
         sources.push(source);
     }
+    let busy = (ctx.sources)
+        .build_busy_in(namespace, spec, secrets, timeout)
+        .map_err(busy_signal_error)?;
     Ok(Prepared {
         generation: pool.metadata.generation,
         secret_versions: secrets.versions(),
         secrets_read_at: Instant::now(),
         policy: Arc::new(policy),
         sources,
+        busy,
         polling: Duration::from_secs(spec.polling_interval_seconds.clamp(1, 3600) as u64),
         resolved: resolve_target(ctx, pool).await?,
     })
+}
+
+/// The busy signal cannot be built: reported as a trigger would be.
+fn busy_signal_error(e: SourceError) -> PrepareError {
+    let message = format!("scaleIn.busySignal: {e}");
+    match e {
+        SourceError::SecretMissing { .. } => PrepareError::SecretNotFound(message),
+        SourceError::NotAllowed(_) => PrepareError::EndpointNotAllowed(message),
+        _ => PrepareError::InvalidTrigger(message),
+    }
 }
 
 fn trigger_error(trigger: &str, e: SourceError) -> PrepareError {

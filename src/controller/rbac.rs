@@ -49,6 +49,15 @@ pub const WATCH_RULES: &[Rule] = &[
         resources: &["secrets"],
         verbs: &["get"],
     },
+    // Pods of a target with spec.scaleIn: LISTed by the target's selector
+    // just before a scale-in (never watched), and their pod-deletion-cost
+    // annotation patched (see controller::pods). Granted always: scaleIn is
+    // a per-pool choice, and a missing grant would hold every such scale-in.
+    Rule {
+        api_group: "",
+        resources: &["pods"],
+        verbs: &["get", "list", "patch"],
+    },
     // Events for every scale and every new failure (events.k8s.io/v1,
     // each created once: see controller::events).
     Rule {

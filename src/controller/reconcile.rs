@@ -18,11 +18,12 @@ use super::context::{Context, PoolState};
 use super::error::{Error, Result};
 use super::prepare::{prepare, read_secrets, referenced_secrets, PrepareError};
 use super::restore::restore_history;
+use super::spare_busy::ScaleInContext;
 use super::status::{self, PollReport, Writes};
 use super::target::{self, TargetState};
 use super::targets::TargetKey;
 use crate::api::{WorkerPool, WorkerPoolStatus, PAUSE_ANNOTATION};
-use crate::decision::{decide, Decision, History, Reading, ScaleEventKind};
+use crate::decision::{decide, decide_with_busy, Busy, Decision, History, Reading, ScaleEventKind};
 use crate::runtime::metrics::{ErrorLabels, PoolLabels, ScaleLabels, TriggerLabels};
 use crate::sources::SourceError;
 use crate::text::truncate;
@@ -337,7 +338,9 @@ impl Poll<'_> {
             .collect();
         let results: Vec<_> = measured.into_iter().map(|m| m.value).collect();
         let warnings: Vec<_> = sources.iter().map(|s| s.warning()).collect();
-        let decision = decide(&policy, now_ms, current, &readings, &history);
+        let first = decide(&policy, now_ms, current, &readings, &history);
+        let again = |b: &Busy| decide_with_busy(&policy, now_ms, current, &readings, &history, b);
+        let decision = self.spare_busy(st, writes, first, again).await;
         let applied = !writes.passive() && decision.desired != current;
         if applied {
             if let Err(e) = self.scale(st, current, decision.desired, found).await {
@@ -357,6 +360,27 @@ impl Poll<'_> {
             history,
             now_ms,
         })
+    }
+
+    /// `spec.scaleIn`: a scale-in reads the busy pods and decides `again`.
+    async fn spare_busy(
+        &self,
+        st: &PoolState,
+        writes: Writes,
+        first: Decision,
+        again: impl Fn(&Busy) -> Decision,
+    ) -> Decision {
+        let Some(prepared) = st.prepared.as_ref() else {
+            return first;
+        };
+        let scale_in = ScaleInContext {
+            ctx: self.ctx,
+            pool: self.pool,
+            namespace: self.ns,
+            prepared,
+            writes: !writes.passive(),
+        };
+        scale_in.spare_busy(first, again).await
     }
 
     /// One PATCH of `/scale`; a failure is one Event per episode.
@@ -402,6 +426,7 @@ impl Poll<'_> {
         self.log_decision(p, writes);
         self.scale_events(p, writes);
         self.trigger_events(st, p);
+        self.busy_events(st, &p.decision);
         st.last_warning = None;
         self.record_metrics(p, writes);
         st.expected_replicas = Some(p.current);
@@ -488,6 +513,20 @@ impl Poll<'_> {
                 );
                 self.publish_note(EventType::Warning, "TriggerFailed", &msg);
             }
+        }
+    }
+
+    /// One Event when the busy signal starts failing (the scale-in holds);
+    /// the episode ends when it is read again.
+    fn busy_events(&self, st: &mut PoolState, d: &Decision) {
+        match &d.busy {
+            Busy::Failed(e) if !st.busy_failing => {
+                st.busy_failing = true;
+                let msg = format!("busy signal failed: {e}; not scaling in while it fails");
+                self.publish_note(EventType::Warning, "BusySignalFailed", &msg);
+            }
+            Busy::Pods(_) => st.busy_failing = false,
+            _ => {}
         }
     }
 

@@ -9,7 +9,7 @@ use kube::api::{Api, Patch, PatchParams};
 
 use crate::api::condition::{ACTIVE, METRICS_AVAILABLE, PAUSED, READY, SCALING_LIMITED};
 use crate::api::{TriggerStatus, WorkerPool, WorkerPoolStatus};
-use crate::decision::{Decision, History, Limit, TriggerOutcome};
+use crate::decision::{Busy, Decision, History, Limit, TriggerOutcome};
 use crate::sources::SourceError;
 use crate::text::truncate;
 
@@ -210,6 +210,10 @@ pub fn decided(r: &PollReport<'_>) -> WorkerPoolStatus {
         last_decision: Some(truncate(&explanation, 2048)),
         conditions: conditions(&conds, &prev.conditions, generation, Timestamp::now()),
         history: Some(r.history.clone()),
+        busy_pods: match d.busy {
+            Busy::Pods(n) => Some(n),
+            _ => None,
+        },
         ..WorkerPoolStatus::default()
     }
 }
@@ -386,6 +390,8 @@ pub fn limit_reason(l: &Limit) -> &'static str {
         Limit::Disabled => "ScalingDisabled",
         Limit::FailingTriggerHold(_) => "TriggerFailed",
         Limit::CooldownPending { .. } => "CooldownPending",
+        Limit::KeepBusy { .. } => "KeepBusy",
+        Limit::BusySignalFailed(_) => "BusySignalFailed",
     }
 }
 
@@ -410,6 +416,7 @@ mod tests {
             tolerance: 0.1,
             fallback: None,
             schedules: Vec::new(),
+            scale_in: None,
         }
     }
 

@@ -113,10 +113,43 @@ pub(super) fn explain(
                 policy.cooldown_ms / 1000
             ),
             Limit::Disabled => write!(s, "scale-up selectPolicy is Disabled"),
+            Limit::KeepBusy { held, busy } => {
+                write!(s, "keepBusy held {held}: {busy} {} busy", pods(busy))
+            }
+            Limit::BusySignalFailed(n) => write!(
+                s,
+                "busy signal failed, holding {n} (no scale-in while blind to busy pods): {}",
+                busy_error(&d.busy)
+            ),
         };
     }
+    busy_text(&mut s, d);
     schedules_text(&mut s, &d.bounds);
     s
+}
+
+fn pods(n: i32) -> &'static str {
+    if n == 1 {
+        "pod"
+    } else {
+        "pods"
+    }
+}
+
+fn busy_error(b: &super::Busy) -> &str {
+    match b {
+        super::Busy::Failed(e) => e,
+        _ => "",
+    }
+}
+
+/// Busy pods seen before a scale-in that `keepBusy` did not hold: they are
+/// ranked last for deletion, and a person reading the decision should know.
+fn busy_text(s: &mut String, d: &Decision) {
+    let held = (d.limits.iter()).any(|l| matches!(l, Limit::KeepBusy { .. }));
+    if let (super::Busy::Pods(n), false) = (&d.busy, held) {
+        let _ = write!(s, "; {n} {} busy", pods(*n));
+    }
 }
 
 /// How a trigger sized its proposal: `20/replica`, or the drain estimate.

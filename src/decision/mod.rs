@@ -12,11 +12,14 @@
 //!    active trigger → at least 1;
 //! 4. clamp to [minReplicas, maxReplicas] (a current count outside the range
 //!    goes straight to the bound, as `reconcileAutoscaler` does);
-//! 5. stabilization windows, then rate policies ([`behavior`]).
+//! 5. stabilization windows, then rate policies ([`behavior`]);
+//! 6. a scale-in with `spec.scaleIn` keeps the busy pods, or holds when
+//!    the busy signal could not be read ([`keep_busy`]).
 
 #![warn(missing_docs)]
 
 mod behavior;
+mod busy;
 mod cron;
 mod drain;
 mod explain;
@@ -29,13 +32,15 @@ pub mod status_time;
 pub use behavior::{
     limit_rate, scale_down_limit, scale_up_limit, stabilize, RateLimit, Stabilized,
 };
+pub use busy::{keep_busy, Busy};
 pub use cron::{Cron, CronError};
 pub use drain::{
     estimate as estimate_drain, DrainEstimate, DrainPolicy, DrainSample, DrainTrack, Throughput,
 };
 pub use history::{History, RecommendationSpan, ScaleEvent};
 pub use policy::{
-    FallbackPolicy, Policy, PolicyType, RatePolicy, Rules, SelectPolicy, TriggerPolicy,
+    FallbackPolicy, Policy, PolicyType, RatePolicy, Rules, ScaleInPolicy, SelectPolicy,
+    TriggerPolicy,
 };
 pub use proposal::propose;
 pub use schedule::{bounds_at, states_at, time_zone, Bounds, ScheduleError, Window, WindowState};
@@ -153,6 +158,15 @@ pub enum Limit {
     },
     /// Scale-up from zero, or zero, blocked by `selectPolicy: Disabled`.
     Disabled,
+    /// `scaleIn.keepBusy`: a scale-in held at the busy pods.
+    KeepBusy {
+        /// The count held.
+        held: i32,
+        /// Busy pods the signal reported.
+        busy: i32,
+    },
+    /// `scaleIn`: the busy signal could not be read, so no scale-in.
+    BusySignalFailed(i32),
 }
 
 /// The result of one poll.
@@ -181,6 +195,8 @@ pub struct Decision {
     pub explanation: String,
     /// The replica range in force on this poll, and the schedules behind it.
     pub bounds: Bounds,
+    /// What the busy signal said (read only before a scale-in).
+    pub busy: Busy,
     inactive_since: Option<i64>,
     last_active: Option<i64>,
 }
@@ -205,13 +221,27 @@ impl Decision {
 }
 
 /// Decides desired replicas for one poll. `readings` are in the order of
-/// `policy.triggers`; a missing reading counts as failed.
+/// `policy.triggers`; a missing reading counts as failed. The busy signal
+/// is not read yet: when [`Decision::wants_busy_signal`], decide again
+/// with [`decide_with_busy`].
 pub fn decide(
     policy: &Policy,
     now: i64,
     current: i32,
     readings: &[Reading],
     history: &History,
+) -> Decision {
+    decide_with_busy(policy, now, current, readings, history, &Busy::NotRead)
+}
+
+/// [`decide`], with what the busy signal said (`spec.scaleIn`).
+pub fn decide_with_busy(
+    policy: &Policy,
+    now: i64,
+    current: i32,
+    readings: &[Reading],
+    history: &History,
+    busy: &Busy,
 ) -> Decision {
     let current = current.max(0);
     let bounds = bounds_at(policy, now, current);
@@ -241,6 +271,7 @@ pub fn decide(
         read: &read,
         inactive_since,
         fallback_target,
+        busy,
     };
     let (desired, recommendation, limits, zeroed) = step.recommend();
     let event = event_of(&step, desired);
@@ -256,6 +287,7 @@ pub fn decide(
         event,
         explanation: String::new(),
         bounds,
+        busy: busy.clone(),
         inactive_since,
         last_active,
     };
@@ -378,10 +410,11 @@ struct Step<'a> {
     read: &'a Readout,
     inactive_since: Option<i64>,
     fallback_target: Option<i32>,
+    busy: &'a Busy,
 }
 
 impl Step<'_> {
-    /// Steps 2–5, then the invariants: the desired count, the
+    /// Steps 2–6, then the invariants: the desired count, the
     /// recommendation to remember, the limits that bit, and whether the
     /// cooldown took the pool to zero.
     fn recommend(&self) -> (i32, Option<i32>, Vec<Limit>, bool) {
@@ -409,6 +442,11 @@ impl Step<'_> {
             desired = current;
             limits.push(Limit::FailingTriggerHold(current));
         }
+        // Step 6, on what every rule above left: it only ever holds a
+        // scale-in, within [min, max].
+        let scale_in = self.policy.scale_in.as_ref();
+        let (desired, held) = keep_busy(desired, current, max, scale_in, self.busy);
+        limits.extend(held);
         (desired, recommendation, limits, zeroed)
     }
 

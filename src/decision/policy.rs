@@ -26,6 +26,17 @@ pub struct Policy {
     pub fallback: Option<FallbackPolicy>,
     /// Time windows that move the bounds while open (`spec.schedules`).
     pub schedules: Vec<super::schedule::Window>,
+    /// Scale-in that spares busy workers (`spec.scaleIn`).
+    pub scale_in: Option<ScaleInPolicy>,
+}
+
+/// What `spec.scaleIn` asks of a scale-in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScaleInPolicy {
+    /// Never scale below the number of busy pods.
+    pub keep_busy: bool,
+    /// Rank busy pods last for deletion (Deployments only; not the decision's concern).
+    pub deletion_cost: bool,
 }
 
 /// One trigger's scaling parameters (its source lives in the spec).

@@ -24,6 +24,7 @@ fn policy(min: i32, max: i32) -> Policy {
         tolerance: 0.1,
         fallback: None,
         schedules: vec![],
+        scale_in: None,
     }
 }
 
@@ -343,6 +344,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
                 replicas: r,
             }),
             schedules: vec![],
+            scale_in: None,
         })
 }
 
@@ -426,6 +428,133 @@ proptest! {
             }
             if in_range && cur == 0 && d.active {
                 prop_assert!(d.desired >= 1 || p.scale_up.select_policy == SelectPolicy::Disabled);
+            }
+            h.commit(&p, &d, now, d.desired != d.current);
+            cur = d.desired;
+        }
+    }
+}
+
+fn scale_in_policy(min: i32, max: i32, keep_busy: bool) -> Policy {
+    let mut p = policy(min, max);
+    p.scale_down = Rules {
+        stabilization_window_ms: 0,
+        ..Rules::default_scale_down()
+    };
+    p.scale_in = Some(ScaleInPolicy {
+        keep_busy,
+        deletion_cost: true,
+    });
+    p
+}
+
+#[test]
+fn keep_busy_holds_a_drained_queue_at_the_busy_pods() {
+    let p = scale_in_policy(1, 10, true);
+    let first = decide(&p, 0, 6, &[v(0.0)], &History::default());
+    assert!(first.wants_busy_signal(&p), "{}", first.explanation);
+    let d = decide_with_busy(&p, 0, 6, &[v(0.0)], &History::default(), &Busy::Pods(2));
+    assert_eq!(d.desired, 2);
+    assert_eq!(
+        d.binding_limit(),
+        Some(&Limit::KeepBusy { held: 2, busy: 2 })
+    );
+    assert_eq!(d.event, Some(ScaleEventKind::ScaledIn));
+    assert!(
+        d.explanation.ends_with("; keepBusy held 2: 2 pods busy"),
+        "{}",
+        d.explanation
+    );
+    // The busy tasks finish: the next poll scales in further.
+    let mut h = History::default();
+    h.commit(&p, &d, 0, true);
+    let d = decide_with_busy(&p, 15_000, 2, &[v(0.0)], &h, &Busy::Pods(0));
+    assert_eq!(d.desired, 1, "{}", d.explanation);
+}
+
+#[test]
+fn without_keep_busy_the_busy_pods_are_named_but_not_kept() {
+    let p = scale_in_policy(1, 10, false);
+    let d = decide_with_busy(&p, 0, 6, &[v(0.0)], &History::default(), &Busy::Pods(2));
+    assert_eq!(d.desired, 1);
+    assert!(
+        d.explanation.ends_with("; 2 pods busy"),
+        "{}",
+        d.explanation
+    );
+}
+
+#[test]
+fn a_failed_busy_signal_holds_the_scale_in_but_not_a_scale_out() {
+    let p = scale_in_policy(1, 10, true);
+    let failed = Busy::Failed("RQ workers on redis://r:6379/0: connection refused".into());
+    let d = decide_with_busy(&p, 0, 6, &[v(0.0)], &History::default(), &failed);
+    assert_eq!(d.desired, 6);
+    assert_eq!(d.binding_limit(), Some(&Limit::BusySignalFailed(6)));
+    assert!(
+        d.explanation.contains(
+            "busy signal failed, holding 6 (no scale-in while blind to busy pods): RQ workers"
+        ),
+        "{}",
+        d.explanation
+    );
+    let up = decide_with_busy(&p, 0, 2, &[v(100.0)], &History::default(), &failed);
+    assert_eq!(up.desired, 5);
+    assert!(!up.wants_busy_signal(&p));
+}
+
+#[test]
+fn keep_busy_also_holds_the_cooldown_to_zero() {
+    let p = scale_in_policy(0, 10, true);
+    let h = History {
+        inactive_since: Some(0),
+        ..History::default()
+    };
+    let d = decide_with_busy(&p, 200_000, 3, &[v(0.0)], &h, &Busy::Pods(1));
+    assert_eq!(d.desired, 1, "{}", d.explanation);
+    assert_eq!(d.event, Some(ScaleEventKind::ScaledIn));
+}
+
+fn arb_busy() -> impl Strategy<Value = Busy> {
+    prop_oneof![
+        2 => Just(Busy::NotRead),
+        4 => (0i32..80).prop_map(Busy::Pods),
+        1 => Just(Busy::Failed("down".into())),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// With any busy reading: within [min, max], a failed busy read never
+    /// scales in, keepBusy never goes below min(busy, current), and the busy
+    /// signal never changes a decision that was not a scale-in.
+    #[test]
+    fn prop_busy_step_keeps_the_invariants(
+        p in arb_policy(),
+        keep in any::<bool>(),
+        start in 0i32..60,
+        polls in prop::collection::vec((prop::collection::vec(arb_reading(), 2), arb_busy(), 1i64..40), 1..30),
+    ) {
+        let mut p = p;
+        p.scale_in = Some(ScaleInPolicy { keep_busy: keep, deletion_cost: true });
+        let mut h = History::default();
+        let mut cur = start;
+        let mut now = 0;
+        for (readings, busy, dt) in polls {
+            now += dt * 1000;
+            let plain = decide(&p, now, cur, &readings, &h);
+            let d = decide_with_busy(&p, now, cur, &readings, &h, &busy);
+            prop_assert!(d.desired >= p.min_replicas && d.desired <= p.max_replicas, "{}", d.explanation);
+            if !plain.wants_busy_signal(&p) {
+                prop_assert_eq!(d.desired, plain.desired);
+            }
+            let in_range = cur >= p.min_replicas && cur <= p.max_replicas;
+            if let (Busy::Failed(_), true) = (&busy, in_range) {
+                prop_assert!(d.desired >= cur, "{}", d.explanation);
+            }
+            if let (Busy::Pods(n), true, true) = (&busy, keep, in_range) {
+                prop_assert!(d.desired >= (*n).min(cur), "{}", d.explanation);
             }
             h.commit(&p, &d, now, d.desired != d.current);
             cur = d.desired;

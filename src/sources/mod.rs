@@ -14,6 +14,7 @@
 //! built source (to authenticate); no error, `Debug` output or
 //! [`MetricSource::describe`] text contains them.
 
+mod busy;
 pub mod policy;
 mod prometheus;
 mod redis;
@@ -26,6 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{SecretKeyRef, Trigger};
+pub use busy::{
+    BusyFuture, BusyPods, BusySource, CeleryBusy, CeleryInspect,
+    InspectFuture, MAX_WORKERS,
+};
 use policy::EndpointPolicy;
 pub use redis::celery_inspect::{
     pod_hostname, runs_in_pod, worker_host, BusyWorkers, CeleryInspector, InspectError, WorkerLoad,
@@ -393,9 +398,9 @@ impl std::fmt::Debug for Redactor {
 pub(crate) use crate::text::{one_line, truncate};
 
 /// Runs a read with the source's timeout.
-async fn with_timeout<F>(target: &str, after: Duration, read: F) -> Result<f64, SourceError>
+async fn with_timeout<T, F>(target: &str, after: Duration, read: F) -> Result<T, SourceError>
 where
-    F: Future<Output = Result<f64, SourceError>>,
+    F: Future<Output = Result<T, SourceError>>,
 {
     match tokio::time::timeout(after, read).await {
         Ok(r) => r,

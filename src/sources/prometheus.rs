@@ -125,9 +125,9 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// A `prometheus` trigger.
+/// A `prometheus` trigger (and the query of a Prometheus busy signal).
 #[derive(Debug)]
-struct PrometheusSource {
+pub(super) struct PrometheusSource {
     client: reqwest::Client,
     /// `{url}/api/v1/query`, without credentials.
     endpoint: String,
@@ -136,13 +136,13 @@ struct PrometheusSource {
     query: String,
     auth: Auth,
     headers: HeaderMap,
-    on_empty: OnEmpty,
-    timeout: Duration,
+    pub(super) on_empty: OnEmpty,
+    pub(super) timeout: Duration,
     redact: Redactor,
 }
 
 impl PrometheusSource {
-    fn new(
+    pub(super) fn new(
         sources: &Sources,
         p: &PrometheusTrigger,
         secrets: &dyn SecretLookup,
@@ -218,6 +218,12 @@ impl PrometheusSource {
     }
 
     async fn read_once(&self, what: &str) -> Result<f64, SourceError> {
+        let data = self.query_data(what).await?;
+        one_number(&data, self.on_empty).map_err(|m| SourceError::BadResult(format!("{what}: {m}")))
+    }
+
+    /// The query's result, whatever its shape; `what` names it in errors.
+    pub(super) async fn query_data(&self, what: &str) -> Result<QueryData, SourceError> {
         let mut req = self
             .client
             .get(&self.endpoint)
@@ -265,12 +271,8 @@ impl PrometheusSource {
                 "{what}: the answer is not Prometheus API JSON ({answer})"
             )));
         };
-        let Some(data) = resp.data else {
-            return Err(SourceError::BadResult(format!(
-                "{what}: the answer has no data"
-            )));
-        };
-        one_number(&data, self.on_empty).map_err(|m| SourceError::BadResult(format!("{what}: {m}")))
+        resp.data
+            .ok_or_else(|| SourceError::BadResult(format!("{what}: the answer has no data")))
     }
 
     fn http_error(&self, what: &str, e: reqwest::Error) -> SourceError {
@@ -468,10 +470,10 @@ struct ApiResponse {
 }
 
 #[derive(Deserialize)]
-struct QueryData {
+pub(super) struct QueryData {
     #[serde(rename = "resultType")]
-    result_type: String,
-    result: serde_json::Value,
+    pub(super) result_type: String,
+    pub(super) result: serde_json::Value,
 }
 
 /// The one number of an instant query's result, or what is wrong with it.
@@ -523,7 +525,7 @@ fn one_number(data: &QueryData, on_empty: OnEmpty) -> Result<f64, String> {
 }
 
 /// `[<unix time>, "<value>"]` → the value, refusing NaN and ±Inf.
-fn sample_value(v: &serde_json::Value) -> Result<f64, String> {
+pub(super) fn sample_value(v: &serde_json::Value) -> Result<f64, String> {
     let text = v
         .as_array()
         .and_then(|a| a.get(1))

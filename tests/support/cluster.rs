@@ -62,6 +62,18 @@ impl Cluster {
         Cluster::start_on(backend(), ns).await
     }
 
+    /// The emulator with its Deployment/ReplicaSet/StatefulSet controller
+    /// stand-ins on: scaling a Deployment creates and deletes its pods.
+    pub async fn start_with_workloads(ns: &str) -> Cluster {
+        let config = kube_emulator::Config {
+            workload_controllers: true,
+            ..kube_emulator::Config::default()
+        };
+        let emu = Emulator::start_with(config).await.expect("emulator");
+        let client = emu.client().expect("client");
+        Cluster::finish(Some(emu), client, ns.to_string(), Backend::Emulator).await
+    }
+
     pub async fn start_on(backend: Backend, ns: &str) -> Cluster {
         // RUST_LOG=workerpool_operator=debug shows the operator's logs in test output.
         let _ = tracing_subscriber::fmt()
@@ -76,6 +88,15 @@ impl Cluster {
             }
             real => (None, real_client(real).await, unique_namespace(ns)),
         };
+        Cluster::finish(emu, client, ns, backend).await
+    }
+
+    async fn finish(
+        emu: Option<Emulator>,
+        client: kube::Client,
+        ns: String,
+        backend: Backend,
+    ) -> Cluster {
         install_crd(&client).await;
         let namespace: Namespace =
             serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();

@@ -84,6 +84,11 @@ when they differ.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+# Pods of a target with spec.scaleIn: listed by the target's selector just
+# before a scale-in (never watched); their pod-deletion-cost annotation patched.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "patch"]
 # An Event for every scale and every new failure.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -263,6 +263,7 @@ mod properties {
             tolerance: tol,
             fallback: None,
             schedules: Vec::new(),
+            scale_in: None,
         })
     }
 
@@ -345,6 +346,7 @@ fn the_explanation_names_the_drain_estimate() {
         tolerance: 0.1,
         fallback: None,
         schedules: Vec::new(),
+        scale_in: None,
     };
     let mut h = History::default();
     let d = decide(&p, 0, 4, &[Reading::Value(100.0)], &h);

@@ -114,6 +114,7 @@ fn policy_with(windows: Vec<Window>) -> Policy {
         tolerance: 0.1,
         fallback: None,
         schedules: windows,
+        scale_in: None,
     }
 }
 

@@ -205,6 +205,11 @@ impl CeleryInspector {
         }
     }
 
+    /// What is asked where (never a secret).
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+
     /// Uses Celery's `control_exchange` setting `name` instead of `celery`.
     pub fn with_control_exchange(mut self, name: &str) -> Result<Self, SourceError> {
         if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {

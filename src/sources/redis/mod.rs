@@ -61,11 +61,14 @@ mod measures;
 mod node;
 mod pidbox;
 mod rq;
+mod rq_workers;
 mod sentinel;
 mod settings;
 mod sidekiq;
+mod sidekiq_processes;
 mod slots;
 mod stream_groups;
+mod worker_registry;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,10 +76,10 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use super::policy::EndpointPolicy;
-use super::{MetricSource, SecretLookup, SourceError, Sources};
+use super::{BusySource, MetricSource, SecretLookup, SourceError, Sources};
 use crate::api::{
-    included, included_arq, included_without_in_flight, FrameworkMeasureKind, JobState,
-    RedisTrigger, Trigger,
+    included, included_arq, included_without_in_flight, BusySignalKind, FrameworkMeasureKind,
+    JobState, RedisTrigger, Trigger,
 };
 use endpoint::Endpoint;
 use settings::{ConnectionSettings, EndpointKey};
@@ -150,6 +153,33 @@ pub(super) fn celery_inspector(
         ));
     }
     Ok(celery_inspect::CeleryInspector::new(endpoint, timeout))
+}
+
+/// A Redis busy signal (`rq` or `sidekiq`) over `trigger`'s endpoint: the
+/// same shared connection as the trigger's reads.
+pub(super) fn build_busy(
+    sources: &Sources,
+    kind: BusySignalKind,
+    trigger: &Trigger,
+    secrets: &dyn SecretLookup,
+    timeout: Duration,
+) -> Result<Arc<dyn BusySource>, SourceError> {
+    let r = trigger.redis.as_ref().ok_or_else(|| {
+        SourceError::Config("the busy signal's trigger is not a redis trigger".into())
+    })?;
+    let registry = match kind {
+        BusySignalKind::Rq => rq_workers::registry(r.rq.as_ref().map(|q| q.queue.as_str())),
+        BusySignalKind::Sidekiq => sidekiq_processes::registry(),
+        BusySignalKind::Celery | BusySignalKind::Prometheus => {
+            return Err(SourceError::Config(
+                "only rq and sidekiq busy signals read a worker registry".into(),
+            ))
+        }
+    };
+    let endpoint = sources.inner.redis.get(r, secrets, &sources.inner.policy)?;
+    Ok(Arc::new(worker_registry::RegistrySource::new(
+        endpoint, registry, timeout,
+    )))
 }
 
 /// The queue framework a trigger names, if any: its layout, the kinds of
