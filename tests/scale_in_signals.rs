@@ -36,7 +36,7 @@ fn pool(trigger: Value, signal: Value) -> Value {
 /// `check --output json`: the whole report and the exit status.
 fn check(dir: &Path, pool: &Value) -> (Value, i32) {
     let path = dir.join("pool.yaml");
-    std::fs::write(&path, serde_yaml::to_string(pool).unwrap()).unwrap();
+    std::fs::write(&path, workerpool_operator::yaml::to_string(pool).unwrap()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_workerpool-operator"))
         .args(["check", "--current", "6", "--output", "json", "-f"])
         .arg(&path)

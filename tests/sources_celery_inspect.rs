@@ -263,6 +263,9 @@ async fn counts_equal_the_celery_cli_and_follow_a_release() {
     assert_eq!(seen.pod_load(&busy_pod), Some(load));
     assert_eq!(seen.pod_load(&idle_pod), Some(WorkerLoad::default()));
     assert_eq!(seen.pod_load("web-gone-0"), None);
+    // The same through `scaleIn.busySignal.celery` in `check`: the busy pod
+    // only (the idle worker answered and holds nothing).
+    assert_eq!(check_busy_pods(&broker, logs.path()), json!([busy_pod]));
 
     // 2. Concurrent calls each get every reply (unique reply queues).
     let other = inspector(&sources, &broker);
@@ -307,11 +310,42 @@ async fn counts_equal_the_celery_cli_and_follow_a_release() {
         done.workers,
         "the CLI sees them idle too"
     );
+    assert_eq!(check_busy_pods(&broker, logs.path()), json!([]));
     assert_eq!(
         leftovers(&broker),
         BTreeSet::new(),
         "no reply queue is left"
     );
+}
+
+/// `check --output json` of a pool whose busy signal is Celery on `broker`:
+/// its `scaleIn.busyPods`.
+fn check_busy_pods(broker: &str, dir: &Path) -> Value {
+    let pool = json!({
+        "apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"scaleTargetRef": {"name": "web"}, "minReplicas": 1, "maxReplicas": 10,
+                 "triggers": [{"name": "tasks", "targetPerReplica": 1,
+                               "redis": {"url": broker, "celery": {"queue": "busy"}}}],
+                 "scaleIn": {"busySignal": {"celery": {"trigger": "tasks"}}}}
+    });
+    let path = dir.join("pool.yaml");
+    std::fs::write(&path, workerpool_operator::yaml::to_string(&pool).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_workerpool-operator"))
+        .args(["check", "--current", "3", "--output", "json", "-f"])
+        .arg(&path)
+        .output()
+        .expect("run check");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    report["scaleIn"]
+        .get("busyPods")
+        .cloned()
+        .unwrap_or_else(|| panic!("no busyPods: {report}"))
 }
 
 /// A fake worker on `url`'s database `db`: subscribes to the broadcast

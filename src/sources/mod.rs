@@ -28,8 +28,7 @@ use std::time::Duration;
 
 use crate::api::{SecretKeyRef, Trigger};
 pub use busy::{
-    BusyFuture, BusyPods, BusySource, CeleryBusy, CeleryInspect,
-    InspectFuture, MAX_WORKERS,
+    BusyFuture, BusyPods, BusySource, CeleryBusy, CeleryInspect, InspectFuture, MAX_WORKERS,
 };
 use policy::EndpointPolicy;
 pub use redis::celery_inspect::{

@@ -77,10 +77,7 @@ fn headers(t: &mut TriggerCtx<'_>, body: &mut Mapping) -> Result<(), ConvertErro
         headers.insert(k.trim().to_string(), v.trim().to_string());
     }
     if !headers.is_empty() {
-        let m: Mapping = headers
-            .into_iter()
-            .map(|(k, v)| (k, v.into()))
-            .collect();
+        let m: Mapping = headers.into_iter().map(|(k, v)| (k, v.into())).collect();
         body.insert("headers".into(), Value::Object(m));
     }
     Ok(())

@@ -8,8 +8,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::{BusyFuture, BusyPods, BusySource};
-use crate::sources::{worker_host, CeleryInspector, InspectError, DEFAULT_INSPECT_WAIT};
 use crate::sources::SourceError;
+use crate::sources::{worker_host, CeleryInspector, InspectError, DEFAULT_INSPECT_WAIT};
 
 /// What [`CeleryInspect::tasks_by_worker`] returns: (node name, tasks held).
 pub type InspectFuture<'a> =
@@ -51,10 +51,13 @@ impl CeleryInspect for CeleryInspector {
     /// and the read fails so the scale-in holds.
     fn tasks_by_worker(&self) -> InspectFuture<'_> {
         Box::pin(async move {
-            let found = self.busy_workers(DEFAULT_INSPECT_WAIT).await.map_err(|e| match e {
-                InspectError::Redis(e) => e,
-                other => SourceError::BadResult(other.to_string()),
-            })?;
+            let found = self
+                .busy_workers(DEFAULT_INSPECT_WAIT)
+                .await
+                .map_err(|e| match e {
+                    InspectError::Redis(e) => e,
+                    other => SourceError::BadResult(other.to_string()),
+                })?;
             let answered = (found.workers.len() + found.unknown.len()) as u64;
             if answered < found.listeners {
                 return Err(SourceError::BadResult(format!(
@@ -66,10 +69,13 @@ impl CeleryInspect for CeleryInspector {
                     DEFAULT_INSPECT_WAIT.as_secs()
                 )));
             }
-            let held = found.workers.into_iter().map(|(node, load)| {
-                (node, load.active.saturating_add(load.reserved))
-            });
-            Ok(held.chain(found.unknown.into_iter().map(|node| (node, 1))).collect())
+            let held = found
+                .workers
+                .into_iter()
+                .map(|(node, load)| (node, load.active.saturating_add(load.reserved)));
+            Ok(held
+                .chain(found.unknown.into_iter().map(|node| (node, 1)))
+                .collect())
         })
     }
 
