@@ -22,6 +22,8 @@ fn join(path: &str, key: &str) -> String {
 pub fn prune_root(object: &mut Value, schema: &Value) -> Vec<String> {
     let mut pruned = Vec::new();
     prune_object(object, schema, "", true, &mut pruned);
+    // The API server reports unknown fields sorted, whatever order they came in.
+    pruned.sort();
     pruned
 }
 
