@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use support::bad_corpus::corpus;
 use support::cluster::{eventually, Cluster};
 use support::control_plane::{real_backend, real_kubeconfig_path};
+use support::frameworks::{python, run_json, WorkerProcess};
 use support::redis::{connect, free_port, shared_url, unique};
 
 /// Generous: a shared 2-core machine runs etcd, the apiserver, the
@@ -202,6 +203,103 @@ async fn kubectl_creates_a_namespace_and_applies_gets_describes_and_explains_a_p
         "del",
     );
     drop(c);
+}
+
+/// What a kubelet would report for a started pod (there is no kubelet):
+/// phase Running and Ready, so the ReplicaSet controller ranks the pods on
+/// their deletion cost alone, and the operator sees them running.
+async fn report_running(c: &Cluster, pod: &str) {
+    let now = jiff::Timestamp::now().to_string();
+    let status = json!({"status": {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True", "lastTransitionTime": now},
+        {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}]}});
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(c.client.clone(), &c.ns)
+        .patch_status(
+            pod,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(status),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("report {pod} running: {e}"));
+}
+
+fn pod_names(pods: &[Value]) -> std::collections::BTreeSet<String> {
+    pods.iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+        .collect()
+}
+
+/// Issue 13's ground truth: the real ReplicaSet controller, not the
+/// emulator's stand-in, decides which pods go. Six running pods with an RQ
+/// worker each (host name = pod name), two of them on long jobs; the queue
+/// is drained; the operator marks the busy pods costly and scales to 2
+/// (keepBusy), and the controller deletes exactly the four idle ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_replicaset_controller_spares_the_busy_pods() {
+    let c = real_cluster("busy").await;
+    c.deployment("reports-worker", 6).await;
+    let pods = eventually("6 Pods of the Deployment", T, || async {
+        Some(pods_of(&c, "reports-worker")).filter(|p| p.len() == 6)
+    })
+    .await;
+    let all = pod_names(&pods);
+    for p in &all {
+        report_running(&c, p).await;
+    }
+    let (py, url, queue) = (python(), shared_url(), unique("real-busy"));
+    let dir = tempfile::tempdir().unwrap();
+    let _workers: Vec<WorkerProcess> = all
+        .iter()
+        .map(|p| {
+            let log = dir.path().join(format!("{p}.log"));
+            WorkerProcess::start(&py, &["busy_rq.py", "worker", &url, p, &queue], log)
+        })
+        .collect();
+    let registered = format!("rq:workers:{queue}");
+    eventually("six RQ workers", T, || async {
+        let n: i64 = redis::cmd("SCARD")
+            .arg(&registered)
+            .query(&mut connect(&url))
+            .unwrap();
+        (n == 6).then_some(())
+    })
+    .await;
+    run_json(&py, "busy_rq.py", &["enqueue", &url, &queue, "2"]);
+    let started = format!("test:busy-started:{queue}");
+    let busy: std::collections::BTreeSet<String> = eventually("two jobs running", T, || async {
+        let hosts: Vec<String> = redis::cmd("LRANGE")
+            .arg(&started)
+            .arg(0)
+            .arg(-1)
+            .query(&mut connect(&url))
+            .unwrap();
+        (hosts.len() == 2).then(|| hosts.into_iter().collect())
+    })
+    .await;
+
+    let rq = json!({"queue": queue, "include": ["Waiting"]});
+    c.apply_pool(json!({
+        "apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool",
+        "metadata": {"name": "reports"},
+        "spec": {"scaleTargetRef": {"name": "reports-worker"}, "minReplicas": 1, "maxReplicas": 10,
+                 "pollingIntervalSeconds": 1,
+                 "triggers": [{"name": "reports", "redis": {"url": url, "rq": rq}, "targetPerReplica": 1}],
+                 "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0,
+                              "policies": [{"type": "Percent", "value": 100, "periodSeconds": 1}]}},
+                 "scaleIn": {"busySignal": {"rq": {"trigger": "reports"}}}}
+    }))
+    .await;
+    let op = c.operator(None).await;
+    let survivors = eventually("scaled to the two busy pods", T, || async {
+        let left = pod_names(&pods_of(&c, "reports-worker"));
+        (c.replicas("reports-worker") == Some(2) && left.len() == 2).then_some(left)
+    })
+    .await;
+    assert_eq!(
+        survivors, busy,
+        "the real controller deleted exactly the idle pods"
+    );
+    op.shutdown(Duration::from_secs(5)).await;
 }
 
 /// Objects of `gvr` in the cluster's namespace owned by `kind`/`owner`.
