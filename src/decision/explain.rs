@@ -23,31 +23,7 @@ pub(super) fn explain(
         if i > 0 {
             s.push_str("; ");
         }
-        match (t.value, t.proposed, &t.error) {
-            (Some(v), Some(n), _) => {
-                let verb = if t.within_tolerance {
-                    "within tolerance, keeps"
-                } else {
-                    "wants"
-                };
-                let _ = write!(s, "{}={} {} {} (", t.name, v, verb, n);
-                sizing(&mut s, p, t);
-                if !t.active {
-                    let _ = write!(s, ", inactive at <= {}", p.activation_threshold);
-                }
-                s.push(')');
-            }
-            (_, _, Some(e)) => {
-                let _ = write!(
-                    s,
-                    "{} failed ({} in a row): {}",
-                    t.name, t.consecutive_failures, e
-                );
-            }
-            _ => {
-                let _ = write!(s, "{} not read", t.name);
-            }
-        }
+        trigger_text(&mut s, t, p);
     }
     if let Some(f) = fallback_target {
         let _ = write!(
@@ -68,64 +44,98 @@ pub(super) fn explain(
     }
     for limit in &d.limits {
         s.push_str("; ");
-        let _ = match *limit {
-            Limit::MaxReplicas(n) => match &d.bounds.max_from {
-                Some(_) => write!(s, "capped at the schedule ceiling {n}"),
-                None => write!(s, "capped at maxReplicas {n}"),
-            },
-            Limit::MinReplicas(n) => match &d.bounds.min_from {
-                Some(_) => write!(s, "raised to the schedule floor {n}"),
-                None => write!(s, "raised to minReplicas {n}"),
-            },
-            Limit::OutOfRange(n) => write!(
-                s,
-                "current count outside [{}, {}], moving to {n}",
-                d.bounds.min, d.bounds.max
-            ),
-            Limit::ScaleUpStabilized(n) => write!(
-                s,
-                "scale-up stabilization window {}s holds {n} (lowest recent recommendation)",
-                policy.scale_up.stabilization_window_ms / 1000
-            ),
-            Limit::ScaleDownStabilized(n) => write!(
-                s,
-                "scale-down stabilization window {}s holds {n} (highest recent recommendation)",
-                policy.scale_down.stabilization_window_ms / 1000
-            ),
-            Limit::ScaleUpPolicy(n) => write!(
-                s,
-                "scale-up policies allow at most {n} now ({})",
-                rules_text(&policy.scale_up)
-            ),
-            Limit::ScaleDownPolicy(n) => write!(
-                s,
-                "scale-down policies allow no fewer than {n} now ({})",
-                rules_text(&policy.scale_down)
-            ),
-            Limit::FailingTriggerHold(n) => write!(
-                s,
-                "a trigger failed: holding at least {n} (no scale-down while blind)"
-            ),
-            Limit::CooldownPending { inactive_ms } => write!(
-                s,
-                "inactive for {}s of cooldown {}s, keeping 1",
-                inactive_ms / 1000,
-                policy.cooldown_ms / 1000
-            ),
-            Limit::Disabled => write!(s, "scale-up selectPolicy is Disabled"),
-            Limit::KeepBusy { held, busy } => {
-                write!(s, "keepBusy held {held}: {busy} {} busy", pods(busy))
-            }
-            Limit::BusySignalFailed(n) => write!(
-                s,
-                "busy signal failed, holding {n} (no scale-in while blind to busy pods): {}",
-                busy_error(&d.busy)
-            ),
-        };
+        limit_text(&mut s, policy, d, limit);
     }
     busy_text(&mut s, d);
     schedules_text(&mut s, &d.bounds);
     s
+}
+
+/// What one trigger read and wants, or why it has no value.
+fn trigger_text(s: &mut String, t: &super::TriggerOutcome, p: &super::TriggerPolicy) {
+    match (t.value, t.proposed, &t.error) {
+        (Some(v), Some(n), _) => {
+            let verb = if t.within_tolerance {
+                "within tolerance, keeps"
+            } else {
+                "wants"
+            };
+            let _ = write!(s, "{}={} {} {} (", t.name, v, verb, n);
+            sizing(s, p, t);
+            if !t.active {
+                let _ = write!(s, ", inactive at <= {}", p.activation_threshold);
+            }
+            s.push(')');
+        }
+        (_, _, Some(e)) => {
+            let _ = write!(
+                s,
+                "{} failed ({} in a row): {}",
+                t.name, t.consecutive_failures, e
+            );
+        }
+        _ => {
+            let _ = write!(s, "{} not read", t.name);
+        }
+    }
+}
+
+/// How one limit changed the count, in the words of the rule.
+fn limit_text(s: &mut String, policy: &Policy, d: &Decision, limit: &Limit) {
+    let _ = match *limit {
+        Limit::MaxReplicas(n) => match &d.bounds.max_from {
+            Some(_) => write!(s, "capped at the schedule ceiling {n}"),
+            None => write!(s, "capped at maxReplicas {n}"),
+        },
+        Limit::MinReplicas(n) => match &d.bounds.min_from {
+            Some(_) => write!(s, "raised to the schedule floor {n}"),
+            None => write!(s, "raised to minReplicas {n}"),
+        },
+        Limit::OutOfRange(n) => write!(
+            s,
+            "current count outside [{}, {}], moving to {n}",
+            d.bounds.min, d.bounds.max
+        ),
+        Limit::ScaleUpStabilized(n) => write!(
+            s,
+            "scale-up stabilization window {}s holds {n} (lowest recent recommendation)",
+            policy.scale_up.stabilization_window_ms / 1000
+        ),
+        Limit::ScaleDownStabilized(n) => write!(
+            s,
+            "scale-down stabilization window {}s holds {n} (highest recent recommendation)",
+            policy.scale_down.stabilization_window_ms / 1000
+        ),
+        Limit::ScaleUpPolicy(n) => write!(
+            s,
+            "scale-up policies allow at most {n} now ({})",
+            rules_text(&policy.scale_up)
+        ),
+        Limit::ScaleDownPolicy(n) => write!(
+            s,
+            "scale-down policies allow no fewer than {n} now ({})",
+            rules_text(&policy.scale_down)
+        ),
+        Limit::FailingTriggerHold(n) => write!(
+            s,
+            "a trigger failed: holding at least {n} (no scale-down while blind)"
+        ),
+        Limit::CooldownPending { inactive_ms } => write!(
+            s,
+            "inactive for {}s of cooldown {}s, keeping 1",
+            inactive_ms / 1000,
+            policy.cooldown_ms / 1000
+        ),
+        Limit::Disabled => write!(s, "scale-up selectPolicy is Disabled"),
+        Limit::KeepBusy { held, busy } => {
+            write!(s, "keepBusy held {held}: {busy} {} busy", pods(busy))
+        }
+        Limit::BusySignalFailed(n) => write!(
+            s,
+            "busy signal failed, holding {n} (no scale-in while blind to busy pods): {}",
+            busy_error(&d.busy)
+        ),
+    };
 }
 
 fn pods(n: i32) -> &'static str {
