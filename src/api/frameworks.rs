@@ -187,7 +187,7 @@ pub(super) fn validate_frameworks(r: &super::RedisTrigger, at: &str) -> Result<(
 
 /// An include list's own rules: not empty, and none of `unsupported`
 /// (kinds the framework does not record), and only for measure Count.
-fn check_include(
+pub(super) fn check_include(
     include: &Option<Vec<JobState>>,
     measure: FrameworkMeasureKind,
     framework: &str,

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+mod bullmq;
 mod drain;
 mod frameworks;
 mod mode;
@@ -16,6 +17,7 @@ mod status;
 mod topology;
 mod validate;
 
+pub use bullmq::*;
 pub use drain::*;
 pub use frameworks::*;
 pub use mode::Mode;

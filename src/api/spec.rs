@@ -214,7 +214,7 @@ pub struct SecretRef {
 
 /// Redis queue depth. Exactly one measure is set.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("(has(self.list) ? 1 : 0) + (has(self.lists) ? 1 : 0) + (has(self.celery) ? 1 : 0) + (has(self.stream) ? 1 : 0) + (has(self.sortedSet) ? 1 : 0) + (has(self.rq) ? 1 : 0) + (has(self.arq) ? 1 : 0) + (has(self.huey) ? 1 : 0) == 1").message("exactly one of list, lists, celery, stream, sortedSet, rq, arq, huey must be set"))]
+#[x_kube(validation = Rule::new("(has(self.list) ? 1 : 0) + (has(self.lists) ? 1 : 0) + (has(self.celery) ? 1 : 0) + (has(self.stream) ? 1 : 0) + (has(self.sortedSet) ? 1 : 0) + (has(self.rq) ? 1 : 0) + (has(self.arq) ? 1 : 0) + (has(self.huey) ? 1 : 0) + (has(self.bullmq) ? 1 : 0) == 1").message("exactly one of list, lists, celery, stream, sortedSet, rq, arq, huey, bullmq must be set"))]
 #[x_kube(validation = Rule::new("(has(self.url) ? 1 : 0) + (has(self.sentinel) ? 1 : 0) + (has(self.cluster) ? 1 : 0) == 1").message("exactly one of url, sentinel, cluster must be set"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedisTrigger {
@@ -263,6 +263,9 @@ pub struct RedisTrigger {
     /// A Huey queue: queued tasks and due scheduled ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub huey: Option<super::frameworks::HueyMeasure>,
+    /// A BullMQ queue: waiting, active, and due delayed and retrying jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bullmq: Option<super::bullmq::BullMqMeasure>,
 }
 
 /// TLS settings for `rediss://`. With `sentinel` or `cluster` (no URL scheme to

@@ -404,11 +404,12 @@ fn validate_redis_measure(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
         r.rq.is_some(),
         r.arq.is_some(),
         r.huey.is_some(),
+        r.bullmq.is_some(),
     ];
     if measures.iter().filter(|m| **m).count() != 1 {
         return Err(err(
             at,
-            "exactly one of list, lists, celery, stream, sortedSet, rq, arq, huey must be set",
+            "exactly one of list, lists, celery, stream, sortedSet, rq, arq, huey, bullmq must be set",
         ));
     }
     let nonempty = |v: &str, f: &str| {
@@ -444,7 +445,8 @@ fn validate_redis_measure(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
     if let Some(z) = &r.sorted_set {
         nonempty(&z.name, "sortedSet.name")?;
     }
-    super::frameworks::validate_frameworks(r, at)
+    super::frameworks::validate_frameworks(r, at)?;
+    super::bullmq::validate_bullmq(r, at)
 }
 
 pub(super) fn validate_prometheus(p: &PrometheusTrigger, at: &str) -> Result<(), SpecError> {

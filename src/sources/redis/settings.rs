@@ -381,6 +381,7 @@ mod tests {
             rq: None,
             arq: None,
             huey: None,
+            bullmq: None,
         }
     }
 
