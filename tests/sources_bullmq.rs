@@ -6,7 +6,8 @@
 //! failed), and adds random numbers of immediate, prioritized and delayed
 //! (due and future) jobs. `check --output json` must equal BullMQ's own
 //! counts (`getJobCounts`, `getDelayedCount`) for every include
-//! combination, paused or not, and after the worker drained the queue.
+//! combination, paused or not, and after the worker drained the queue;
+//! OldestAgeSeconds against the `timestamp` of the job BullMQ runs next.
 
 mod support;
 
@@ -215,6 +216,27 @@ fn bullmq_counts_equal_bullmqs_own() {
     assert_eq!(n(&o, "completed"), ran, "{o}");
     assert_eq!(n(&o, "delayed"), future, "{o}");
     assert_eq!(check(q.dir.path(), &pool)["all"].0, Some(0.0));
+    cleanup(&q);
+}
+
+#[test]
+fn bullmq_age_without_waiting_jobs_is_the_next_prioritized_jobs() {
+    let q = BullQueue::new("bull");
+    let added = q.run(&["prioritized"]);
+    let pool = pool(
+        &q.url,
+        &[(
+            "age".into(),
+            q.measure(json!({ "measure": "OldestAgeSeconds" })),
+        )],
+    );
+    let age = check(q.dir.path(), &pool)["age"].0.expect("an age");
+    // Not the older job of priority 5: BullMQ runs priority 2 first.
+    let expected = unix_now() - n(&added, "headTimestamp") as f64 / 1000.0;
+    assert!(
+        (expected - 30.0..=expected + 1.0).contains(&age) && age < 100.0,
+        "age {age}, expected about {expected}"
+    );
     cleanup(&q);
 }
 

@@ -3,6 +3,7 @@
 //   worker N     a Worker with concurrency N: `hold` jobs block until the key
 //                `<QUEUE>-release` exists, every other job ends at once
 //   fill SEED HOLD  HOLD jobs the worker holds, then random numbers of every kind of job (see `fill`)
+//   prioritized  only prioritized jobs, the next to run added a minute ago
 //   observe      BullMQ's own counts (getJobCounts, getDelayedCount, isPaused)
 //   pause|resume Queue.pause() / Queue.resume()
 'use strict';
@@ -95,13 +96,27 @@ async function failSome(q, counts) {
   const manual = new Worker(name, null, opts);
   for (const [count, jobOpts] of batches) {
     for (let i = 0; i < count; i++) await q.add('flaky', { i }, jobOpts);
+    // All taken before any fails: a fetch promotes due delayed jobs, and
+    // none may follow a failure whose retry could be due by then.
+    const taken = [];
     for (let i = 0; i < count; i++) {
       let job;
-      await until('a job to fail', async () => (job = await manual.getNextJob('t', { block: false })));
-      await job.moveToFailed(new Error('flaky'), 't');
+      await until('a job to take', async () => (job = await manual.getNextJob('t', { block: false })));
+      taken.push(job);
     }
+    for (const job of taken) await job.moveToFailed(new Error('flaky'), 't');
   }
   await manual.close();
+}
+
+// The next to run is the lowest priority number, then the earliest added.
+async function prioritized() {
+  const q = new Queue(name, opts);
+  await q.add('work', {}, { priority: 5, timestamp: Date.now() - 120000 });
+  const next = await q.add('work', {}, { priority: 2, timestamp: Date.now() - 60000 });
+  await q.add('work', {}, { priority: 2 });
+  await q.close();
+  return { headTimestamp: next.timestamp };
 }
 
 async function observe() {
@@ -128,6 +143,7 @@ async function main() {
   let out;
   if (command === 'worker') return worker(arg);
   if (command === 'fill') out = await fill(arg, arg2);
+  else if (command === 'prioritized') out = await prioritized();
   else if (command === 'observe') out = await observe();
   else if (command === 'pause' || command === 'resume') {
     const q = new Queue(name, opts);
