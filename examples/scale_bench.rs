@@ -1,8 +1,11 @@
 //! Scale benchmark: the real operator against the in-repo Kubernetes API
-//! emulator and real `redis-server`s, with N WorkerPools polling N lists.
+//! emulator and real `redis-server`s, with N WorkerPools polling N lists
+//! (or N queues of a task framework, `--measure celery|rq|arq|huey|bullmq`:
+//! each queue written in that framework's own layout by the bench itself).
 //!
 //! ```sh
 //! cargo run --release --example scale_bench -- --pools 5000 --interval-ms 1000 --seconds 60
+//! cargo run --release --example scale_bench -- --pools 1000 --seconds 30 --measure bullmq
 //! ```
 //!
 //! # How the processes are split (and why)
@@ -29,7 +32,8 @@
 //! - Redis round trips per tick: the server's `total_reads_processed`
 //!   (read events on client sockets, i.e. round trips; a pipeline bigger
 //!   than 16 KiB counts as a few) minus the driver's own commands, per
-//!   interval; LLEN commands per tick from `INFO commandstats`.
+//!   interval; LLEN (framework measures: EVALSHA) commands per tick from
+//!   `INFO commandstats`.
 //! - API writes/s from the emulator's write feed: `/scale` PATCHes, status
 //!   writes, Events.
 //!
@@ -52,6 +56,8 @@
 // A crate root resolves `mod x;` next to itself, hence the paths.
 #[path = "scale_bench/floor.rs"]
 mod floor;
+#[path = "scale_bench/layouts.rs"]
+mod layouts;
 #[path = "scale_bench/measure.rs"]
 mod measure;
 #[path = "scale_bench/operator.rs"]
@@ -72,6 +78,7 @@ use kube::api::{Api, PostParams};
 use kube_emulator::{Emulator, Verb};
 use serde_json::json;
 
+use layouts::Measure;
 use measure::Histogram;
 use operator::OperatorProcess;
 use redis_fleet::{Fleet, ServerStats};
@@ -102,6 +109,11 @@ struct Args {
     /// Seconds between the last pool created and the measured window.
     #[arg(long, default_value_t = 5)]
     warmup_s: u64,
+    /// Each pool's trigger: `list`, or a framework's measure on a queue the
+    /// bench writes in that framework's layout (its waiting jobs flip
+    /// between the two depths; its other keys are empty).
+    #[arg(long, value_enum, default_value_t = Measure::List)]
+    measure: Measure,
     /// The operator's --concurrency (its default is 512).
     #[arg(long, default_value_t = 512)]
     concurrency: u16,
@@ -179,19 +191,22 @@ async fn drive(args: Args) -> anyhow::Result<()> {
     let interval = Duration::from_millis(args.interval_ms);
     let load_start = measure::loadavg();
     let tmp = tempfile::tempdir()?;
-    let prefix = format!("scale_bench:{}", std::process::id());
-    let key = |i: usize| format!("{prefix}:q-{i}");
+    let pid = std::process::id();
+    // The raw floor's lists (the pools' own with `--measure list`).
+    let prefix = format!("scale_bench:{pid}");
+    let queues: Vec<String> = (0..n).map(|i| args.measure.queue(pid, i)).collect();
+    let depth_kind = args.measure.depth_kind();
 
-    // 1. Redis: K servers (or REDIS_URL), every list at the low depth.
+    // 1. Redis: K servers (or REDIS_URL), every queue at the low depth.
     let fleet = Fleet::start(args.redis_endpoints, tmp.path())?;
     let k = fleet.len();
     let endpoint_of = |i: usize| i % k;
-    let keys: Vec<String> = (0..n).map(key).collect();
+    let keys: Vec<String> = queues.iter().map(|q| args.measure.depth_key(q)).collect();
     let mut depth = vec![LOW; n];
     let mut conns = fleet.connect().await?;
     let init: Vec<(usize, u64)> = (0..n).map(|i| (i, LOW)).collect();
     fleet
-        .set_depths(&mut conns, &init, &keys, endpoint_of)
+        .set_depths(&mut conns, &init, &keys, depth_kind, endpoint_of)
         .await?;
 
     // 2. The emulator, the CRD, Deployments at the replicas the depth wants.
@@ -297,7 +312,10 @@ async fn drive(args: Args) -> anyhow::Result<()> {
 
     // 4. Pools: all before the operator starts, or spread once it is ready.
     let spread = Duration::from_millis(args.create_spread_ms.unwrap_or(args.interval_ms));
-    let pool_json = |i: usize| pool(i, &fleet.urls()[endpoint_of(i)], &keys[i], interval);
+    let pool_json = |i: usize| {
+        let trigger = args.measure.trigger(&queues[i]);
+        pool(i, &fleet.urls()[endpoint_of(i)], trigger, interval)
+    };
     if spread.is_zero() {
         create_pools(&emu, n, Duration::ZERO, &pool_json).await?;
     }
@@ -396,7 +414,7 @@ async fn drive(args: Args) -> anyhow::Result<()> {
             }
         }
         let sent = fleet
-            .set_depths(&mut conns, &sets, &keys, endpoint_of)
+            .set_depths(&mut conns, &sets, &keys, depth_kind, endpoint_of)
             .await?;
         for (e, c) in sent.into_iter().enumerate() {
             driver_cmds[e] += c;
@@ -493,7 +511,7 @@ async fn drive(args: Args) -> anyhow::Result<()> {
         )
         .await?;
         let after = fleet.stats(&mut conns).await?;
-        let bench = floor::redis_benchmark(&fleet.urls()[0], &keys[0], f.llens);
+        let bench = floor::redis_benchmark(&fleet.urls()[0], &format!("{prefix}:q-0"), f.llens);
         Some((f, ServerStats::delta(&before, &after), bench))
     } else {
         None
@@ -515,7 +533,13 @@ async fn drive(args: Args) -> anyhow::Result<()> {
     // Driver's own reads: its EVALs, and the INFO that took snapshot B.
     let driver_reads: u64 = driver_cmds.iter().sum::<u64>() + k as u64;
     let op_reads = rd.reads.saturating_sub(driver_reads);
-    let llens = rd.llen_calls;
+    // The command each read sends per pool (a framework's script).
+    let read_cmd = args.measure.read_command();
+    let reads = match read_cmd {
+        "llen" => rd.llen_calls,
+        _ => rd.evalsha_calls,
+    };
+    let read_cmd = read_cmd.to_uppercase();
     let (scales, status, events, other, failed, unexpected, lost) = writes;
     let trig_err = metrics_b.sum("workerpool_trigger_errors_total")
         - metrics_a.sum("workerpool_trigger_errors_total");
@@ -530,14 +554,15 @@ async fn drive(args: Args) -> anyhow::Result<()> {
     let r99 = measure::percentile_with_missed(&reactions, missed, 0.99);
 
     println!(
-        "scale_bench N={n} interval={interval_ms}ms redis={k} window={elapsed:.0}s changes={changes} load={load_start}->{load_end}: \
+        "scale_bench N={n} measure={:?} interval={interval_ms}ms redis={k} window={elapsed:.0}s changes={changes} load={load_start}->{load_end}: \
          polls/s {:.0}/{:.0} ({:.1}%), on time (lag<=256ms) {:.2}% | poll lag p50 {} p99 {} | \
          reaction p50 {} p99 {} (n={}, missed {missed}, unexpected scales {unexpected}) | \
          operator cpu {:.3} cores, {:.4} cpu-s/1000 polls | peak RSS {:.1} MiB (window start {:.1}, end {:.1}), {fds} fds, {threads} threads | \
-         redis round trips/tick {:.1} (LLEN/tick {:.0}, reads/LLEN {:.3}) | \
+         redis round trips/tick {:.1} ({read_cmd}/tick {:.0}, reads/{read_cmd} {:.3}) | \
          api writes/s: scale {:.1} status {:.1} (beyond scales {:.1}; N/30={:.1}; busiest second {status_peak_s}, median second {status_median_s}) events {:.1} other {:.1} failed {failed} lost {lost} | \
          metrics: scale {scale_metric:.0} status {status_metric:.0} trigger errors {trig_err:.0}, /metrics {:.0} KiB in {:.0?} | \
          driver+emulator cpu {:.2} cores, machine busy {:.0}% of {} cpus | operator log: {}",
+        args.measure,
         polls / elapsed,
         expected / elapsed,
         100.0 * polls / expected,
@@ -553,8 +578,8 @@ async fn drive(args: Args) -> anyhow::Result<()> {
         rss_a.rss as f64 / 1024.0,
         rss_final.rss as f64 / 1024.0,
         op_reads as f64 / ticks,
-        llens as f64 / ticks,
-        op_reads as f64 / (llens.max(1)) as f64,
+        reads as f64 / ticks,
+        op_reads as f64 / (reads.max(1)) as f64,
         per_s(scales),
         per_s(status),
         per_s(status.saturating_sub(scales)),
@@ -681,7 +706,9 @@ fn deployment(i: usize, replicas: u64) -> serde_json::Value {
 
 /// A pool whose replicas follow the depth at once both ways (no
 /// stabilization, no rate limit that bites), so each flip is one scale.
-fn pool(i: usize, url: &str, key: &str, interval: Duration) -> serde_json::Value {
+fn pool(i: usize, url: &str, trigger: serde_json::Value, interval: Duration) -> serde_json::Value {
+    let mut redis = trigger;
+    redis["url"] = json!(url);
     json!({
         "apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool",
         "metadata": {"name": format!("p-{i}"), "namespace": NS},
@@ -690,7 +717,7 @@ fn pool(i: usize, url: &str, key: &str, interval: Duration) -> serde_json::Value
             "minReplicas": 1,
             "maxReplicas": 100,
             "pollingIntervalSeconds": interval.as_secs(),
-            "triggers": [{"name": "queue", "redis": {"url": url, "list": key},
+            "triggers": [{"name": "queue", "redis": redis,
                           "targetPerReplica": PER_REPLICA}],
             "behavior": {
                 "scaleUp": {"stabilizationWindowSeconds": 0,

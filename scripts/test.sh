@@ -2,8 +2,8 @@
 # Runs the whole test suite on a fresh Debian/Ubuntu machine that has only the
 # Rust toolchain and Python 3 with pip: installs what is missing
 # (redis-server, prometheus and ruby-sidekiq from apt, the Python tools in
-# .venv), starts a Redis on 127.0.0.1, runs `cargo test`, and stops what it
-# started.
+# .venv, BullMQ in tests/node with npm ci), starts a Redis on 127.0.0.1,
+# runs `cargo test`, and stops what it started.
 # Tests that need their own servers (Prometheus with a config they write, a
 # Redis they kill, a TLS Redis) start them from the same installed binaries.
 set -euo pipefail
@@ -44,6 +44,9 @@ command -v openssl >/dev/null || missing+=(openssl)
 sidekiq_version=6.4.1+dfsg-1
 sidekiq_installed() { dpkg-query -W -f='${Version}' ruby-sidekiq 2>/dev/null; }
 [ "$(sidekiq_installed)" = "$sidekiq_version" ] || missing+=("ruby-sidekiq=$sidekiq_version")
+# BullMQ's tests drive the real BullMQ on Node (the machine's, else Debian's).
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]} with apt-get" >&2
   $sudo apt-get update -qq
@@ -72,6 +75,13 @@ if ! cmp -s tests/requirements-arq.txt .venv-arq/.requirements.txt; then
   echo "test.sh: installing arq into .venv-arq" >&2
   .venv-arq/bin/pip install -q --disable-pip-version-check -r tests/requirements-arq.txt
   cp tests/requirements-arq.txt .venv-arq/.requirements.txt
+fi
+# BullMQ and its Redis client, exactly as tests/node/package-lock.json pins
+# them; a failed install fails this script.
+if ! cmp -s tests/node/package-lock.json tests/node/node_modules/.installed-lock.json; then
+  echo "test.sh: installing BullMQ into tests/node (npm ci)" >&2
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+  cp tests/node/package-lock.json tests/node/node_modules/.installed-lock.json
 fi
 export PATH="$root/.venv/bin:$PATH"
 export PYTHON="$root/.venv/bin/python"

@@ -1,5 +1,5 @@
 //! The Redis side: K `redis-server`s on free ports (or REDIS_URL), setting
-//! list depths, and the server counters that show round trips.
+//! queue depths, and the server counters that show round trips.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -8,16 +8,22 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use redis::aio::MultiplexedConnection;
 
-/// Sets each KEYS[i] to a list of ARGV[i] items in one command, so the
-/// driver's own traffic is one known read per batch on the server.
+use crate::layouts::DepthKind;
+
+/// Sets each KEYS[i] to ARGV[i] items in one command, so the driver's own
+/// traffic is one known read per batch on the server: a list, or (when the
+/// last ARGV is `zset`) a sorted set of members due long ago (arq's layout).
 const SET_DEPTHS: &str = r#"
+local zset = ARGV[#KEYS + 1] == 'zset'
 for i, k in ipairs(KEYS) do
   redis.call('DEL', k)
   local n = tonumber(ARGV[i])
   if n > 0 then
     local t = {}
-    for j = 1, n do t[j] = 'x' end
-    redis.call('RPUSH', k, unpack(t))
+    for j = 1, n do
+      if zset then t[2 * j - 1] = 1000; t[2 * j] = 'x' .. j else t[j] = 'x' end
+    end
+    if zset then redis.call('ZADD', k, unpack(t)) else redis.call('RPUSH', k, unpack(t)) end
   end
 end
 return #KEYS
@@ -38,6 +44,8 @@ pub struct ServerStats {
     pub reads: u64,
     /// `cmdstat_llen` calls.
     pub llen_calls: u64,
+    /// `cmdstat_evalsha` calls (the framework measures' scripts).
+    pub evalsha_calls: u64,
 }
 
 impl ServerStats {
@@ -45,6 +53,7 @@ impl ServerStats {
         ServerStats {
             reads: b.reads.saturating_sub(a.reads),
             llen_calls: b.llen_calls.saturating_sub(a.llen_calls),
+            evalsha_calls: b.evalsha_calls.saturating_sub(a.evalsha_calls),
         }
     }
 }
@@ -138,6 +147,7 @@ impl Fleet {
         conns: &mut [MultiplexedConnection],
         sets: &[(usize, u64)],
         keys: &[String],
+        kind: DepthKind,
         endpoint_of: impl Fn(usize) -> usize,
     ) -> anyhow::Result<Vec<u64>> {
         let mut per: Vec<Vec<(usize, u64)>> = vec![Vec::new(); conns.len()];
@@ -155,6 +165,11 @@ impl Fleet {
                 for (_, d) in chunk {
                     cmd.arg(*d);
                 }
+                cmd.arg(if kind == DepthKind::DueZset {
+                    "zset"
+                } else {
+                    "list"
+                });
                 let _: i64 = cmd.query_async(&mut conns[e]).await?;
                 sent[e] += 1;
             }
@@ -175,12 +190,17 @@ impl Fleet {
                 if let Some(v) = line.strip_prefix("total_reads_processed:") {
                     s.reads += v.trim().parse::<u64>().unwrap_or(0);
                 }
-                if let Some(v) = line.strip_prefix("cmdstat_llen:calls=") {
-                    s.llen_calls += v
-                        .split(',')
+                let calls = |v: &str| {
+                    v.split(',')
                         .next()
                         .and_then(|x| x.parse::<u64>().ok())
-                        .unwrap_or(0);
+                        .unwrap_or(0)
+                };
+                if let Some(v) = line.strip_prefix("cmdstat_llen:calls=") {
+                    s.llen_calls += calls(v);
+                }
+                if let Some(v) = line.strip_prefix("cmdstat_evalsha:calls=") {
+                    s.evalsha_calls += calls(v);
                 }
             }
         }

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+mod bullmq;
 mod drain;
 mod dramatiq;
 mod frameworks;
@@ -19,6 +20,7 @@ mod status;
 mod topology;
 mod validate;
 
+pub use bullmq::*;
 pub use drain::*;
 pub use dramatiq::DramatiqMeasure;
 pub use frameworks::*;

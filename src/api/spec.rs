@@ -217,7 +217,7 @@ pub struct SecretRef {
 
 /// Redis queue depth. Exactly one measure is set.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("(has(self.list) ? 1 : 0) + (has(self.lists) ? 1 : 0) + (has(self.celery) ? 1 : 0) + (has(self.stream) ? 1 : 0) + (has(self.sortedSet) ? 1 : 0) + (has(self.rq) ? 1 : 0) + (has(self.arq) ? 1 : 0) + (has(self.huey) ? 1 : 0) + (has(self.dramatiq) ? 1 : 0) + (has(self.sidekiq) ? 1 : 0) == 1").message("exactly one of list, lists, celery, stream, sortedSet, rq, arq, huey, dramatiq, sidekiq must be set"))]
+#[x_kube(validation = Rule::new("(has(self.list) ? 1 : 0) + (has(self.lists) ? 1 : 0) + (has(self.celery) ? 1 : 0) + (has(self.stream) ? 1 : 0) + (has(self.sortedSet) ? 1 : 0) + (has(self.rq) ? 1 : 0) + (has(self.arq) ? 1 : 0) + (has(self.huey) ? 1 : 0) + (has(self.dramatiq) ? 1 : 0) + (has(self.sidekiq) ? 1 : 0) + (has(self.bullmq) ? 1 : 0) == 1").message("exactly one of list, lists, celery, stream, sortedSet, rq, arq, huey, dramatiq, sidekiq, bullmq must be set"))]
 #[x_kube(validation = Rule::new("(has(self.url) ? 1 : 0) + (has(self.sentinel) ? 1 : 0) + (has(self.cluster) ? 1 : 0) == 1").message("exactly one of url, sentinel, cluster must be set"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedisTrigger {
@@ -272,6 +272,9 @@ pub struct RedisTrigger {
     /// A Sidekiq queue: enqueued, running, due scheduled and due retried jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidekiq: Option<super::sidekiq::SidekiqMeasure>,
+    /// A BullMQ queue: waiting, active, and due delayed and retrying jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bullmq: Option<super::bullmq::BullMqMeasure>,
 }
 
 /// TLS settings for `rediss://`. With `sentinel` or `cluster` (no URL scheme to

@@ -410,11 +410,12 @@ fn validate_redis_measure(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
         r.huey.is_some(),
         r.dramatiq.is_some(),
         r.sidekiq.is_some(),
+        r.bullmq.is_some(),
     ];
     if measures.iter().filter(|m| **m).count() != 1 {
         return Err(err(
             at,
-            "exactly one of list, lists, celery, stream, sortedSet, rq, arq, huey, dramatiq, sidekiq must be set",
+            "exactly one of list, lists, celery, stream, sortedSet, rq, arq, huey, dramatiq, sidekiq, bullmq must be set",
         ));
     }
     let nonempty = |v: &str, f: &str| {
@@ -452,6 +453,7 @@ fn validate_redis_measure(r: &RedisTrigger, at: &str) -> Result<(), SpecError> {
     }
     super::dramatiq::validate_dramatiq(r, at)?;
     super::sidekiq::validate_sidekiq(r, at)?;
+    super::bullmq::validate_bullmq(r, at)?;
     super::frameworks::validate_frameworks(r, at)
 }
 

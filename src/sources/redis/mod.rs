@@ -48,6 +48,7 @@
 
 mod arq;
 mod batch;
+mod bullmq;
 mod celery;
 mod celery_index;
 pub(super) mod celery_inspect;
@@ -207,6 +208,10 @@ fn framework_layout(
     if let Some(h) = &r.huey {
         let include = included_without_in_flight(&h.include);
         return Some((huey::layout(&h.name), include, h.measure));
+    }
+    if let Some(b) = &r.bullmq {
+        let include = included(&b.include);
+        return Some((bullmq::layout(&b.prefix, &b.queue), include, b.measure));
     }
     None
 }

@@ -420,6 +420,7 @@ mod tests {
             huey: None,
             dramatiq: None,
             sidekiq: None,
+            bullmq: None,
         }
     }
 
