@@ -52,6 +52,47 @@ pub fn default_trigger_name(trigger: &Trigger, index: usize) -> String {
 
 /// Checks every rule the CRD schema cannot express and returns the defaulted policy.
 pub fn validate(spec: &WorkerPoolSpec) -> Result<Policy, SpecError> {
+    validate_target(spec)?;
+    validate_counts(spec)?;
+    let triggers = validate_triggers(spec)?;
+    let behavior = spec.behavior.clone().unwrap_or_default();
+    let scale_up = rules(
+        behavior.scale_up.as_ref(),
+        Rules::default_scale_up(),
+        "spec.behavior.scaleUp",
+    )?;
+    let scale_down = rules(
+        behavior.scale_down.as_ref(),
+        Rules::default_scale_down(),
+        "spec.behavior.scaleDown",
+    )?;
+    let tolerance = behavior.tolerance.unwrap_or(0.1);
+    if !(tolerance.is_finite() && (0.0..1.0).contains(&tolerance)) {
+        return Err(err(
+            "spec.behavior.tolerance",
+            format!("must be in [0, 1), got {tolerance}"),
+        ));
+    }
+    let fallback = spec.fallback.as_ref().map(validate_fallback).transpose()?;
+    let schedules = validate_schedules(spec)?;
+    let scale_in = (spec.scale_in.as_ref())
+        .map(|s| s.policy(&spec.triggers))
+        .transpose()?;
+    Ok(Policy {
+        min_replicas: spec.min_replicas,
+        max_replicas: spec.max_replicas,
+        cooldown_ms: i64::from(spec.cooldown_seconds) * 1000,
+        triggers,
+        scale_up,
+        scale_down,
+        tolerance,
+        fallback,
+        schedules,
+        scale_in,
+    })
+}
+
+fn validate_target(spec: &WorkerPoolSpec) -> Result<(), SpecError> {
     let t = &spec.scale_target_ref;
     if t.name.trim().is_empty() {
         return Err(err("spec.scaleTargetRef.name", "must not be empty"));
@@ -62,6 +103,11 @@ pub fn validate(spec: &WorkerPoolSpec) -> Result<Policy, SpecError> {
     if t.api_version.trim().is_empty() {
         return Err(err("spec.scaleTargetRef.apiVersion", "must not be empty"));
     }
+    Ok(())
+}
+
+/// Replica bounds, polling interval, cooldown.
+fn validate_counts(spec: &WorkerPoolSpec) -> Result<(), SpecError> {
     if spec.min_replicas < 0 {
         return Err(err(
             "spec.minReplicas",
@@ -90,113 +136,87 @@ pub fn validate(spec: &WorkerPoolSpec) -> Result<Policy, SpecError> {
             format!("must be in 0..86400, got {}", spec.cooldown_seconds),
         ));
     }
+    Ok(())
+}
+
+fn validate_triggers(spec: &WorkerPoolSpec) -> Result<Vec<TriggerPolicy>, SpecError> {
     if spec.triggers.is_empty() || spec.triggers.len() > 16 {
         return Err(err(
             "spec.triggers",
             format!("must have 1 to 16 triggers, got {}", spec.triggers.len()),
         ));
     }
-
     let mut names = HashSet::new();
     let mut triggers = Vec::with_capacity(spec.triggers.len());
     for (i, trig) in spec.triggers.iter().enumerate() {
-        let at = format!("spec.triggers[{i}]");
-        let name = match &trig.name {
-            Some(n) => {
-                validate_name(n).map_err(|m| err(format!("{at}.name"), m))?;
-                n.clone()
-            }
-            None => default_trigger_name(trig, i),
-        };
+        let name = trigger_name(trig, i)?;
         if !names.insert(name.clone()) {
             return Err(err(
-                format!("{at}.name"),
+                format!("spec.triggers[{i}].name"),
                 format!("duplicate trigger name {name:?}"),
             ));
         }
-        match (&trig.redis, &trig.prometheus) {
-            (Some(r), None) => validate_redis(r, &format!("{at}.redis"))?,
-            (None, Some(p)) => validate_prometheus(p, &format!("{at}.prometheus"))?,
-            _ => {
-                return Err(err(
-                    at,
-                    "exactly one source (redis or prometheus) must be set",
-                ))
-            }
-        }
-        let (target_per_replica, drain) = sizing(trig, &at)?;
-        if !trig.activation_threshold.is_finite() {
-            return Err(err(
-                format!("{at}.activationThreshold"),
-                "must be a finite number",
-            ));
-        }
-        triggers.push(TriggerPolicy {
-            name,
-            target_per_replica,
-            activation_threshold: trig.activation_threshold,
-            drain,
-        });
+        triggers.push(validate_trigger(trig, i, name)?);
     }
+    Ok(triggers)
+}
 
-    let behavior = spec.behavior.clone().unwrap_or_default();
-    let scale_up = rules(
-        behavior.scale_up.as_ref(),
-        Rules::default_scale_up(),
-        "spec.behavior.scaleUp",
-    )?;
-    let scale_down = rules(
-        behavior.scale_down.as_ref(),
-        Rules::default_scale_down(),
-        "spec.behavior.scaleDown",
-    )?;
-    let tolerance = behavior.tolerance.unwrap_or(0.1);
-    if !(tolerance.is_finite() && (0.0..1.0).contains(&tolerance)) {
+/// The trigger's name as written, or the default for its source.
+fn trigger_name(trig: &Trigger, i: usize) -> Result<String, SpecError> {
+    match &trig.name {
+        Some(n) => {
+            validate_name(n).map_err(|m| err(format!("spec.triggers[{i}].name"), m))?;
+            Ok(n.clone())
+        }
+        None => Ok(default_trigger_name(trig, i)),
+    }
+}
+
+fn validate_trigger(trig: &Trigger, i: usize, name: String) -> Result<TriggerPolicy, SpecError> {
+    let at = format!("spec.triggers[{i}]");
+    match (&trig.redis, &trig.prometheus) {
+        (Some(r), None) => validate_redis(r, &format!("{at}.redis"))?,
+        (None, Some(p)) => validate_prometheus(p, &format!("{at}.prometheus"))?,
+        _ => {
+            return Err(err(
+                at,
+                "exactly one source (redis or prometheus) must be set",
+            ))
+        }
+    }
+    let (target_per_replica, drain) = sizing(trig, &at)?;
+    if !trig.activation_threshold.is_finite() {
         return Err(err(
-            "spec.behavior.tolerance",
-            format!("must be in [0, 1), got {tolerance}"),
+            format!("{at}.activationThreshold"),
+            "must be a finite number",
         ));
     }
+    Ok(TriggerPolicy {
+        name,
+        target_per_replica,
+        activation_threshold: trig.activation_threshold,
+        drain,
+    })
+}
 
-    let fallback = match &spec.fallback {
-        None => None,
-        Some(f) => {
-            if !(1..=1000).contains(&f.failure_threshold) {
-                return Err(err(
-                    "spec.fallback.failureThreshold",
-                    format!("must be in 1..1000, got {}", f.failure_threshold),
-                ));
-            }
-            if let Some(r) = f.replicas {
-                if r < 0 {
-                    return Err(err(
-                        "spec.fallback.replicas",
-                        format!("must be >= 0, got {r}"),
-                    ));
-                }
-            }
-            Some(FallbackPolicy {
-                failure_threshold: f.failure_threshold as u32,
-                replicas: f.replicas,
-            })
+fn validate_fallback(f: &Fallback) -> Result<FallbackPolicy, SpecError> {
+    if !(1..=1000).contains(&f.failure_threshold) {
+        return Err(err(
+            "spec.fallback.failureThreshold",
+            format!("must be in 1..1000, got {}", f.failure_threshold),
+        ));
+    }
+    if let Some(r) = f.replicas {
+        if r < 0 {
+            return Err(err(
+                "spec.fallback.replicas",
+                format!("must be >= 0, got {r}"),
+            ));
         }
-    };
-
-    let schedules = validate_schedules(spec)?;
-    let scale_in = (spec.scale_in.as_ref())
-        .map(|s| s.policy(&spec.triggers))
-        .transpose()?;
-    Ok(Policy {
-        min_replicas: spec.min_replicas,
-        max_replicas: spec.max_replicas,
-        cooldown_ms: i64::from(spec.cooldown_seconds) * 1000,
-        triggers,
-        scale_up,
-        scale_down,
-        tolerance,
-        fallback,
-        schedules,
-        scale_in,
+    }
+    Ok(FallbackPolicy {
+        failure_threshold: f.failure_threshold as u32,
+        replicas: f.replicas,
     })
 }
 

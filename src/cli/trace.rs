@@ -89,6 +89,37 @@ pub fn parse(input: impl Read) -> Result<Trace, TraceError> {
         }
         Some(r) => r.map_err(|e| TraceError(format!("line 1: {e}")))?,
     };
+    let columns = header_columns(&header)?;
+    let mut rows: Vec<TraceRow> = Vec::new();
+    let mut wall_clock: Option<bool> = None;
+    for record in records {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            TraceError(format!("line {line}: {e}"))
+        })?;
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let (row, stamped) = parse_row(&record, &columns, rows.last(), wall_clock)?;
+        wall_clock = Some(stamped);
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        return Err(TraceError("trace has a header but no rows".into()));
+    }
+    Ok(Trace {
+        columns,
+        rows,
+        wall_clock: wall_clock.unwrap_or(false),
+    })
+}
+
+fn line_of(record: &csv::StringRecord) -> u64 {
+    record.position().map_or(0, |p| p.line())
+}
+
+/// The trigger columns after `time`: present, named, each once.
+fn header_columns(header: &csv::StringRecord) -> Result<Vec<String>, TraceError> {
     if header.get(0).map(|h| h.trim_start_matches('\u{feff}')) != Some("time") {
         return Err(TraceError(format!(
             "line 1: first column must be `time`, got {:?}",
@@ -110,77 +141,67 @@ pub fn parse(input: impl Read) -> Result<Trace, TraceError> {
             return Err(TraceError(format!("line 1: column {c:?} appears twice")));
         }
     }
-    let mut rows = Vec::new();
-    let mut last_time: Option<i64> = None;
-    let mut wall_clock: Option<bool> = None;
-    for record in records {
-        let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
-            TraceError(format!("line {line}: {e}"))
-        })?;
-        let line = record.position().map_or(0, |p| p.line());
-        if record.iter().all(str::is_empty) {
-            continue;
-        }
-        if record.len() != columns.len() + 1 {
-            return Err(TraceError(format!(
-                "line {line}: expected {} cells, got {}",
-                columns.len() + 1,
-                record.len()
-            )));
-        }
-        let time_text = record.get(0).unwrap_or_default().to_string();
-        let (time_ms, stamped) = parse_time(&time_text, line)?;
-        if *wall_clock.get_or_insert(stamped) != stamped {
-            return Err(TraceError(format!(
-                "line {line}: time {time_text:?} mixes seconds and RFC 3339 timestamps"
-            )));
-        }
-        if let Some(prev) = last_time {
-            if time_ms <= prev {
-                return Err(TraceError(format!(
-                    "line {line}: time {time_text} is not after the previous row"
-                )));
-            }
-        }
-        last_time = Some(time_ms);
-        let mut values = Vec::with_capacity(columns.len());
-        let mut cells = Vec::with_capacity(columns.len());
-        for (j, cell) in record.iter().skip(1).enumerate() {
-            cells.push(cell.to_string());
-            if cell.is_empty() {
-                values.push(None);
-                continue;
-            }
-            let v: f64 = cell.parse().map_err(|_| {
-                TraceError(format!(
-                    "line {line}: {} value {cell:?} is not a number",
-                    columns[j]
-                ))
-            })?;
-            if !v.is_finite() {
-                return Err(TraceError(format!(
-                    "line {line}: {} value {cell:?} is not finite",
-                    columns[j]
-                )));
-            }
-            values.push(Some(v));
-        }
-        rows.push(TraceRow {
-            time_ms,
-            time_text,
-            values,
-            cells,
-        });
+    Ok(columns)
+}
+
+/// One row: its time (after `previous`'s, and in the same form as the
+/// rows before: `wall_clock` says whether those were RFC 3339 timestamps)
+/// and one value per column; also whether the time was a timestamp.
+fn parse_row(
+    record: &csv::StringRecord,
+    columns: &[String],
+    previous: Option<&TraceRow>,
+    wall_clock: Option<bool>,
+) -> Result<(TraceRow, bool), TraceError> {
+    let line = line_of(record);
+    if record.len() != columns.len() + 1 {
+        return Err(TraceError(format!(
+            "line {line}: expected {} cells, got {}",
+            columns.len() + 1,
+            record.len()
+        )));
     }
-    if rows.is_empty() {
-        return Err(TraceError("trace has a header but no rows".into()));
+    let time_text = record.get(0).unwrap_or_default().to_string();
+    let (time_ms, stamped) = parse_time(&time_text, line)?;
+    if wall_clock.is_some_and(|w| w != stamped) {
+        return Err(TraceError(format!(
+            "line {line}: time {time_text:?} mixes seconds and RFC 3339 timestamps"
+        )));
     }
-    Ok(Trace {
-        columns,
-        rows,
-        wall_clock: wall_clock.unwrap_or(false),
-    })
+    if previous.is_some_and(|prev| time_ms <= prev.time_ms) {
+        return Err(TraceError(format!(
+            "line {line}: time {time_text} is not after the previous row"
+        )));
+    }
+    let cells: Vec<String> = record.iter().skip(1).map(str::to_string).collect();
+    let values = (cells.iter().zip(columns))
+        .map(|(cell, column)| parse_value(cell, column, line))
+        .collect::<Result<_, _>>()?;
+    let row = TraceRow {
+        time_ms,
+        time_text,
+        values,
+        cells,
+    };
+    Ok((row, stamped))
+}
+
+/// A cell: empty is a failed read (None), else a finite number.
+fn parse_value(cell: &str, column: &str, line: u64) -> Result<Option<f64>, TraceError> {
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    let v: f64 = cell.parse().map_err(|_| {
+        TraceError(format!(
+            "line {line}: {column} value {cell:?} is not a number"
+        ))
+    })?;
+    if !v.is_finite() {
+        return Err(TraceError(format!(
+            "line {line}: {column} value {cell:?} is not finite"
+        )));
+    }
+    Ok(Some(v))
 }
 
 #[cfg(test)]
