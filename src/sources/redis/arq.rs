@@ -30,10 +30,7 @@
 //! during which Redis serves nobody else), so above 10,000 due jobs the
 //! read fails and says so rather than stall the server.
 
-use super::framework::Layout;
-
-/// Due ids above which a per-id look-up is refused.
-const MAX_DUE_LOOKUPS: u32 = 10_000;
+use super::framework::{Layout, MAX_DUE_LOOKUPS};
 
 /// KEYS: the queue's sorted set. ARGV[2], ARGV[3]: the in-progress and
 /// retry key prefixes; ARGV[4]: [`MAX_DUE_LOOKUPS`].

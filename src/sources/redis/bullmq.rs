@@ -50,10 +50,7 @@
 //! due jobs as arq's split is. OldestAgeSeconds reads at most 20 job
 //! hashes (ids of deleted jobs are skipped).
 
-use super::framework::Layout;
-
-/// Due delayed jobs above which telling Scheduled from Retrying is refused.
-const MAX_DUE_LOOKUPS: u32 = 10_000;
+use super::framework::{Layout, MAX_DUE_LOOKUPS};
 
 /// KEYS: wait, prioritized, active, delayed, meta. ARGV[2]: the job hash
 /// prefix `P:Q:`; ARGV[3]: [`MAX_DUE_LOOKUPS`].

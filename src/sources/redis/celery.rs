@@ -248,7 +248,13 @@ impl CelerySource {
                 // The server does not have the script (yet, or since a
                 // restart or SCRIPT FLUSH): load it, then run it again.
                 Err(OpError::Redis(e)) if has_code(&e, "NOSCRIPT") => {
-                    Box::pin(self.load_and_run(deadline)).await
+                    Box::pin(self.endpoint.load_and_run(
+                        &self.what,
+                        &self.script,
+                        &self.evalsha,
+                        deadline,
+                    ))
+                    .await
                 }
                 other => other,
             };
@@ -262,20 +268,6 @@ impl CelerySource {
             }
         }
         Box::pin(self.read_without_script(deadline)).await
-    }
-
-    async fn load_and_run(&self, deadline: Instant) -> Result<(i64, i64), OpError> {
-        let ep = &*self.endpoint;
-        within(deadline, async {
-            let c = ep.connection(&self.what, deadline).await?;
-            self.script
-                .load_async(&mut ep.direct(c))
-                .await
-                .map_err(OpError::Redis)
-        })
-        .await?;
-        let c = ep.connection(&self.what, deadline).await?;
-        ep.query_one(c, &self.evalsha).await
     }
 
     /// Queued, then in-flight by [`CelerySource::in_flight_by_scan`].

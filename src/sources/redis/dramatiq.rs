@@ -41,13 +41,10 @@
 //! during which Redis serves nobody else); above 10,000 delayed
 //! messages the read fails and says so rather than stall the server.
 
-use super::framework::Layout;
-
-/// Delayed messages above which decoding each is refused.
-const MAX_DELAYED_LOOKUPS: u32 = 10_000;
+use super::framework::{Layout, MAX_DUE_LOOKUPS};
 
 /// KEYS: the queue list, its messages hash, the delay queue's messages
-/// hash. ARGV[2]: [`MAX_DELAYED_LOOKUPS`].
+/// hash. ARGV[2]: [`MAX_DUE_LOOKUPS`].
 const BODY: &str = r"
 typed(KEYS[1], 'list')
 typed(KEYS[2], 'hash')
@@ -90,7 +87,7 @@ pub(super) fn layout(namespace: &str, queue: &str) -> Layout {
             format!("{namespace}:{queue}.msgs"),
             format!("{namespace}:{queue}.DQ.msgs"),
         ],
-        args: vec![MAX_DELAYED_LOOKUPS.to_string()],
+        args: vec![MAX_DUE_LOOKUPS.to_string()],
         // Never called: the CRD and validation allow Dramatiq Count only.
         parse_time: |_| None,
     }

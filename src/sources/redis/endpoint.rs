@@ -194,6 +194,27 @@ impl Endpoint {
     /// What is sent on it must be bounded by the read's deadline
     /// ([`within`]): only the batcher answers by the deadline by itself.
     /// On a cluster, each command goes to the master of its slot.
+    /// Loads `script` (after a NOSCRIPT: the server lost it, or never had
+    /// it) and runs `evalsha` again, within `deadline`.
+    pub(super) async fn load_and_run<T: FromRedisValue>(
+        &self,
+        what: &str,
+        script: &::redis::Script,
+        evalsha: &Commands,
+        deadline: Instant,
+    ) -> Result<T, OpError> {
+        super::errors::within(deadline, async {
+            let c = self.connection(what, deadline).await?;
+            script
+                .load_async(&mut self.direct(c))
+                .await
+                .map_err(OpError::Redis)
+        })
+        .await?;
+        let c = self.connection(what, deadline).await?;
+        self.query_one(c, evalsha).await
+    }
+
     pub(super) fn direct(&self, conn: Conn) -> Counted<'_> {
         let to = match (&self.place, conn.link) {
             (Place::Single(_), Link::Node(c)) => {

@@ -24,8 +24,12 @@ use ::redis::Script;
 
 use super::batch::Commands;
 use super::endpoint::{Conn, Endpoint};
-use super::errors::{has_code, within, OpError};
+use super::errors::{has_code, OpError};
 use crate::api::{FrameworkMeasureKind, JobState};
+
+/// Per-job look-ups (or decodes) one read may make before it is refused:
+/// ~3.5–4 µs each, so at most ~40 ms of the Redis server's time.
+pub(super) const MAX_DUE_LOOKUPS: u32 = 10_000;
 use crate::sources::{MetricSource, ReadFuture, SourceError};
 
 /// Lua shared by every framework script (see the module doc).
@@ -129,7 +133,13 @@ impl FrameworkSource {
         let r: Result<Answer, OpError> = match self.endpoint.query_one(conn, &self.evalsha).await {
             // Not loaded yet, or lost in a restart or SCRIPT FLUSH.
             Err(OpError::Redis(e)) if has_code(&e, "NOSCRIPT") => {
-                Box::pin(self.load_and_run(deadline)).await
+                Box::pin(self.endpoint.load_and_run(
+                    &self.what,
+                    &self.script,
+                    &self.evalsha,
+                    deadline,
+                ))
+                .await
             }
             other => other,
         };
@@ -167,20 +177,6 @@ impl FrameworkSource {
             )))
         })?;
         Ok((unix_now() - at).max(0.0))
-    }
-
-    async fn load_and_run(&self, deadline: tokio::time::Instant) -> Result<Answer, OpError> {
-        let ep = &*self.endpoint;
-        within(deadline, async {
-            let c = ep.connection(&self.what, deadline).await?;
-            self.script
-                .load_async(&mut ep.direct(c))
-                .await
-                .map_err(OpError::Redis)
-        })
-        .await?;
-        let c = ep.connection(&self.what, deadline).await?;
-        ep.query_one(c, &self.evalsha).await
     }
 
     /// A script's refusal of per-job look-ups on a huge backlog, or of a job

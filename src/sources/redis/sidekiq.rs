@@ -44,10 +44,7 @@
 //! OldestAgeSeconds decodes one job, the next to run, and reads its
 //! `enqueued_at` (else `created_at`, as Sidekiq's latency does).
 
-use super::framework::Layout;
-
-/// Due entries of a shared set above which decoding each is refused.
-const MAX_DUE_LOOKUPS: u32 = 10_000;
+use super::framework::{Layout, MAX_DUE_LOOKUPS};
 
 /// KEYS: the queue, `schedule`, `retry`, `processes`. ARGV[2]: the queue's
 /// name; ARGV[3]: [`MAX_DUE_LOOKUPS`]; ARGV[4]: [`raw_name`] or empty.
