@@ -47,11 +47,11 @@ async fn wait_for_condition(
 async fn next_second_after(c: &Cluster, pool: &str) {
     let created = c.pool(pool)["metadata"]["creationTimestamp"]
         .as_str()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
         .expect("creationTimestamp")
-        .timestamp();
+        .as_second();
     eventually("the next second", T, || async {
-        (chrono::Utc::now().timestamp() > created).then_some(())
+        (jiff::Timestamp::now().as_second() > created).then_some(())
     })
     .await;
 }

@@ -467,7 +467,7 @@ pub fn run(
             return 2;
         }
     };
-    let now_ms = chrono::Utc::now().timestamp_millis();
+    let now_ms = jiff::Timestamp::now().as_millisecond();
     let sources = Sources::with_policy(endpoints);
     let report = runtime.block_on(check(&pool, &policy, &sources, &secrets, current, now_ms));
     let out = match format {

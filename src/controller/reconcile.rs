@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -323,7 +322,7 @@ impl Poll<'_> {
             return Err(Error::NotPrepared);
         };
         let (policy, sources) = (prepared.policy.clone(), prepared.sources.clone());
-        let now_ms = Utc::now().timestamp_millis();
+        let now_ms = jiff::Timestamp::now().as_millisecond();
         let mut history = st
             .history
             .take()

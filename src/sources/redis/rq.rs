@@ -87,8 +87,9 @@ pub(super) fn layout(queue: &str) -> Layout {
 
 /// RQ's `utcformat`: `2026-11-26T12:00:00.123456Z`, UTC.
 fn parse_time(s: &str) -> Option<f64> {
-    let t = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.fZ").ok()?;
-    Some(t.and_utc().timestamp_micros() as f64 / 1e6)
+    let t = jiff::civil::DateTime::strptime("%Y-%m-%dT%H:%M:%S%.fZ", s).ok()?;
+    let t = t.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
+    Some(t.as_microsecond() as f64 / 1e6)
 }
 
 #[cfg(test)]
