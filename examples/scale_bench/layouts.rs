@@ -20,6 +20,11 @@ pub enum Measure {
     Huey,
     /// `bullmq`: all four kinds, as examples/queues/bullmq.
     Bullmq,
+    /// `dramatiq`: Waiting and InFlight (its default), as examples/queues/dramatiq.
+    Dramatiq,
+    /// `sidekiq`: Waiting and InFlight (its default: the shared `processes`
+    /// set is read too), as examples/queues/sidekiq.
+    Sidekiq,
 }
 
 /// How the depth is written.
@@ -50,6 +55,8 @@ impl Measure {
             Measure::Rq => format!("rq:queue:{queue}"),
             Measure::Huey => format!("huey.redis.{queue}"),
             Measure::Bullmq => format!("bull:{queue}:wait"),
+            Measure::Dramatiq => format!("dramatiq:{queue}"),
+            Measure::Sidekiq => format!("queue:{queue}"),
         }
     }
 
@@ -78,6 +85,8 @@ impl Measure {
                     "include": ["Waiting", "InFlight", "Scheduled", "Retrying"]
                 }
             }),
+            Measure::Dramatiq => json!({ "dramatiq": { "queue": queue } }),
+            Measure::Sidekiq => json!({ "sidekiq": { "queue": queue } }),
         }
     }
 
