@@ -157,9 +157,10 @@ impl Poll<'_> {
             return Ok(Action::requeue(wait));
         }
         if !writes.passive() {
-            if !self.ctx.targets.synced() {
-                // Until every pool is known, an older pool on the same
-                // target could still appear: write nothing yet.
+            if !self.ctx.targets.synced() || !self.ctx.hpas.synced() {
+                // Until every pool and every HPA is known, an older pool or
+                // an HPA on the same target could still appear: write
+                // nothing yet.
                 return Ok(Action::requeue(Duration::from_millis(200)));
             }
             if let Some(conflict) = self.conflict() {
