@@ -430,6 +430,19 @@ async fn metrics_and_readiness_are_served() {
     ] {
         assert!(body.contains(&line), "/metrics lacks {line}\n{body}");
     }
+    // The operator counts its own Redis round trips, per server: at least
+    // one per poll, counted a moment after the poll.
+    eventually("/metrics counts Redis round trips", T, || async {
+        let (_, body) = http_get(addr, "/metrics").await?;
+        let trips = body
+            .lines()
+            .find(|l| {
+                l.starts_with("workerpool_redis_round_trips_total{server=\"redis://127.0.0.1:")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())?;
+        (trips >= 1).then_some(())
+    })
+    .await;
     let _: () = redis::cmd("DEL").arg(&key).query(&mut r).unwrap();
     op.shutdown(Duration::from_secs(5)).await;
 }

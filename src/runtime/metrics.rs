@@ -44,6 +44,12 @@ pub struct ScheduleLabels {
     pub schedule: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    /// `redis[s]://host:port/db`, never with credentials.
+    pub server: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms .. ~16 s
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -62,6 +68,7 @@ pub struct Metrics {
     pub trigger_errors: Family<ErrorLabels, Counter>,
     pub scales: Family<ScaleLabels, Counter>,
     pub schedule_active: Family<ScheduleLabels, Gauge>,
+    pub redis_round_trips: Family<ServerLabels, Counter>,
     pub status_writes: Counter,
     pub polls: Counter,
     pub reconcile_duration: Histogram,
@@ -89,6 +96,7 @@ impl Metrics {
             trigger_errors: Family::default(),
             scales: Family::default(),
             schedule_active: Family::default(),
+            redis_round_trips: Family::default(),
             status_writes: Counter::default(),
             polls: Counter::default(),
             reconcile_duration: latency_histogram(),
@@ -181,6 +189,11 @@ impl Metrics {
             self.poll_lag.clone(),
         );
         registry.register(
+            "workerpool_redis_round_trips",
+            "Requests sent to a Redis server by the triggers' reads: one per pipeline, however many reads it carries",
+            self.redis_round_trips.clone(),
+        );
+        registry.register(
             "workerpool_is_leader",
             "1 when this instance holds the leader lease",
             self.is_leader.clone(),
@@ -190,6 +203,30 @@ impl Metrics {
             "WorkerPools this instance is polling",
             self.pools.clone(),
         );
+    }
+
+    /// Adds what each server's round-trip total grew by since `seen` (the
+    /// totals of the last call, updated here). A total that went down is an
+    /// endpoint that was dropped and built again: all of it is new.
+    pub fn record_round_trips(
+        &self,
+        totals: &std::collections::BTreeMap<String, u64>,
+        seen: &mut std::collections::BTreeMap<String, u64>,
+    ) {
+        for (server, &total) in totals {
+            let before = seen.insert(server.clone(), total).unwrap_or(0);
+            let grew = if total >= before {
+                total - before
+            } else {
+                total
+            };
+            if grew > 0 {
+                let labels = ServerLabels {
+                    server: server.clone(),
+                };
+                self.redis_round_trips.get_or_create(&labels).inc_by(grew);
+            }
+        }
     }
 
     /// A drain trigger's estimate; a series whose value is unknown (no rate
@@ -278,6 +315,22 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_trips_add_what_each_server_total_grew_by() {
+        let m = Metrics::new();
+        let mut seen = std::collections::BTreeMap::new();
+        let totals =
+            |n: u64| std::collections::BTreeMap::from([("redis://r:6379/0".to_string(), n)]);
+        m.record_round_trips(&totals(5), &mut seen);
+        m.record_round_trips(&totals(12), &mut seen);
+        // Dropped and built again: its new total is all new.
+        m.record_round_trips(&totals(3), &mut seen);
+        let labels = ServerLabels {
+            server: "redis://r:6379/0".into(),
+        };
+        assert_eq!(m.redis_round_trips.get_or_create(&labels).get(), 15);
+    }
 
     #[test]
     fn drain_gauges_are_set_and_removed_when_unknown() {

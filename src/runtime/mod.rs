@@ -82,7 +82,7 @@ fn context(
 }
 
 /// Sets `/readyz` once every cache has listed and leadership is known, and
-/// keeps the leader and pool gauges current.
+/// keeps the leader and pool gauges and the Redis round-trip counters current.
 struct Readiness {
     ready: Arc<AtomicBool>,
     leadership: Leadership,
@@ -98,11 +98,14 @@ impl Readiness {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         tokio::select! { _ = self.synced() => {}, _ = stop.changed() => return }
         let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut round_trips = std::collections::BTreeMap::new();
         loop {
             tokio::select! { _ = tick.tick() => {}, _ = stop.changed() => return }
             let leads = self.leadership.leader.load(Ordering::Acquire);
             self.metrics.is_leader.set(i64::from(leads));
             self.metrics.pools.set(self.ctx.polled_pools() as i64);
+            let totals = self.ctx.sources.redis_round_trips_by_server();
+            self.metrics.record_round_trips(&totals, &mut round_trips);
             let known = self.leadership.known.load(Ordering::Acquire);
             if known && !self.ready.swap(true, Ordering::AcqRel) {
                 info!("ready");
