@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::cluster::{eventually, Cluster};
-use support::frameworks::{python, run_json, WorkerProcess};
+use support::frameworks::{python, rq_workers_two_busy, run_json, WorkerProcess};
 use support::redis::{connect, shared_url, unique};
 
 const T: Duration = Duration::from_secs(60);
@@ -57,35 +57,7 @@ async fn six_pods_two_busy(
         Some(pods(c)).filter(|p| p.len() == 6)
     })
     .await;
-    let (py, url) = (python(), shared_url());
-    let workers = all
-        .iter()
-        .map(|p| {
-            let log = dir.join(format!("{p}.log"));
-            WorkerProcess::start(&py, &["busy_rq.py", "worker", &url, p, queue], log)
-        })
-        .collect();
-    let registered = format!("rq:workers:{queue}");
-    eventually("six RQ workers", T, || async {
-        let n: i64 = redis::cmd("SCARD")
-            .arg(&registered)
-            .query(&mut connect(&url))
-            .unwrap();
-        (n == 6).then_some(())
-    })
-    .await;
-    run_json(&py, "busy_rq.py", &["enqueue", &url, queue, "2"]);
-    let started = format!("test:busy-started:{queue}");
-    let busy = eventually("two jobs running", T, || async {
-        let hosts: Vec<String> = redis::cmd("LRANGE")
-            .arg(&started)
-            .arg(0)
-            .arg(-1)
-            .query(&mut connect(&url))
-            .unwrap();
-        (hosts.len() == 2).then(|| hosts.into_iter().collect::<BTreeSet<_>>())
-    })
-    .await;
+    let (workers, busy) = rq_workers_two_busy(&all, &shared_url(), queue, dir);
     assert_eq!(busy.len(), 2, "one job per worker");
     (workers, busy)
 }

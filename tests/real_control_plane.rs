@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use support::bad_corpus::corpus;
 use support::cluster::{eventually, Cluster};
 use support::control_plane::{real_backend, real_kubeconfig_path};
-use support::frameworks::{python, run_json, WorkerProcess};
+use support::frameworks::rq_workers_two_busy;
 use support::redis::{connect, free_port, shared_url, unique};
 
 /// Generous: a shared 2-core machine runs etcd, the apiserver, the
@@ -246,36 +246,9 @@ async fn the_real_replicaset_controller_spares_the_busy_pods() {
     for p in &all {
         report_running(&c, p).await;
     }
-    let (py, url, queue) = (python(), shared_url(), unique("real-busy"));
+    let (url, queue) = (shared_url(), unique("real-busy"));
     let dir = tempfile::tempdir().unwrap();
-    let _workers: Vec<WorkerProcess> = all
-        .iter()
-        .map(|p| {
-            let log = dir.path().join(format!("{p}.log"));
-            WorkerProcess::start(&py, &["busy_rq.py", "worker", &url, p, &queue], log)
-        })
-        .collect();
-    let registered = format!("rq:workers:{queue}");
-    eventually("six RQ workers", T, || async {
-        let n: i64 = redis::cmd("SCARD")
-            .arg(&registered)
-            .query(&mut connect(&url))
-            .unwrap();
-        (n == 6).then_some(())
-    })
-    .await;
-    run_json(&py, "busy_rq.py", &["enqueue", &url, &queue, "2"]);
-    let started = format!("test:busy-started:{queue}");
-    let busy: std::collections::BTreeSet<String> = eventually("two jobs running", T, || async {
-        let hosts: Vec<String> = redis::cmd("LRANGE")
-            .arg(&started)
-            .arg(0)
-            .arg(-1)
-            .query(&mut connect(&url))
-            .unwrap();
-        (hosts.len() == 2).then(|| hosts.into_iter().collect())
-    })
-    .await;
+    let (_workers, busy) = rq_workers_two_busy(&all, &url, &queue, dir.path());
 
     let rq = json!({"queue": queue, "include": ["Waiting"]});
     c.apply_pool(json!({

@@ -36,12 +36,6 @@ fn app() -> String {
     dir.join("bullmq_app.js").display().to_string()
 }
 
-fn n(v: &Value, field: &str) -> i64 {
-    v[field]
-        .as_i64()
-        .unwrap_or_else(|| panic!("no {field} in {v}"))
-}
-
 /// One BullMQ queue on the shared Redis, driven through bullmq_app.js.
 struct BullQueue {
     url: String,
@@ -121,10 +115,10 @@ impl BullQueue {
 fn own(o: &Value, kind: &str, retry_due: i64) -> i64 {
     let paused = o["paused"].as_bool().expect("paused");
     match kind {
-        "InFlight" => n(o, "active"),
+        "InFlight" => int_field(o, "active"),
         _ if paused => 0,
-        "Waiting" => n(o, "waiting") + n(o, "prioritized"),
-        "Scheduled" => n(o, "delayedDue") - retry_due,
+        "Waiting" => int_field(o, "waiting") + int_field(o, "prioritized"),
+        "Scheduled" => int_field(o, "delayedDue") - retry_due,
         "Retrying" => retry_due,
         other => panic!("{other}"),
     }
@@ -164,27 +158,39 @@ fn bullmq_counts_equal_bullmqs_own() {
     let hold = 1 + (seed % 3) as i64;
     let _worker = q.worker(hold);
     let filled = q.run(&["fill", &seed.to_string(), &hold.to_string()]);
-    let retry_due = n(&filled, "retryDue");
-    let due = n(&filled, "scheduledDue") + retry_due;
+    let retry_due = int_field(&filled, "retryDue");
+    let due = int_field(&filled, "scheduledDue") + retry_due;
     // The retries' 2 s backoff runs out; nothing promotes them (the worker
     // is busy with its held jobs).
     let seen = eventually("the retries to come due", LIMIT, || {
         let o = q.run(&["observe"]);
-        (n(&o, "delayedDue") == due).then_some(o)
+        (int_field(&o, "delayedDue") == due).then_some(o)
     });
-    assert_eq!(n(&seen, "active"), hold, "{seen}");
-    assert_eq!(n(&seen, "waiting"), n(&filled, "immediate"), "{seen}");
-    assert_eq!(n(&seen, "prioritized"), n(&filled, "prioritized"), "{seen}");
-    assert_eq!(n(&seen, "failed"), n(&filled, "dead"), "{seen}");
-    let retried = retry_due + n(&filled, "retryFuture");
-    assert_eq!(n(&seen, "delayedRetried"), retried, "{seen}");
-    let future = n(&filled, "scheduledFuture") + n(&filled, "retryFuture");
-    assert_eq!(n(&seen, "delayed"), due + future, "{seen}");
+    assert_eq!(int_field(&seen, "active"), hold, "{seen}");
+    assert_eq!(
+        int_field(&seen, "waiting"),
+        int_field(&filled, "immediate"),
+        "{seen}"
+    );
+    assert_eq!(
+        int_field(&seen, "prioritized"),
+        int_field(&filled, "prioritized"),
+        "{seen}"
+    );
+    assert_eq!(
+        int_field(&seen, "failed"),
+        int_field(&filled, "dead"),
+        "{seen}"
+    );
+    let retried = retry_due + int_field(&filled, "retryFuture");
+    assert_eq!(int_field(&seen, "delayedRetried"), retried, "{seen}");
+    let future = int_field(&filled, "scheduledFuture") + int_field(&filled, "retryFuture");
+    assert_eq!(int_field(&seen, "delayed"), due + future, "{seen}");
 
     let (o, got) = q.check_all();
     assert_report(&o, &got, retry_due);
     // The head job (the first immediate one) against its recorded timestamp.
-    let head = n(&filled, "headTimestamp") as f64 / 1000.0;
+    let head = int_field(&filled, "headTimestamp") as f64 / 1000.0;
     let age = got["age"].0.expect("an age");
     let expected = unix_now() - head;
     assert!(
@@ -195,7 +201,11 @@ fn bullmq_counts_equal_bullmqs_own() {
     // Paused: BullMQ still lists the waiting jobs, but no worker takes them.
     assert_eq!(q.run(&["pause"])["paused"], json!(true));
     let (o, got) = q.check_all();
-    assert_eq!(n(&o, "waiting"), n(&filled, "immediate"), "{o}");
+    assert_eq!(
+        int_field(&o, "waiting"),
+        int_field(&filled, "immediate"),
+        "{o}"
+    );
     assert_report(&o, &got, retry_due);
     assert_eq!(got["age"].0, Some(0.0));
     assert_eq!(q.run(&["resume"])["paused"], json!(false));
@@ -209,12 +219,13 @@ fn bullmq_counts_equal_bullmqs_own() {
     );
     let o = eventually("the worker to drain what is due", LIMIT, || {
         let o = q.run(&["observe"]);
-        let drained = n(&o, "active") + n(&o, "waiting") + n(&o, "prioritized") == 0;
-        (drained && n(&o, "delayedDue") == 0).then_some(o)
+        let drained =
+            int_field(&o, "active") + int_field(&o, "waiting") + int_field(&o, "prioritized") == 0;
+        (drained && int_field(&o, "delayedDue") == 0).then_some(o)
     });
-    let ran = hold + n(&filled, "immediate") + n(&filled, "prioritized") + due;
-    assert_eq!(n(&o, "completed"), ran, "{o}");
-    assert_eq!(n(&o, "delayed"), future, "{o}");
+    let ran = hold + int_field(&filled, "immediate") + int_field(&filled, "prioritized") + due;
+    assert_eq!(int_field(&o, "completed"), ran, "{o}");
+    assert_eq!(int_field(&o, "delayed"), future, "{o}");
     assert_eq!(check(q.dir.path(), &pool)["all"].0, Some(0.0));
     cleanup(&q);
 }
@@ -232,7 +243,7 @@ fn bullmq_age_without_waiting_jobs_is_the_next_prioritized_jobs() {
     );
     let age = check(q.dir.path(), &pool)["age"].0.expect("an age");
     // Not the older job of priority 5: BullMQ runs priority 2 first.
-    let expected = unix_now() - n(&added, "headTimestamp") as f64 / 1000.0;
+    let expected = unix_now() - int_field(&added, "headTimestamp") as f64 / 1000.0;
     assert!(
         (expected - 30.0..=expected + 1.0).contains(&age) && age < 100.0,
         "age {age}, expected about {expected}"

@@ -17,23 +17,6 @@ use support::frameworks::*;
 use support::redis::unique;
 
 const LIMIT: Duration = Duration::from_secs(90);
-const STATES: [&str; 4] = ["Waiting", "InFlight", "Scheduled", "Retrying"];
-
-fn n(v: &Value, field: &str) -> i64 {
-    v[field]
-        .as_i64()
-        .unwrap_or_else(|| panic!("no {field} in {v}"))
-}
-
-fn own(o: &Value, state: &str) -> i64 {
-    match state {
-        "Waiting" => n(o, "waiting"),
-        "InFlight" => n(o, "inFlight"),
-        "Scheduled" => n(o, "scheduledDue"),
-        "Retrying" => n(o, "retryingDue"),
-        other => panic!("{other}"),
-    }
-}
 
 /// Runs `check` with one trigger per include combination and asserts each
 /// equals the sum of Dramatiq's numbers, which held still around the check.
@@ -43,7 +26,7 @@ fn assert_counts_match(
     measure: &Value,
     observe: &dyn Fn() -> Value,
 ) {
-    let combos = include_combinations(&STATES);
+    let combos = include_combinations(&JOB_STATES);
     let mut triggers: Vec<(String, Value)> = vec![];
     for (i, include) in combos.iter().enumerate() {
         let mut m = measure.clone();
@@ -63,12 +46,12 @@ fn assert_counts_match(
     // Dramatiq's own size of the queue: every message not acknowledged,
     // delayed ones too (due or not).
     assert_eq!(
-        n(&o, "qsize"),
-        n(&o, "waiting") + n(&o, "inFlight") + n(&o, "delayedAll"),
+        int_field(&o, "qsize"),
+        int_field(&o, "waiting") + int_field(&o, "inFlight") + int_field(&o, "delayedAll"),
         "{o}"
     );
     for (i, include) in combos.iter().enumerate() {
-        let want: i64 = include.iter().map(|s| own(&o, s)).sum();
+        let want: i64 = include.iter().map(|s| reported_count(&o, s)).sum();
         let (value, error) = &got[&format!("c{i}")];
         assert_eq!(error, &None, "{include:?}");
         assert_eq!(
@@ -77,7 +60,7 @@ fn assert_counts_match(
             "include {include:?}; Dramatiq says {o}"
         );
     }
-    let want = (n(&o, "waiting") + n(&o, "inFlight")) as f64;
+    let want = (int_field(&o, "waiting") + int_field(&o, "inFlight")) as f64;
     assert_eq!(got["default"].0, Some(want), "default include; {o}");
 }
 
@@ -109,11 +92,23 @@ fn dramatiq_counts_equal_dramatiqs_own() {
 
     // No worker: due delayed messages and retries wait in the delay queue.
     let o = observe();
-    assert_eq!(n(&o, "waiting"), n(&filled, "immediate"), "{o}");
-    assert_eq!(n(&o, "inFlight"), 0, "{o}");
-    assert_eq!(n(&o, "scheduledDue"), n(&filled, "delayedDue"), "{o}");
-    assert_eq!(n(&o, "retryingDue"), n(&filled, "retryDue"), "{o}");
-    assert_eq!(n(&o, "dead"), n(&filled, "dead"), "{o}");
+    assert_eq!(
+        int_field(&o, "waiting"),
+        int_field(&filled, "immediate"),
+        "{o}"
+    );
+    assert_eq!(int_field(&o, "inFlight"), 0, "{o}");
+    assert_eq!(
+        int_field(&o, "scheduledDue"),
+        int_field(&filled, "delayedDue"),
+        "{o}"
+    );
+    assert_eq!(
+        int_field(&o, "retryingDue"),
+        int_field(&filled, "retryDue"),
+        "{o}"
+    );
+    assert_eq!(int_field(&o, "dead"), int_field(&filled, "dead"), "{o}");
     assert_counts_match(dir.path(), &url, &measure, &observe);
 
     // A worker with two threads prefetches four messages (twice its
@@ -124,10 +119,13 @@ fn dramatiq_counts_equal_dramatiqs_own() {
         &["dramatiq_app.py", "worker", &url, &namespace, &queue, "2"],
         dir.path().join("worker.log"),
     );
-    let moved = n(&filled, "immediate") + n(&filled, "delayedDue") + n(&filled, "retryDue") - 4;
+    let moved = int_field(&filled, "immediate")
+        + int_field(&filled, "delayedDue")
+        + int_field(&filled, "retryDue")
+        - 4;
     eventually("a Dramatiq worker holding four messages", LIMIT, || {
         let o = observe();
-        (n(&o, "inFlight") == 4 && n(&o, "waiting") == moved).then_some(())
+        (int_field(&o, "inFlight") == 4 && int_field(&o, "waiting") == moved).then_some(())
     });
     assert_counts_match(dir.path(), &url, &measure, &observe);
 }

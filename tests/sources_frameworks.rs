@@ -34,12 +34,6 @@ fn seed() -> u64 {
     s
 }
 
-fn n(v: &Value, field: &str) -> i64 {
-    v[field]
-        .as_i64()
-        .unwrap_or_else(|| panic!("no {field} in {v}"))
-}
-
 /// One framework trigger checked against the framework.
 struct Case<'a> {
     dir: &'a std::path::Path,
@@ -139,24 +133,32 @@ fn rq_counts_equal_rqs_own() {
         &["rq_app.py", "worker", &url, &unique("w2"), &queue, &other],
         dir.path().join("w2.log"),
     );
-    let due = n(&filled, "due") + n(&filled, "retryDue");
+    let due = int_field(&filled, "due") + int_field(&filled, "retryDue");
     let seen = eventually(
         "two RQ workers holding a job each, retries due",
         LIMIT,
         || {
             let o = observe();
             // A job moves from the intermediate list as it starts.
-            let settled = n(&o, "started") == 2 && n(&o, "intermediate") == 0;
-            (settled && n(&o, "scheduledDue") == due).then_some(o)
+            let settled = int_field(&o, "started") == 2 && int_field(&o, "intermediate") == 0;
+            (settled && int_field(&o, "scheduledDue") == due).then_some(o)
         },
     );
-    assert_eq!(n(&seen, "waiting"), n(&filled, "immediate") - 2, "{seen}");
-    assert_eq!(n(&seen, "inFlight"), 2, "{seen}");
-    assert_eq!(n(&seen, "failed"), n(&filled, "dead"), "{seen}");
+    assert_eq!(
+        int_field(&seen, "waiting"),
+        int_field(&filled, "immediate") - 2,
+        "{seen}"
+    );
+    assert_eq!(int_field(&seen, "inFlight"), 2, "{seen}");
+    assert_eq!(
+        int_field(&seen, "failed"),
+        int_field(&filled, "dead"),
+        "{seen}"
+    );
     let own = |o: &Value, s: &str| match s {
-        "Waiting" => n(o, "waiting"),
-        "InFlight" => n(o, "inFlight"),
-        "Scheduled" => n(o, "scheduledDue"),
+        "Waiting" => int_field(o, "waiting"),
+        "InFlight" => int_field(o, "inFlight"),
+        "Scheduled" => int_field(o, "scheduledDue"),
         other => panic!("{other}"),
     };
     let (o, got) = assert_counts_match(
@@ -178,7 +180,7 @@ fn rq_counts_equal_rqs_own() {
     );
     assert_eq!(
         d["d"].0,
-        Some((n(&o, "waiting") + n(&o, "inFlight")) as f64)
+        Some((int_field(&o, "waiting") + int_field(&o, "inFlight")) as f64)
     );
     // The head job's age, against the enqueue time RQ recorded for it.
     let head = o["headEnqueuedAt"].as_f64().expect("a head job");
@@ -243,24 +245,25 @@ fn arq_counts_equal_arqs_own() {
         LIMIT,
         || {
             let o = observe();
-            (n(&o, "inProgress") == 2 && n(&o, "queuedRetry") == n(&filled, "retryDue"))
-                .then_some(o)
+            (int_field(&o, "inProgress") == 2
+                && int_field(&o, "queuedRetry") == int_field(&filled, "retryDue"))
+            .then_some(o)
         },
     );
     assert_eq!(
-        n(&seen, "queued"),
-        n(&filled, "immediate") + n(&filled, "duePast") - 2,
+        int_field(&seen, "queued"),
+        int_field(&filled, "immediate") + int_field(&filled, "duePast") - 2,
         "{seen}"
     );
     assert_eq!(
-        n(&seen, "deferred"),
-        n(&filled, "retryFuture") + n(&filled, "future"),
+        int_field(&seen, "deferred"),
+        int_field(&filled, "retryFuture") + int_field(&filled, "future"),
         "{seen}"
     );
     let own = |o: &Value, s: &str| match s {
-        "Waiting" => n(o, "queued"),
-        "InFlight" => n(o, "inProgress"),
-        "Retrying" => n(o, "queuedRetry"),
+        "Waiting" => int_field(o, "queued"),
+        "InFlight" => int_field(o, "inProgress"),
+        "Retrying" => int_field(o, "queuedRetry"),
         other => panic!("{other}"),
     };
     let (o, _) = assert_counts_match(
@@ -283,7 +286,7 @@ fn arq_counts_equal_arqs_own() {
             &[("d".into(), json!({ "arq": { "queueName": queue } }))],
         ),
     );
-    let due = n(&o, "queued") + n(&o, "inProgress") + n(&o, "queuedRetry");
+    let due = int_field(&o, "queued") + int_field(&o, "inProgress") + int_field(&o, "queuedRetry");
     assert_eq!(d["d"].0, Some(due as f64));
 }
 
@@ -329,12 +332,15 @@ fn huey_counts_equal_hueys_own() {
     // trace of them in Redis.
     let seen = eventually("a Huey consumer holding two tasks", LIMIT, || {
         let o = observe();
-        (n(&o, "held") == 2).then_some(o)
+        (int_field(&o, "held") == 2).then_some(o)
     });
-    assert!(n(&seen, "scheduled") >= n(&filled, "retryFuture"), "{seen}");
+    assert!(
+        int_field(&seen, "scheduled") >= int_field(&filled, "retryFuture"),
+        "{seen}"
+    );
     let own = |o: &Value, s: &str| match s {
-        "Waiting" => n(o, "pending"),
-        "Scheduled" => n(o, "scheduledDue"),
+        "Waiting" => int_field(o, "pending"),
+        "Scheduled" => int_field(o, "scheduledDue"),
         other => panic!("{other}"),
     };
     let (o, _) = assert_counts_match(
@@ -354,7 +360,7 @@ fn huey_counts_equal_hueys_own() {
         dir.path(),
         &pool(&url, &[("d".into(), json!({ "huey": { "name": name } }))]),
     );
-    assert_eq!(d["d"].0, Some(n(&o, "pending") as f64));
+    assert_eq!(d["d"].0, Some(int_field(&o, "pending") as f64));
 }
 
 #[test]

@@ -18,26 +18,9 @@ use support::frameworks::*;
 use support::redis::{unique, RedisProcess};
 
 const LIMIT: Duration = Duration::from_secs(90);
-const STATES: [&str; 4] = ["Waiting", "InFlight", "Scheduled", "Retrying"];
 
 fn ruby() -> String {
     std::env::var("RUBY").unwrap_or_else(|_| "ruby".into())
-}
-
-fn n(v: &Value, field: &str) -> i64 {
-    v[field]
-        .as_i64()
-        .unwrap_or_else(|| panic!("no {field} in {v}"))
-}
-
-fn own(o: &Value, state: &str) -> i64 {
-    match state {
-        "Waiting" => n(o, "waiting"),
-        "InFlight" => n(o, "inFlight"),
-        "Scheduled" => n(o, "scheduledDue"),
-        "Retrying" => n(o, "retryingDue"),
-        other => panic!("{other}"),
-    }
 }
 
 /// Runs `check` with one trigger per include combination and the default,
@@ -50,7 +33,7 @@ fn assert_counts_match(
     filled: &Value,
     observe: &dyn Fn() -> Value,
 ) {
-    let combos = include_combinations(&STATES);
+    let combos = include_combinations(&JOB_STATES);
     let mut triggers: Vec<(String, Value)> = vec![];
     for (i, include) in combos.iter().enumerate() {
         triggers.push((
@@ -81,7 +64,7 @@ fn assert_counts_match(
         },
     );
     for (i, include) in combos.iter().enumerate() {
-        let want: i64 = include.iter().map(|s| own(&before, s)).sum();
+        let want: i64 = include.iter().map(|s| reported_count(&before, s)).sum();
         let (value, error) = &got[&format!("c{i}")];
         assert_eq!(error, &None, "{include:?}");
         assert_eq!(
@@ -90,7 +73,7 @@ fn assert_counts_match(
             "include {include:?}; Sidekiq says {before}"
         );
     }
-    let want = (n(&before, "waiting") + n(&before, "inFlight")) as f64;
+    let want = (int_field(&before, "waiting") + int_field(&before, "inFlight")) as f64;
     assert_eq!(got["default"].0, Some(want), "default include; {before}");
     let age = got["age"]
         .0
@@ -163,16 +146,28 @@ fn sidekiq_counts_equal_sidekiqs_own() {
 
     // No server: due scheduled jobs and retries wait in the shared sets.
     let o = observe();
-    assert_eq!(n(&o, "waiting"), n(&filled, "immediate"), "{o}");
-    assert_eq!(n(&o, "inFlight"), 0, "{o}");
-    assert_eq!(n(&o, "scheduledDue"), n(&filled, "scheduledDue"), "{o}");
-    assert_eq!(n(&o, "retryingDue"), n(&filled, "retryDue"), "{o}");
     assert_eq!(
-        n(&o, "retryAll"),
-        n(&filled, "retryDue") + n(&filled, "retryFuture"),
+        int_field(&o, "waiting"),
+        int_field(&filled, "immediate"),
         "{o}"
     );
-    assert_eq!(n(&o, "dead"), n(&filled, "dead"), "{o}");
+    assert_eq!(int_field(&o, "inFlight"), 0, "{o}");
+    assert_eq!(
+        int_field(&o, "scheduledDue"),
+        int_field(&filled, "scheduledDue"),
+        "{o}"
+    );
+    assert_eq!(
+        int_field(&o, "retryingDue"),
+        int_field(&filled, "retryDue"),
+        "{o}"
+    );
+    assert_eq!(
+        int_field(&o, "retryAll"),
+        int_field(&filled, "retryDue") + int_field(&filled, "retryFuture"),
+        "{o}"
+    );
+    assert_eq!(int_field(&o, "dead"), int_field(&filled, "dead"), "{o}");
     assert_counts_match(dir.path(), &url, &queue, &filled, &observe);
 
     // A server with two threads: each holds a job, and its poller moves the
@@ -182,13 +177,16 @@ fn sidekiq_counts_equal_sidekiqs_own() {
         &["sidekiq_app.rb", "server", &url, &queue, "2"],
         dir.path().join("server.log"),
     );
-    let moved = n(&filled, "immediate") + n(&filled, "scheduledDue") + n(&filled, "retryDue") - 2;
+    let moved = int_field(&filled, "immediate")
+        + int_field(&filled, "scheduledDue")
+        + int_field(&filled, "retryDue")
+        - 2;
     eventually(
         "a Sidekiq server holding two jobs, due jobs moved",
         LIMIT,
         || {
             let o = observe();
-            (n(&o, "inFlight") == 2 && n(&o, "waiting") == moved).then_some(())
+            (int_field(&o, "inFlight") == 2 && int_field(&o, "waiting") == moved).then_some(())
         },
     );
     assert_counts_match(dir.path(), &url, &queue, &filled, &observe);

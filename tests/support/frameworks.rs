@@ -194,3 +194,66 @@ pub fn include_combinations(states: &[&str]) -> Vec<Vec<String>> {
         })
         .collect()
 }
+
+/// The four job kinds of a framework measure's `include`.
+pub const JOB_STATES: [&str; 4] = ["Waiting", "InFlight", "Scheduled", "Retrying"];
+
+/// An integer field of a fixture's JSON report.
+pub fn int_field(v: &Value, field: &str) -> i64 {
+    v[field]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no {field} in {v}"))
+}
+
+/// What a fixture's report (fields `waiting`, `inFlight`, `scheduledDue`,
+/// `retryingDue`) says of one job kind.
+pub fn reported_count(o: &Value, state: &str) -> i64 {
+    match state {
+        "Waiting" => int_field(o, "waiting"),
+        "InFlight" => int_field(o, "inFlight"),
+        "Scheduled" => int_field(o, "scheduledDue"),
+        "Retrying" => int_field(o, "retryingDue"),
+        other => panic!("{other}"),
+    }
+}
+
+/// An RQ worker (`busy_rq.py`) on each of `pods`, its host name the pod's
+/// name, serving `queue` on `url`; then two long jobs, taken by two of
+/// them. Returns the workers (killed on drop) and the two busy pods.
+pub fn rq_workers_two_busy(
+    pods: &std::collections::BTreeSet<String>,
+    url: &str,
+    queue: &str,
+    dir: &std::path::Path,
+) -> (Vec<WorkerProcess>, std::collections::BTreeSet<String>) {
+    const LIMIT: Duration = Duration::from_secs(60);
+    let py = python();
+    let workers = pods
+        .iter()
+        .map(|p| {
+            let log = dir.join(format!("{p}.log"));
+            WorkerProcess::start(&py, &["busy_rq.py", "worker", url, p, queue], log)
+        })
+        .collect();
+    let mut redis = super::redis::connect(url);
+    let registered = format!("rq:workers:{queue}");
+    eventually("every RQ worker registered", LIMIT, || {
+        let n: usize = ::redis::cmd("SCARD")
+            .arg(&registered)
+            .query(&mut redis)
+            .unwrap();
+        (n == pods.len()).then_some(())
+    });
+    run_json(&py, "busy_rq.py", &["enqueue", url, queue, "2"]);
+    let started = format!("test:busy-started:{queue}");
+    let busy = eventually("two jobs running", LIMIT, || {
+        let hosts: Vec<String> = ::redis::cmd("LRANGE")
+            .arg(&started)
+            .arg(0)
+            .arg(-1)
+            .query(&mut redis)
+            .unwrap();
+        (hosts.len() == 2).then(|| hosts.into_iter().collect())
+    });
+    (workers, busy)
+}
