@@ -1,9 +1,9 @@
-//! What every reconcile shares: the client, caches, metric sources, the
+//! What every poll shares: the client, caches, metric sources, the
 //! event recorder, and each pool's in-memory state. Passed as an `Arc`,
 //! never a global (as controller-rs does).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,11 +65,43 @@ pub struct PoolState {
     pub busy_failing: bool,
     /// An authentication failure asks for the Secrets to be read again.
     pub refresh_secrets: bool,
-    /// Consecutive reconcile errors, for backoff.
+    /// Consecutive failed polls, for backoff.
     pub errors: u32,
 }
 
-/// Shared by every reconcile.
+/// One pool as the poll engine knows it: the latest object the watch
+/// delivered, and what the operator remembers between polls.
+pub struct PoolEntry {
+    pub key: ObjectRef<WorkerPool>,
+    pool: Mutex<Arc<WorkerPool>>,
+    pub state: tokio::sync::Mutex<PoolState>,
+    /// The slot this pool is queued for in the engine's wheel (0: none).
+    pub(super) queued: AtomicU64,
+    /// The pool was deleted: nothing schedules it any more.
+    pub(super) gone: AtomicBool,
+    /// Failed status writes: the next poll writes again, after a backoff.
+    pub(super) status_retry: super::status_writer::StatusRetry,
+}
+
+impl PoolEntry {
+    pub(super) fn new(pool: Arc<WorkerPool>) -> Self {
+        PoolEntry {
+            key: ObjectRef::from_obj(&*pool),
+            pool: Mutex::new(pool),
+            state: tokio::sync::Mutex::default(),
+            queued: AtomicU64::new(0),
+            gone: AtomicBool::new(false),
+            status_retry: Default::default(),
+        }
+    }
+
+    /// The pool as last seen by the watch.
+    pub fn pool(&self) -> Arc<WorkerPool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Shared by every poll.
 pub struct Context {
     pub client: Client,
     pub events: super::events::EventSender,
@@ -81,9 +113,14 @@ pub struct Context {
     pub secrets: SecretCache,
     pub targets: TargetIndex,
     pub settings: Settings,
+    /// Bounds the API writes in flight (status, scale, Events, pod
+    /// annotations), and so the connections to the API server.
+    pub writes: Arc<tokio::sync::Semaphore>,
+    pub engine: super::engine::PollEngine,
+    pub status_writer: super::status_writer::StatusWriter,
     leader: Arc<AtomicBool>,
     stopping: AtomicBool,
-    pools: Mutex<HashMap<ObjectRef<WorkerPool>, Arc<tokio::sync::Mutex<PoolState>>>>,
+    pools: Mutex<HashMap<ObjectRef<WorkerPool>, Arc<PoolEntry>>>,
 }
 
 impl Context {
@@ -99,6 +136,7 @@ impl Context {
         settings: Settings,
     ) -> Self {
         Context {
+            writes: events.permits(),
             client: client.clone(),
             events,
             metrics,
@@ -109,6 +147,8 @@ impl Context {
             secrets: SecretCache::new(client.clone(), settings.secret_refresh),
             targets: TargetIndex::default(),
             settings,
+            engine: Default::default(),
+            status_writer: Default::default(),
             leader,
             stopping: AtomicBool::new(false),
             pools: Mutex::default(),
@@ -125,9 +165,23 @@ impl Context {
         self.stopping.store(true, Ordering::Release);
     }
 
-    pub fn state(&self, key: &ObjectRef<WorkerPool>) -> Arc<tokio::sync::Mutex<PoolState>> {
+    /// The entry of `pool`, made on first sight; the watch's latest object
+    /// replaces the one it held.
+    pub fn observe(&self, pool: Arc<WorkerPool>) -> Arc<PoolEntry> {
+        let key = ObjectRef::from_obj(&*pool);
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        pools.entry(key.clone()).or_default().clone()
+        if let Some(entry) = pools.get(&key) {
+            *entry.pool.lock().unwrap_or_else(|p| p.into_inner()) = pool;
+            return entry.clone();
+        }
+        let entry = Arc::new(PoolEntry::new(pool));
+        pools.insert(key, entry.clone());
+        entry
+    }
+
+    /// Forgets a deleted pool at once (its queued poll is dropped).
+    pub fn forget(&self, key: &ObjectRef<WorkerPool>) {
+        self.retain_pools(|k| k != key);
     }
 
     /// WorkerPools this instance polls: none on a standby, so a sum over
@@ -144,10 +198,11 @@ impl Context {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         let before = pools.len();
         let mut gone = Vec::new();
-        pools.retain(|k, state| {
+        pools.retain(|k, entry| {
             let kept = keep(k);
             if !kept {
-                gone.push((k.clone(), state.clone()));
+                entry.gone.store(true, Ordering::Release);
+                gone.push((k.clone(), entry.clone()));
             }
             kept
         });
@@ -155,12 +210,13 @@ impl Context {
             return;
         }
         drop(pools);
-        for (key, state) in gone {
-            // The pool's trigger names are in its state, which a reconcile
+        for (key, entry) in gone {
+            // The pool's trigger names are in its state, which a poll
             // still running for it may hold: wait for it off this thread.
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
-                let policy = state
+                let policy = entry
+                    .state
                     .lock()
                     .await
                     .prepared

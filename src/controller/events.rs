@@ -22,8 +22,11 @@ use kube::Client;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
-/// Most Event requests in flight at once.
-const IN_FLIGHT: usize = 16;
+/// Most API writes in flight at once, Events and the controller's own
+/// writes together: with the four watches and the lease this keeps the
+/// operator within 32 connections to the API server (each request in
+/// flight holds one HTTP/1.1 connection).
+pub const WRITES_IN_FLIGHT: usize = 26;
 
 /// Sends Events as `reportingController` / `reportingInstance`.
 #[derive(Clone)]
@@ -41,9 +44,14 @@ impl EventSender {
             client,
             controller: controller.to_string(),
             instance: instance.to_string(),
-            permits: Arc::new(Semaphore::new(IN_FLIGHT)),
+            permits: Arc::new(Semaphore::new(WRITES_IN_FLIGHT)),
             sequence: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The permits every API write takes, Events' and the controller's.
+    pub fn permits(&self) -> Arc<Semaphore> {
+        self.permits.clone()
     }
 
     /// Sends one Event about `regarding` in the background; a failure is

@@ -2,6 +2,7 @@
 //! one place where Kubernetes I/O happens.
 
 pub mod context;
+pub mod engine;
 pub mod error;
 pub mod events;
 pub mod hpas;
@@ -14,6 +15,7 @@ pub mod run;
 pub mod secrets;
 pub mod spare_busy;
 pub mod status;
+pub mod status_writer;
 pub mod target;
 pub mod targets;
 

@@ -1,4 +1,4 @@
-//! One poll of one WorkerPool: prepare, find the target, make sure no other
+//! One poll of one WorkerPool (run by the poll engine, `engine.rs`): prepare, find the target, make sure no other
 //! autoscaler owns it, read the triggers, decide, scale, report.
 //! Level-triggered and idempotent: a scale sets an absolute count, so a
 //! retried poll can never apply a change twice.
@@ -6,14 +6,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::Api;
-use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use super::context::{Context, PoolState};
+use super::context::{Context, PoolEntry, PoolState};
+use super::engine::{backoff, on_slot};
 use super::error::{Error, Result};
 use super::prepare::{prepare, read_secrets, referenced_secrets, PrepareError};
 use super::restore::restore_history;
@@ -27,47 +26,38 @@ use crate::runtime::metrics::{ErrorLabels, PoolLabels, ScaleLabels, TriggerLabel
 use crate::sources::SourceError;
 use crate::text::truncate;
 
-/// The Controller's reconcile function.
-pub async fn reconcile(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<Action> {
+/// Polls the pool of `entry` once; returns when it is due next.
+pub async fn poll_pool(ctx: &Arc<Context>, entry: &Arc<PoolEntry>) -> Instant {
     let started = Instant::now();
-    let namespace = pool.namespace().ok_or(Error::NoNamespace)?;
-    let key = ObjectRef::from_obj(&*pool);
-    let state = ctx.state(&key);
-    let mut st = state.lock().await;
+    let pool = entry.pool();
+    let Some(namespace) = pool.namespace() else {
+        // Cluster-scoped: the CRD never allows it; polled again only if it changes.
+        return started + Duration::from_secs(3600);
+    };
+    let mut st = entry.state.lock().await;
     let result = Poll {
         pool: &pool,
         ns: &namespace,
         name: pool.name_any(),
-        key: &key,
-        ctx: &ctx,
+        entry,
+        ctx,
     }
     .run(&mut st)
     .await;
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
-    // The controller's result stream logs a failure once (controller::run).
-    st.errors = if result.is_ok() {
-        0
-    } else {
-        st.errors.saturating_add(1)
-    };
-    result
-}
-
-/// Polls are due on shared 100 ms slots, so the reads of pools polled in
-/// the same slot reach each Redis endpoint together and leave as one
-/// pipeline: round trips per second stay near ten per endpoint instead of
-/// one per pool. Costs at most one slot of reaction time.
-const POLL_SLOT: Duration = Duration::from_millis(100);
-
-fn on_slot(t: Instant) -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    let since = t.saturating_duration_since(epoch).as_nanos();
-    let slot = POLL_SLOT.as_nanos();
-    let rounded = since.div_ceil(slot) * slot;
-    epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
+    match result {
+        Ok(next) => {
+            st.errors = 0;
+            next
+        }
+        Err(e) => {
+            st.errors = st.errors.saturating_add(1);
+            warn!(workerpool = %pool.name_any(), namespace = %namespace, error = %e, reason = e.metric_label(), "poll failed");
+            Instant::now() + backoff(st.errors)
+        }
+    }
 }
 
 /// The resync period of one pool's status: `base` plus up to 20 % picked by
@@ -78,24 +68,6 @@ fn resync_period(base: Duration, key: &ObjectRef<WorkerPool>) -> Duration {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);
     base + base.mul_f64((h.finish() % 1000) as f64 / 5000.0)
-}
-
-/// Backoff with jitter for failed reconciles: 1 s doubling to 16 s, ±25 %
-/// (short enough that a pool resumes within seconds of the API returning).
-pub fn error_policy(pool: Arc<WorkerPool>, _err: &Error, ctx: Arc<Context>) -> Action {
-    let errors = ctx
-        .state(&ObjectRef::from_obj(&*pool))
-        .try_lock()
-        .map(|s| s.errors)
-        .unwrap_or(1);
-    let base = Duration::from_secs(1u64 << errors.clamp(1, 5).saturating_sub(1));
-    let nanos = u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos()),
-    );
-    let jitter = 0.75 + (nanos % 1000) as f64 / 2000.0;
-    Action::requeue(base.mul_f64(jitter))
 }
 
 /// Why a pool is not polled this time; each is a `Ready=False` reason.
@@ -130,12 +102,12 @@ struct Poll<'a> {
     pool: &'a WorkerPool,
     ns: &'a str,
     name: String,
-    key: &'a ObjectRef<WorkerPool>,
+    entry: &'a Arc<PoolEntry>,
     ctx: &'a Context,
 }
 
 impl Poll<'_> {
-    async fn run(&self, st: &mut PoolState) -> Result<Action> {
+    async fn run(&self, st: &mut PoolState) -> Result<Instant> {
         let writes = self.writes();
         let fresh = match self.ensure_prepared(st).await {
             Ok(fresh) => fresh,
@@ -146,22 +118,22 @@ impl Poll<'_> {
             // loads the decision's memory from status.
             st.history = None;
             st.next_due = None;
-            return Ok(Action::requeue(self.polling(st)));
+            return Ok(Instant::now() + self.polling(st));
         }
         let (current, found) = match self.read_target(st).await? {
             Some(found) => found,
             None => return self.stand_down(st, self.target_not_found(), writes).await,
         };
         let now = Instant::now();
-        if let Some(wait) = self.not_due(st, fresh, current, now) {
-            return Ok(Action::requeue(wait));
+        if let Some(due) = self.not_due(st, fresh, current, now) {
+            return Ok(due);
         }
         if !writes.passive() {
             if !self.ctx.targets.synced() || !self.ctx.hpas.synced() {
                 // Until every pool and every HPA is known, an older pool or
                 // an HPA on the same target could still appear: write
                 // nothing yet.
-                return Ok(Action::requeue(Duration::from_millis(200)));
+                return Ok(now + Duration::from_millis(200));
             }
             if let Some(conflict) = self.conflict() {
                 st.next_due = None;
@@ -169,7 +141,7 @@ impl Poll<'_> {
             }
         }
         let polled = self.poll(st, current, &found, writes, now).await?;
-        self.report(st, &polled, writes).await?;
+        self.report(st, &polled, writes);
         Ok(self.schedule_next(st, now))
     }
 
@@ -280,11 +252,11 @@ impl Poll<'_> {
         }
     }
 
-    /// Woken early (a watched target changed, or our own status write):
-    /// poll only if the target moved away from what we expect.
-    fn not_due(&self, st: &PoolState, fresh: bool, current: i32, now: Instant) -> Option<Duration> {
+    /// Woken early (a watched target changed): poll only if the target
+    /// moved away from what we expect; else the poll stays when it was due.
+    fn not_due(&self, st: &PoolState, fresh: bool, current: i32, now: Instant) -> Option<Instant> {
         let due = st.next_due?;
-        (!fresh && now < due && st.expected_replicas == Some(current)).then(|| due - now)
+        (!fresh && now < due && st.expected_replicas == Some(current)).then_some(due)
     }
 
     /// Another autoscaler of the same target: an HPA, or an older WorkerPool.
@@ -301,7 +273,7 @@ impl Poll<'_> {
             });
         }
         let owner = self.ctx.targets.owner(&key)?;
-        (owner != *self.key).then(|| StandDown {
+        (owner != self.entry.key).then(|| StandDown {
             reason: "ConflictingWorkerPool",
             message: format!(
                 "WorkerPool {}/{} (older) already scales {} {}; not scaling it until that pool is deleted or retargeted",
@@ -393,7 +365,15 @@ impl Poll<'_> {
     ) -> Result<()> {
         let r = &self.pool.spec.scale_target_ref;
         let resolved = st.prepared.as_ref().and_then(|p| p.resolved.as_ref());
-        if let Err(e) = target::patch_scale(&self.ctx.client, r, resolved, self.ns, desired).await {
+        // Within the API write limit. The scale stays in the poll (not
+        // queued like status) because the decision's history must know
+        // whether it landed; the poll runs apart from the clock, so a slow
+        // API server delays only this pool.
+        let patched = {
+            let _permit = self.ctx.writes.acquire().await;
+            target::patch_scale(&self.ctx.client, r, resolved, self.ns, desired).await
+        };
+        if let Err(e) = patched {
             let target = format!("{} {}/{}", r.kind, self.ns, r.name);
             let msg = format!("scaling {target} from {current} to {desired}: {e}");
             if st.last_warning.as_deref() != Some(msg.as_str()) {
@@ -422,7 +402,7 @@ impl Poll<'_> {
     }
 
     /// Log line, Events, metrics and status for a poll.
-    async fn report(&self, st: &mut PoolState, p: &Polled, writes: Writes) -> Result<()> {
+    fn report(&self, st: &mut PoolState, p: &Polled, writes: Writes) {
         self.log_decision(p, writes);
         self.scale_events(p, writes);
         self.trigger_events(st, p);
@@ -447,7 +427,7 @@ impl Poll<'_> {
             status.next_openings = crate::api::next_openings(windows, p.now_ms);
             self.record_schedule_metrics(&p.decision, windows);
         }
-        self.maybe_write_status(st, status).await
+        self.maybe_write_status(st, status);
     }
 
     /// A line per decision that changes something; the steady state at 1 s
@@ -530,13 +510,13 @@ impl Poll<'_> {
         }
     }
 
-    /// The next poll on a fixed schedule (no drift from reconcile time).
-    fn schedule_next(&self, st: &mut PoolState, now: Instant) -> Action {
+    /// The next poll on a fixed schedule (no drift from poll time).
+    fn schedule_next(&self, st: &mut PoolState, now: Instant) -> Instant {
         let polling = self.polling(st);
         let next = st.next_due.map_or(now + polling, |due| due + polling);
         let next = on_slot(if next <= now { now + polling } else { next });
         st.next_due = Some(next);
-        Action::requeue(next.saturating_duration_since(Instant::now()))
+        next
     }
 
     /// Reports a pool that cannot be polled (Ready=False) without scaling,
@@ -547,10 +527,10 @@ impl Poll<'_> {
         st: &mut PoolState,
         why: StandDown,
         writes: Writes,
-    ) -> Result<Action> {
-        let retry = self.polling(st);
+    ) -> Result<Instant> {
+        let retry = Instant::now() + self.polling(st);
         if !self.ctx.is_leader() {
-            return Ok(Action::requeue(retry));
+            return Ok(retry);
         }
         let episode = format!("{}: {}", why.reason, why.message);
         if st.last_warning.as_deref() != Some(episode.as_str()) {
@@ -558,29 +538,32 @@ impl Poll<'_> {
             st.last_warning = Some(episode);
         }
         let status = status::stood_down(self.pool, why.reason, &why.message, writes);
-        self.maybe_write_status(st, status).await?;
-        Ok(Action::requeue(retry))
+        self.maybe_write_status(st, status);
+        Ok(retry)
     }
 
-    async fn maybe_write_status(&self, st: &mut PoolState, status: WorkerPoolStatus) -> Result<()> {
+    /// Hands the status to the status writer when something a person
+    /// cares about changed, the resync period passed, or the last write
+    /// failed.
+    fn maybe_write_status(&self, st: &mut PoolState, status: WorkerPoolStatus) {
         if !self.ctx.is_leader() {
-            return Ok(());
+            return;
+        }
+        let retry = self.entry.status_retry.state(Instant::now());
+        if retry == Some(false) {
+            return; // backing off after failed writes
         }
         let sig = status::signature(&status);
-        let due = st.last_status_write.is_none_or(|t| {
-            t.elapsed() >= resync_period(self.ctx.settings.status_resync, self.key)
-        });
+        let due = retry == Some(true)
+            || st.last_status_write.is_none_or(|t| {
+                t.elapsed() >= resync_period(self.ctx.settings.status_resync, &self.entry.key)
+            });
         if st.last_status_signature.as_deref() == Some(sig.as_str()) && !due {
-            return Ok(());
+            return;
         }
-        let api: Api<WorkerPool> = Api::namespaced(self.ctx.client.clone(), self.ns);
-        status::write(&api, &self.name, &status)
-            .await
-            .map_err(Error::Status)?;
-        self.ctx.metrics.status_writes.inc();
+        self.ctx.status_writer.submit(self.entry, status);
         st.last_status_signature = Some(sig);
         st.last_status_write = Some(Instant::now());
-        Ok(())
     }
 
     fn record_metrics(&self, p: &Polled, writes: Writes) {

@@ -2,6 +2,9 @@
 //! annotation changes, so our own status writes do not wake pools), and the
 //! Deployment/StatefulSet watches that both fill the caches and wake the
 //! pools naming a changed target, and the HPA watch that feeds the HPA index.
+//! The Controller only hands changes to the poll engine (`engine.rs`),
+//! which owns every pool's clock; the status writer (`status_writer.rs`)
+//! runs beside them.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -11,14 +14,14 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::api::Api;
-use kube::runtime::controller::{self, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{predicates, watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::context::Context;
-use super::reconcile::{error_policy, reconcile};
+use super::error::{Error, Result};
 use super::targets::TargetKey;
 use crate::api::WorkerPool;
 
@@ -166,6 +169,34 @@ async fn forget_deleted_pools(ctx: Arc<Context>, pools: Store<WorkerPool>) {
     }
 }
 
+/// The Controller's reconcile: a changed pool (or its target) is handed
+/// to the poll engine, which polls it in the next slot. Never waits for
+/// the poll: the Controller keeps no timer of its own.
+async fn hand_to_engine(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<Action> {
+    if pool.namespace().is_none() {
+        return Err(Error::NoNamespace);
+    }
+    let entry = ctx.observe(pool);
+    ctx.engine.schedule(&entry, std::time::Instant::now());
+    Ok(Action::await_change())
+}
+
+/// Only a pool without a namespace fails to be handed over; the CRD never
+/// allows one, so it is not retried.
+fn never_retry(_: Arc<WorkerPool>, _: &Error, _: Arc<Context>) -> Action {
+    Action::await_change()
+}
+
+/// Keeps the pool index and the engine in step with the pool watch: every
+/// pool's claim on its target is known before any pool polls, and a
+/// deleted pool stops at once.
+fn observe_pool_event(ctx: &Context, event: &watcher::Event<WorkerPool>) {
+    ctx.targets.observe(event);
+    if let watcher::Event::Delete(pool) = event {
+        ctx.forget(&ObjectRef::from_obj(pool));
+    }
+}
+
 /// The WorkerPool watch: only spec (generation), annotation and identity
 /// changes wake a pool, so the operator's own status writes do not.
 fn pool_watch(
@@ -182,8 +213,7 @@ fn pool_watch(
         // managedFields are a third of a pool's size in the cache and never read.
         .modify(|p: &mut WorkerPool| p.managed_fields_mut().clear())
         .reflect(writer)
-        // Every pool's claim on its target, before any pool polls.
-        .inspect_ok(move |event| ctx.targets.observe(event))
+        .inspect_ok(move |event| observe_pool_event(&ctx, event))
         .applied_objects()
         .predicate_filter(
             |p: &WorkerPool| {
@@ -221,6 +251,8 @@ pub async fn run(
         async {}
     });
     let gc = forget_deleted_pools(ctx.clone(), pool_store.clone());
+    let engine = super::engine::run(ctx.clone());
+    let status_writer = super::status_writer::run(ctx.clone());
 
     let (c1, c2) = (ctx.clone(), ctx.clone());
     let controller = Controller::for_stream(pools, pool_store)
@@ -232,7 +264,7 @@ pub async fn run(
             wake(&c2, s.namespace(), "StatefulSet", s.name_any())
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(hand_to_engine, never_retry, ctx)
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => tracing::trace!(workerpool = %obj.name, "reconciled"),
@@ -244,7 +276,7 @@ pub async fn run(
         });
     tokio::select! {
         _ = controller => {}
-        _ = futures::future::join(hpas, gc) => {}
+        _ = futures::future::join4(hpas, gc, engine, status_writer) => {}
     }
     info!("controller stopped");
 }

@@ -18,6 +18,7 @@ mod busy;
 pub mod policy;
 mod prometheus;
 mod redis;
+pub use redis::SlotHold;
 mod throughput;
 
 use std::collections::BTreeMap;
@@ -302,6 +303,13 @@ impl Sources {
             self.inner.policy.check_written(namespace, field, &host)?;
         }
         redis::celery_inspector(self, trigger, secrets, timeout)
+    }
+
+    /// Holds every Redis endpoint's batch of reads until the hold is
+    /// dropped, then sends it at once: the poll engine holds them while it
+    /// starts one slot's polls, so each endpoint gets one pipeline per slot.
+    pub fn hold_batches(&self) -> SlotHold {
+        self.inner.redis.hold_batches()
     }
 
     /// Number of distinct Redis endpoints with a live or pending connection

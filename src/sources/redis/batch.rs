@@ -67,6 +67,47 @@ const QUIET: Duration = Duration::from_micros(200);
 /// Longest a batch stays open while reads keep trickling in.
 const MAX_LINGER: Duration = Duration::from_millis(10);
 
+/// Longest a batch waits for a [`SlotHold`] to end: the poll engine holds
+/// the batches for the few milliseconds it takes to start a slot's polls;
+/// should that ever take longer, reads are not kept waiting for it.
+const MAX_HOLD: Duration = Duration::from_millis(50);
+
+/// Lets the poll engine close every endpoint's batch itself. While a hold
+/// is on, a batch neither closes on [`QUIET`] nor at [`FULL`]: it waits
+/// for the hold to end and then leaves at once. The engine holds the
+/// batches while it starts the polls of one slot, so all of that slot's
+/// reads on an endpoint leave as exactly one pipeline, however long the
+/// start took and however the scheduler interleaved it with the batcher.
+#[derive(Debug)]
+pub(super) struct SlotGate {
+    holds: tokio::sync::watch::Sender<usize>,
+}
+
+impl Default for SlotGate {
+    fn default() -> Self {
+        SlotGate {
+            holds: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl SlotGate {
+    pub(super) fn hold(self: &Arc<Self>) -> SlotHold {
+        self.holds.send_modify(|h| *h += 1);
+        SlotHold(self.clone())
+    }
+}
+
+/// A hold on every batch of the endpoints sharing one [`SlotGate`],
+/// released when dropped.
+pub struct SlotHold(Arc<SlotGate>);
+
+impl Drop for SlotHold {
+    fn drop(&mut self) {
+        self.0.holds.send_modify(|h| *h = h.saturating_sub(1));
+    }
+}
+
 /// Requests sent to Redis by the sources: one per pipeline or lone
 /// command, whatever its size. Connection set-up is not counted.
 #[derive(Debug, Default)]
@@ -75,13 +116,16 @@ pub(super) struct RoundTrips {
     here: AtomicU64,
     /// Every endpoint's of the same [`super::Sources`]: outlives endpoints.
     all: Arc<AtomicU64>,
+    /// The gate of every endpoint of the same [`super::Sources`].
+    gate: Arc<SlotGate>,
 }
 
 impl RoundTrips {
-    pub(super) fn new(all: Arc<AtomicU64>) -> Self {
+    pub(super) fn new(all: Arc<AtomicU64>, gate: Arc<SlotGate>) -> Self {
         RoundTrips {
             here: AtomicU64::new(0),
             all,
+            gate,
         }
     }
 
@@ -216,6 +260,7 @@ fn batcher_gone() -> RedisError {
 async fn batch_loop(mut queue: mpsc::UnboundedReceiver<Request>, trips: Arc<RoundTrips>) {
     let mut next: Option<Request> = None;
     let mut open = true;
+    let mut gate = trips.gate.holds.subscribe();
     while open || next.is_some() {
         let first = match next.take() {
             Some(r) => r,
@@ -225,29 +270,9 @@ async fn batch_loop(mut queue: mpsc::UnboundedReceiver<Request>, trips: Arc<Roun
             },
         };
         let opened = Instant::now();
-        let mut last_joined = opened;
         let mut batch = Batch::default();
         batch.offer(first, opened, &mut next);
-        batch.drain(&mut queue, opened, &mut next);
-        while open && next.is_none() && batch.commands < FULL {
-            let until = (last_joined + QUIET).min(opened + MAX_LINGER);
-            if Instant::now() >= until {
-                break;
-            }
-            tokio::select! {
-                biased;
-                r = queue.recv() => match r {
-                    Some(r) => {
-                        last_joined = Instant::now();
-                        batch.offer(r, last_joined, &mut next);
-                        batch.drain(&mut queue, last_joined, &mut next);
-                    }
-                    // The endpoint is gone: send what there is, and stop.
-                    None => open = false,
-                },
-                () = tokio::time::sleep_until(until) => {}
-            }
-        }
+        open = batch.fill(&mut queue, &mut gate, &mut next).await;
         batch.send(&trips);
     }
 }
@@ -271,15 +296,64 @@ struct Waiter {
 }
 
 impl Batch {
-    /// Adds the requests queued until the batch is [`FULL`]; one that must
-    /// go in the next pipeline is left in `next`.
+    /// Adds the requests that join the batch until it closes: once none has
+    /// joined for [`QUIET`], at [`FULL`] commands or [`MAX_LINGER`] after
+    /// the first, or, while the [`SlotGate`] is held, as soon as the hold
+    /// ends. False when the endpoint is gone (the queue closed).
+    async fn fill(
+        &mut self,
+        queue: &mut mpsc::UnboundedReceiver<Request>,
+        gate: &mut tokio::sync::watch::Receiver<usize>,
+        next: &mut Option<Request>,
+    ) -> bool {
+        let opened = Instant::now();
+        let mut last_joined = opened;
+        loop {
+            let held = *gate.borrow_and_update() > 0;
+            let limit = if held { MAX_COMMANDS } else { FULL };
+            self.drain(queue, last_joined, next, limit);
+            if next.is_some() || self.commands >= limit {
+                return true;
+            }
+            let until = if held {
+                opened + MAX_HOLD
+            } else {
+                (last_joined + QUIET).min(opened + MAX_LINGER)
+            };
+            if Instant::now() >= until {
+                return true;
+            }
+            tokio::select! {
+                biased;
+                r = queue.recv() => match r {
+                    Some(r) => {
+                        last_joined = Instant::now();
+                        self.offer(r, last_joined, next);
+                    }
+                    // The endpoint is gone: send what there is, and stop.
+                    None => return false,
+                },
+                // The hold ended: this slot's reads are all in.
+                Ok(()) = gate.changed(), if held => {
+                    if *gate.borrow_and_update() == 0 {
+                        return true;
+                    }
+                }
+                () = tokio::time::sleep_until(until) => return true,
+            }
+        }
+    }
+
+    /// Adds the requests queued until the batch holds `limit` commands; one
+    /// that must go in the next pipeline is left in `next`.
     fn drain(
         &mut self,
         queue: &mut mpsc::UnboundedReceiver<Request>,
         now: Instant,
         next: &mut Option<Request>,
+        limit: usize,
     ) {
-        while next.is_none() && self.commands < FULL {
+        while next.is_none() && self.commands < limit {
             match queue.try_recv() {
                 Ok(r) => self.offer(r, now, next),
                 Err(_) => return,

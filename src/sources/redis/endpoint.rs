@@ -12,7 +12,7 @@ use ::redis::aio::{ConnectionLike, MultiplexedConnection};
 use ::redis::{Cmd, FromRedisValue, RedisError, RedisFuture, Value};
 use tokio::time::Instant;
 
-use super::batch::{Commands, Replies, RoundTrips};
+use super::batch::{Commands, Replies, RoundTrips, SlotGate};
 use super::cluster::Cluster;
 use super::errors::*;
 use super::node::{client_for, Connector, Node, NodeConn};
@@ -64,6 +64,7 @@ impl Endpoint {
     pub(super) fn new(
         settings: ConnectionSettings,
         all_round_trips: Arc<AtomicU64>,
+        gate: Arc<SlotGate>,
         policy: EndpointPolicy,
     ) -> Result<Endpoint, SourceError> {
         let ConnectionSettings {
@@ -82,7 +83,7 @@ impl Endpoint {
         for s in secrets.into_iter().flatten() {
             redact.add(s);
         }
-        let trips = Arc::new(RoundTrips::new(all_round_trips));
+        let trips = Arc::new(RoundTrips::new(all_round_trips, gate));
         let display = key.display;
         let db = node.db;
         let place = match topology {

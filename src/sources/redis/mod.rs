@@ -82,6 +82,8 @@ use crate::api::{
     included, included_arq, included_without_in_flight, BusySignalKind, FrameworkMeasureKind,
     JobState, RedisTrigger, Trigger,
 };
+use batch::SlotGate;
+pub use batch::SlotHold;
 use endpoint::Endpoint;
 use settings::{ConnectionSettings, EndpointKey};
 
@@ -224,6 +226,8 @@ pub(super) struct Endpoints {
     celery_indexes: celery_index::Indexes,
     /// Requests sent by every endpoint there has been (see [`RoundTrips`]).
     round_trips: Arc<AtomicU64>,
+    /// Holds every endpoint's batch while a poll slot starts (see [`SlotGate`]).
+    gate: Arc<SlotGate>,
 }
 
 impl Endpoints {
@@ -245,10 +249,16 @@ impl Endpoints {
         let ep = Arc::new(Endpoint::new(
             settings,
             self.round_trips.clone(),
+            self.gate.clone(),
             policy.clone(),
         )?);
         map.insert(key, Arc::downgrade(&ep));
         Ok(ep)
+    }
+
+    /// Holds every endpoint's batch until the hold is dropped.
+    pub(super) fn hold_batches(&self) -> SlotHold {
+        self.gate.hold()
     }
 
     pub(super) fn live(&self) -> usize {
