@@ -36,6 +36,19 @@
 //!   `INFO commandstats`.
 //! - API writes/s from the emulator's write feed: `/scale` PATCHes, status
 //!   writes, Events.
+//! - Redis round trips per endpoint as the operator counted them itself
+//!   (`workerpool_redis_round_trips_total{server}` delta), beside the
+//!   server's count for the same endpoint.
+//! - Writes lost: after the window, each pool whose depth changed must
+//!   show its final replicas on its Deployment and in its status.
+//! - API connections: the most the emulator had open at once (the
+//!   driver's own client is gone before the operator starts);
+//!   `--write-latency-ms` delays every write to see what a slow API
+//!   server costs.
+//! - RSS every 10 s; from 180 s on, its growth after minute 2.
+//!
+//! The last lines judge the run against #15's targets for its N
+//! (`targets.rs`).
 //!
 //! The depth schedule flips a steady trickle of pools (`--changes-per-s`,
 //! default N/100) between 20 and 50 items (2 and 5 replicas at 10 per
