@@ -67,6 +67,8 @@
 //! the loop's CPU per 1,000 LLENs.
 
 // A crate root resolves `mod x;` next to itself, hence the paths.
+#[path = "scale_bench/changer.rs"]
+mod changer;
 #[path = "scale_bench/floor.rs"]
 mod floor;
 #[path = "scale_bench/layouts.rs"]
@@ -83,10 +85,11 @@ mod round_trips;
 mod settle;
 #[path = "scale_bench/targets.rs"]
 mod targets;
+#[path = "scale_bench/write_feed.rs"]
+mod write_feed;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -101,6 +104,7 @@ use layouts::Measure;
 use measure::Histogram;
 use operator::OperatorProcess;
 use redis_fleet::{Fleet, ServerStats};
+use write_feed::Tally;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Scale benchmark of workerpool-operator against the API emulator and real Redis")]
@@ -180,31 +184,6 @@ fn main() -> anyhow::Result<()> {
         .block_on(drive(args))
 }
 
-/// Shared between the depth changer and the write-feed reader.
-#[derive(Default)]
-struct Tally {
-    measuring: bool,
-    /// Pool index -> when its depth was changed (not yet reacted to).
-    pending: HashMap<usize, Instant>,
-    reactions: Vec<Duration>,
-    /// Slowest reactions: (pool, when changed, reaction).
-    slow: Vec<(usize, Instant, Duration)>,
-    /// Pool index -> last /scale PATCH seen (to explain unexpected ones).
-    last_scale: HashMap<usize, Instant>,
-    /// Unexpected scales: (pool, time since that pool's previous PATCH).
-    unexpected: Vec<(usize, Option<Duration>)>,
-    unexpected_scales: u64,
-    scale_patches: u64,
-    status_writes: u64,
-    events: u64,
-    other_writes: u64,
-    failed_writes: u64,
-    lost: u64,
-    /// Status writes per whole second of the window (to show bursts).
-    status_per_s: HashMap<u64, u64>,
-    t0: Option<Instant>,
-}
-
 const NS: &str = "bench";
 const PER_REPLICA: u64 = 10;
 const LOW: u64 = 20;
@@ -234,106 +213,10 @@ async fn drive(args: Args) -> anyhow::Result<()> {
         .await?;
 
     // 2. The emulator, the CRD, Deployments at the replicas the depth wants.
-    let emu = Emulator::start().await?;
-    let client = emu.client()?;
-    let crd_text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workerpool.yaml"))?;
-    let crd: CustomResourceDefinition = workerpool_operator::yaml::from_str(&crd_text)?;
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .create(&PostParams::default(), &crd)
-        .await
-        .context("create CRD")?;
-    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}}))?;
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-        .context("create namespace")?;
-    slow_writes(&emu, Duration::from_millis(args.write_latency_ms));
-    let t = Instant::now();
-    for i in 0..n {
-        emu.create_json("apps/v1/deployments", NS, deployment(i, LOW / PER_REPLICA))
-            .map_err(|e| anyhow::anyhow!("create deployment: {}", e.message))?;
-    }
-    eprintln!(
-        "scale_bench: {n} Deployments created in {:.1?}",
-        t.elapsed()
-    );
+    let emu = start_emulator(n, Duration::from_millis(args.write_latency_ms)).await?;
 
     // 3. Watch the emulator's writes from now on.
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let mut feed = emu.requests().subscribe_writes();
-    let feed_tally = tally.clone();
-    tokio::spawn(async move {
-        use tokio::sync::broadcast::error::RecvError;
-        loop {
-            let w = match feed.recv().await {
-                Ok(w) => w,
-                Err(RecvError::Lagged(k)) => {
-                    feed_tally.lock().unwrap().lost += k;
-                    continue;
-                }
-                Err(RecvError::Closed) => return,
-            };
-            let mut t = feed_tally.lock().unwrap();
-            let scale = w.verb == Verb::Patch && w.path.ends_with("/scale");
-            if scale && w.code < 400 {
-                // .../deployments/w-<i>/scale
-                let idx = w
-                    .path
-                    .rsplit('/')
-                    .nth(1)
-                    .and_then(|s| s.strip_prefix("w-"))
-                    .and_then(|s| s.parse::<usize>().ok());
-                let prev = idx.and_then(|i| t.last_scale.insert(i, w.at));
-                match idx.and_then(|i| t.pending.remove(&i).map(|at| (i, at))) {
-                    Some((i, at)) => {
-                        let r = w.at.saturating_duration_since(at);
-                        if t.measuring {
-                            t.reactions.push(r);
-                            t.slow.push((i, at, r));
-                            t.slow.sort_by_key(|s| std::cmp::Reverse(s.2));
-                            t.slow.truncate(8);
-                        }
-                    }
-                    None if t.measuring => {
-                        t.unexpected_scales += 1;
-                        if t.unexpected.len() < 8 {
-                            let since = prev.map(|p| w.at.saturating_duration_since(p));
-                            t.unexpected.push((idx.unwrap_or(usize::MAX), since));
-                        }
-                    }
-                    None => {}
-                }
-            }
-            if !t.measuring {
-                continue;
-            }
-            if w.code >= 400 {
-                t.failed_writes += 1;
-            } else if scale {
-                t.scale_patches += 1;
-            } else if w.path.contains("/workerpools/") && w.path.ends_with("/status") {
-                t.status_writes += 1;
-                if let Some(t0) = t.t0 {
-                    *t.status_per_s
-                        .entry(w.at.saturating_duration_since(t0).as_secs())
-                        .or_default() += 1;
-                }
-            } else if w.path.contains("/events") {
-                t.events += 1;
-            } else {
-                t.other_writes += 1;
-            }
-        }
-    });
-    // The request log keeps every request; keep it small.
-    let requests = emu.requests();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            requests.clear();
-        }
-    });
+    let tally = write_feed::spawn(&emu);
 
     // 4. Pools: all before the operator starts, or spread once it is ready.
     let spread = Duration::from_millis(args.create_spread_ms.unwrap_or(args.interval_ms));
@@ -344,7 +227,6 @@ async fn drive(args: Args) -> anyhow::Result<()> {
     if spread.is_zero() {
         create_pools(&emu, n, Duration::ZERO, &pool_json).await?;
     }
-    forget_driver_connections(&emu, client).await;
     let kubeconfig = tmp.path().join("kubeconfig.yaml");
     emu.write_kubeconfig(&kubeconfig)?;
     let log_path = args
@@ -384,73 +266,23 @@ async fn drive(args: Args) -> anyhow::Result<()> {
         t.measuring = true;
         t.t0 = Some(t0);
     }
-    let rate = args.changes_per_s.unwrap_or((n as f64 / 100.0).max(1.0));
-    let mut driver_cmds = vec![0u64; k];
-    let mut next_pool = 0usize;
-    let mut changes = 0u64;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let window = Duration::from_secs(args.seconds);
-    // Change times jittered inside each 100 ms step, so they fall at every
-    // phase of a pool's polling cycle (matters for small N).
-    let mut rng = (std::process::id() as u64) | 1;
-    // (seconds into the window, operator VmRSS KiB) every 10 s.
-    let mut rss_trace = Vec::new();
-    let mut changed_pools = vec![false; n];
-    while t0.elapsed() < window {
-        tick.tick().await;
-        if rss_trace.len() < (t0.elapsed().as_secs() / 10 + 1) as usize {
-            let at = t0.elapsed().as_secs();
-            rss_trace.push((at, measure::proc_rss_kib(op.pid())?.rss));
-        }
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        tokio::time::sleep(Duration::from_millis(rng % 100)).await;
-        // rate/10 per step on average, randomly rounded (a fixed carry would
-        // put every change at the same phase of the second).
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let u = (rng >> 11) as f64 / (1u64 << 53) as f64;
-        let want = (rate * 0.1 + u) as usize;
-        let mut batch = Vec::new();
-        {
-            let t = tally.lock().unwrap();
-            let mut tried = 0;
-            while batch.len() < want && tried < n {
-                let i = next_pool;
-                next_pool = (next_pool + 1) % n;
-                tried += 1;
-                if !t.pending.contains_key(&i) {
-                    batch.push(i);
-                }
-            }
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        let sets: Vec<(usize, u64)> = batch
-            .iter()
-            .map(|&i| (i, if depth[i] == LOW { HIGH } else { LOW }))
-            .collect();
-        let now = Instant::now();
-        {
-            let mut t = tally.lock().unwrap();
-            for &(i, d) in &sets {
-                depth[i] = d;
-                changed_pools[i] = true;
-                t.pending.insert(i, now);
-            }
-        }
-        let sent = fleet
-            .set_depths(&mut conns, &sets, &keys, depth_kind, endpoint_of)
-            .await?;
-        for (e, c) in sent.into_iter().enumerate() {
-            driver_cmds[e] += c;
-        }
-        changes += sets.len() as u64;
-    }
+    let plan = changer::Plan {
+        rate: args.changes_per_s.unwrap_or((n as f64 / 100.0).max(1.0)),
+        length: Duration::from_secs(args.seconds),
+        operator_pid: op.pid(),
+    };
+    let queues_at = changer::Queues {
+        fleet: &fleet,
+        keys: &keys,
+        kind: depth_kind,
+    };
+    let window = changer::run(&queues_at, &mut conns, &mut depth, &tally, &plan, t0).await?;
+    let changer::Window {
+        driver_cmds,
+        changes,
+        changed: changed_pools,
+        rss_trace,
+    } = window;
     let op_cpu_b = measure::proc_cpu_seconds(op.pid())?;
     let elapsed = t0.elapsed().as_secs_f64();
     let metrics_b = op.scrape().await?;
@@ -460,17 +292,8 @@ async fn drive(args: Args) -> anyhow::Result<()> {
     let rss = measure::proc_rss_kib(op.pid())?;
     let fds = measure::proc_fds(op.pid());
     let threads = measure::proc_threads(op.pid());
-    let (status_peak_s, status_median_s) = {
-        let t = tally.lock().unwrap();
-        let mut v: Vec<u64> = (0..args.seconds)
-            .map(|s| t.status_per_s.get(&s).copied().unwrap_or(0))
-            .collect();
-        v.sort();
-        (
-            v.last().copied().unwrap_or(0),
-            v.get(v.len() / 2).copied().unwrap_or(0),
-        )
-    };
+    let (status_peak_s, status_median_s) =
+        busiest_and_median_second(&tally.lock().unwrap(), args.seconds);
     let writes = {
         let mut t = tally.lock().unwrap();
         t.measuring = false;
@@ -485,46 +308,8 @@ async fn drive(args: Args) -> anyhow::Result<()> {
         )
     };
     // Reactions to the last changes may land after the window.
-    let grace = interval + Duration::from_secs(3);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && !tally.lock().unwrap().pending.is_empty() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (mut reactions, missed) = {
-        let t = tally.lock().unwrap();
-        (t.reactions.clone(), t.pending.len())
-    };
-    reactions.sort();
-    {
-        // Diagnostics (stderr): the slowest reactions and unexpected scales,
-        // to look up in the operator log; one pool's stored size.
-        let t = tally.lock().unwrap();
-        for (i, at, r) in &t.slow {
-            eprintln!(
-                "scale_bench: slow reaction p-{i}: changed at t0+{:.3}s, /scale after {:.3}s",
-                at.saturating_duration_since(t0).as_secs_f64(),
-                r.as_secs_f64()
-            );
-        }
-        for (i, since) in &t.unexpected {
-            eprintln!(
-                "scale_bench: unexpected /scale p-{i}: {:?} after its previous /scale",
-                since
-            );
-        }
-        let mib: Vec<u64> = rss_trace.iter().map(|(_, kib)| kib / 1024).collect();
-        eprintln!("scale_bench: operator RSS MiB every 10 s of the window: {mib:?}");
-        if let Some(p) = emu.get_json("workerpool.dev/v1alpha1/workerpools", NS, "p-0") {
-            eprintln!(
-                "scale_bench: p-0 stored JSON {} bytes (status {} bytes, {} managedFields)",
-                p.to_string().len(),
-                p["status"].to_string().len(),
-                p["metadata"]["managedFields"]
-                    .as_array()
-                    .map_or(0, |a| a.len())
-            );
-        }
-    }
+    let (reactions, missed) = wait_reactions(&tally, interval + Duration::from_secs(3)).await;
+    print_diagnostics(&tally.lock().unwrap(), t0, &rss_trace, &emu);
     let want: Vec<(usize, u64)> = (0..n)
         .filter(|&i| changed_pools[i])
         .map(|i| (i, depth[i] / PER_REPLICA))
@@ -699,6 +484,89 @@ async fn drive(args: Args) -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// The emulator with the CRD, the namespace and N Deployments at the
+/// replicas the low depth wants; its writes slowed by `write_latency`.
+async fn start_emulator(n: usize, write_latency: Duration) -> anyhow::Result<Emulator> {
+    let emu = Emulator::start().await?;
+    let client = emu.client()?;
+    let crd_text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/workerpool.yaml"))?;
+    let crd: CustomResourceDefinition = workerpool_operator::yaml::from_str(&crd_text)?;
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+        .context("create CRD")?;
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}}))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .context("create namespace")?;
+    forget_driver_connections(&emu, client).await;
+    slow_writes(&emu, write_latency);
+    let t = Instant::now();
+    for i in 0..n {
+        emu.create_json("apps/v1/deployments", NS, deployment(i, LOW / PER_REPLICA))
+            .map_err(|e| anyhow::anyhow!("create deployment: {}", e.message))?;
+    }
+    eprintln!(
+        "scale_bench: {n} Deployments created in {:.1?}",
+        t.elapsed()
+    );
+    Ok(emu)
+}
+
+/// Status writes in the window's busiest second and in its median one.
+fn busiest_and_median_second(t: &Tally, seconds: u64) -> (u64, u64) {
+    let mut v: Vec<u64> = (0..seconds)
+        .map(|s| t.status_per_s.get(&s).copied().unwrap_or(0))
+        .collect();
+    v.sort();
+    (
+        v.last().copied().unwrap_or(0),
+        v.get(v.len() / 2).copied().unwrap_or(0),
+    )
+}
+
+/// Waits up to `grace` for the reactions still pending; the reactions
+/// (sorted) and how many never came.
+async fn wait_reactions(tally: &Mutex<Tally>, grace: Duration) -> (Vec<Duration>, usize) {
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && !tally.lock().unwrap().pending.is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = tally.lock().unwrap();
+    let mut reactions = t.reactions.clone();
+    reactions.sort();
+    (reactions, t.pending.len())
+}
+
+/// Diagnostics (stderr): the slowest reactions and unexpected scales, to
+/// look up in the operator log; the RSS trace; one pool's stored size.
+fn print_diagnostics(t: &Tally, t0: Instant, rss_trace: &[(u64, u64)], emu: &Emulator) {
+    for (i, at, r) in &t.slow {
+        eprintln!(
+            "scale_bench: slow reaction p-{i}: changed at t0+{:.3}s, /scale after {:.3}s",
+            at.saturating_duration_since(t0).as_secs_f64(),
+            r.as_secs_f64()
+        );
+    }
+    for (i, since) in &t.unexpected {
+        eprintln!("scale_bench: unexpected /scale p-{i}: {since:?} after its previous /scale");
+    }
+    let mib: Vec<u64> = rss_trace.iter().map(|(_, kib)| kib / 1024).collect();
+    eprintln!("scale_bench: operator RSS MiB every 10 s of the window: {mib:?}");
+    if let Some(p) = emu.get_json("workerpool.dev/v1alpha1/workerpools", NS, "p-0") {
+        eprintln!(
+            "scale_bench: p-0 stored JSON {} bytes (status {} bytes, {} managedFields)",
+            p.to_string().len(),
+            p["status"].to_string().len(),
+            p["metadata"]["managedFields"]
+                .as_array()
+                .map_or(0, |a| a.len())
+        );
+    }
 }
 
 /// The lines after the result line: round trips per endpoint (both
