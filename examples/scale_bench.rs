@@ -321,24 +321,7 @@ async fn drive(args: Args) -> anyhow::Result<()> {
     let log_summary = op.stop(Duration::from_secs(10)).await;
 
     // 6. The raw floor.
-    let floor_s = args.floor_seconds.unwrap_or(args.seconds.min(15));
-    let floor = if floor_s > 0 {
-        let before = fleet.stats(&mut conns).await?;
-        let f = floor::run_child(
-            fleet.urls(),
-            &prefix,
-            n,
-            interval,
-            floor_s,
-            &args.floor_mode,
-        )
-        .await?;
-        let after = fleet.stats(&mut conns).await?;
-        let bench = floor::redis_benchmark(&fleet.urls()[0], &format!("{prefix}:q-0"), f.llens);
-        Some((f, ServerStats::delta(&before, &after), bench))
-    } else {
-        None
-    };
+    let floor = run_floor(&args, &fleet, &mut conns, &prefix).await?;
     fleet.cleanup(&mut conns, &keys, endpoint_of).await;
 
     // 7. Report.
@@ -428,27 +411,7 @@ async fn drive(args: Args) -> anyhow::Result<()> {
         log_summary,
     );
     let ours_per_1000 = 1000.0 * cpu / polls.max(1.0);
-    match &floor {
-        Some((f, fd, bench)) => {
-            let floor_per_1000 = 1000.0 * f.cpu_s / (f.llens.max(1)) as f64;
-            let fticks = f.wall_s / interval.as_secs_f64();
-            println!(
-                "raw floor ({}): tokio loop, 1 multiplexed conn/endpoint, {n} LLEN per tick, {}s: \
-                 {} LLEN, {:.3} cores, {:.4} cpu-s/1000 LLEN, round trips/tick {:.1}, tick p99 {} | \
-                 {} | ratio ours/floor (cpu per 1000) {:.1}x",
-                args.floor_mode,
-                f.wall_s.round(),
-                f.llens,
-                f.cpu_s / f.wall_s,
-                floor_per_1000,
-                fd.reads.saturating_sub(k as u64) as f64 / fticks,
-                measure::fmt_secs(Some(f.tick_p99_s)),
-                bench,
-                if f.cpu_s > 0.0 { ours_per_1000 / floor_per_1000 } else { f64::NAN },
-            );
-        }
-        None => println!("raw floor: skipped (--floor-seconds 0)"),
-    }
+    print_floor(floor.as_ref(), &args, k, ours_per_1000);
     let floor_ratio = floor
         .as_ref()
         .filter(|(f, _, _)| f.cpu_s > 0.0)
@@ -515,6 +478,66 @@ async fn start_emulator(n: usize, write_latency: Duration) -> anyhow::Result<Emu
         t.elapsed()
     );
     Ok(emu)
+}
+
+/// The floor's result, the server's counters over it, redis-benchmark's line.
+type Floor = (floor::FloorResult, ServerStats, String);
+
+/// The raw floor: the same N reads per tick from a minimal loop in its own
+/// process, then `redis-benchmark`; None with `--floor-seconds 0`.
+async fn run_floor(
+    args: &Args,
+    fleet: &Fleet,
+    conns: &mut [redis::aio::MultiplexedConnection],
+    prefix: &str,
+) -> anyhow::Result<Option<Floor>> {
+    let floor_s = args.floor_seconds.unwrap_or(args.seconds.min(15));
+    if floor_s == 0 {
+        return Ok(None);
+    }
+    let interval = Duration::from_millis(args.interval_ms);
+    let before = fleet.stats(conns).await?;
+    let f = floor::run_child(
+        fleet.urls(),
+        prefix,
+        args.pools,
+        interval,
+        floor_s,
+        &args.floor_mode,
+    )
+    .await?;
+    let after = fleet.stats(conns).await?;
+    let bench = floor::redis_benchmark(&fleet.urls()[0], &format!("{prefix}:q-0"), f.llens);
+    Ok(Some((f, ServerStats::delta(&before, &after), bench)))
+}
+
+/// The raw floor's line, with ours/floor CPU per 1,000 reads.
+fn print_floor(floor: Option<&Floor>, args: &Args, k: usize, ours_per_1000: f64) {
+    let Some((f, fd, bench)) = floor else {
+        println!("raw floor: skipped (--floor-seconds 0)");
+        return;
+    };
+    let n = args.pools;
+    let floor_per_1000 = 1000.0 * f.cpu_s / (f.llens.max(1)) as f64;
+    let fticks = f.wall_s / Duration::from_millis(args.interval_ms).as_secs_f64();
+    println!(
+        "raw floor ({}): tokio loop, 1 multiplexed conn/endpoint, {n} LLEN per tick, {}s: \
+         {} LLEN, {:.3} cores, {:.4} cpu-s/1000 LLEN, round trips/tick {:.1}, tick p99 {} | \
+         {} | ratio ours/floor (cpu per 1000) {:.1}x",
+        args.floor_mode,
+        f.wall_s.round(),
+        f.llens,
+        f.cpu_s / f.wall_s,
+        floor_per_1000,
+        fd.reads.saturating_sub(k as u64) as f64 / fticks,
+        measure::fmt_secs(Some(f.tick_p99_s)),
+        bench,
+        if f.cpu_s > 0.0 {
+            ours_per_1000 / floor_per_1000
+        } else {
+            f64::NAN
+        },
+    );
 }
 
 /// Status writes in the window's busiest second and in its median one.
@@ -620,6 +643,12 @@ async fn forget_driver_connections(emu: &Emulator, client: kube::Client) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while emu.connections().open > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = emu.connections().open;
+    if left > 0 {
+        eprintln!(
+            "scale_bench: {left} set-up connections still open; the connection peak includes them"
+        );
     }
     emu.reset_connection_peak();
 }
