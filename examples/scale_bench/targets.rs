@@ -31,87 +31,82 @@ struct Row {
     unit: &'static str,
 }
 
-fn row(
-    name: &'static str,
-    got: Option<f64>,
-    at_least: bool,
-    bound: f64,
-    unit: &'static str,
-) -> Row {
+fn at_most(name: &'static str, got: Option<f64>, bound: f64, unit: &'static str) -> Row {
     Row {
         name,
         got,
         bound,
-        at_least,
+        at_least: false,
         unit,
     }
 }
 
-/// The rows for this run: the N=5000 tier below 20,000 pools (N=1 with
-/// its own RSS bound), the N>=20000 tier above; slow-API rows when on.
+fn at_least(name: &'static str, got: Option<f64>, bound: f64, unit: &'static str) -> Row {
+    Row {
+        at_least: true,
+        ..at_most(name, got, bound, unit)
+    }
+}
+
+/// The rows for this run: for N=1 the idle RSS only, the N=5000 tier
+/// below 20,000 pools, the N>=20000 tier above; slow-API rows when on.
 fn rows(f: &Figures) -> Vec<Row> {
+    let mut rows = if f.n == 1 {
+        vec![at_most("idle peak RSS", Some(f.peak_rss_mib), 15.0, "MiB")]
+    } else {
+        tier_rows(f)
+    };
+    if let Some((connections, lost)) = f.slow_api {
+        let connections = Some(connections as f64);
+        rows.push(at_most(
+            "slow API: connections at once",
+            connections,
+            32.0,
+            "",
+        ));
+        rows.push(at_most("slow API: writes lost", Some(lost as f64), 0.0, ""));
+    }
+    rows
+}
+
+fn tier_rows(f: &Figures) -> Vec<Row> {
     let large = f.n >= 20_000;
-    let (lag, slack, cpu, rss) = match (large, f.n) {
-        (true, _) => (0.25, 0.25, 0.5, 150.0),
-        (false, 1) => (0.10, 0.10, 0.10, 15.0),
-        (false, _) => (0.10, 0.10, 0.10, 60.0),
+    let (lag, slack, cpu, rss) = if large {
+        (0.25, 0.25, 0.5, 150.0)
+    } else {
+        (0.10, 0.10, 0.10, 60.0)
     };
     let mut rows = vec![
-        row("polls on time", Some(100.0 * f.on_time), true, 99.0, "%"),
-        row("polls done", Some(100.0 * f.done), true, 99.0, "%"),
-        row(
+        at_least("polls on time", Some(100.0 * f.on_time), 99.0, "%"),
+        at_least("polls done", Some(100.0 * f.done), 99.0, "%"),
+        at_most(
             "poll lag p99",
             f.lag_p99_s.map(|s| s * 1000.0),
-            false,
             lag * 1000.0,
             "ms",
         ),
-        row(
-            "reaction p99",
-            f.reaction_p99_s,
-            false,
-            f.interval_s + slack,
-            "s",
-        ),
-        row("operator cpu", Some(f.cpu_cores), false, cpu, "cores"),
-        row("peak RSS", Some(f.peak_rss_mib), false, rss, "MiB"),
+        at_most("reaction p99", f.reaction_p99_s, f.interval_s + slack, "s"),
+        at_most("operator cpu", Some(f.cpu_cores), cpu, "cores"),
+        at_most("peak RSS", Some(f.peak_rss_mib), rss, "MiB"),
     ];
     if !large {
         let per_s = f.round_trips_per_s;
-        rows.push(row(
+        rows.push(at_most(
             "redis round trips per endpoint (operator's count)",
             per_s,
-            false,
             10.0,
             "/s",
         ));
         let status = Some(f.status_beyond_changes_per_s);
-        rows.push(row(
+        rows.push(at_most(
             "status writes beyond changes",
             status,
-            false,
             f.n as f64 / 30.0,
             "/s",
         ));
     }
     if let Some(ratio) = f.floor_ratio {
-        rows.push(row("cpu vs raw floor", Some(ratio), false, 3.0, "x"));
-    }
-    if let Some((connections, lost)) = f.slow_api {
-        rows.push(row(
-            "slow API: connections at once",
-            Some(connections as f64),
-            false,
-            32.0,
-            "",
-        ));
-        rows.push(row(
-            "slow API: writes lost",
-            Some(lost as f64),
-            false,
-            0.0,
-            "",
-        ));
+        rows.push(at_most("cpu vs raw floor", Some(ratio), 3.0, "x"));
     }
     rows
 }
@@ -162,4 +157,72 @@ fn number(x: f64, unit: &str) -> String {
         _ => 3,
     };
     format!("{x:.digits$} {unit}").trim_end().to_string()
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn figures(n: usize) -> Figures {
+        Figures {
+            n,
+            interval_s: 1.0,
+            on_time: 1.0,
+            done: 1.0,
+            lag_p99_s: Some(0.01),
+            reaction_p99_s: Some(1.0),
+            cpu_cores: 0.05,
+            peak_rss_mib: 50.0,
+            round_trips_per_s: Some(10.0),
+            status_beyond_changes_per_s: 0.0,
+            floor_ratio: None,
+            slow_api: None,
+        }
+    }
+
+    #[test]
+    fn each_tier_judges_its_own_bounds() {
+        let lines = report(&figures(5000));
+        assert_eq!(lines.last().unwrap(), "targets: 8 of 8 PASS (N=5000 tier)");
+        let big = Figures {
+            peak_rss_mib: 151.0,
+            ..figures(20_000)
+        };
+        let lines = report(&big);
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("target MISS peak RSS: 151")));
+        assert_eq!(
+            lines.last().unwrap(),
+            "targets: 5 of 6 PASS (N>=20000 tier)"
+        );
+        let idle = Figures {
+            peak_rss_mib: 14.0,
+            ..figures(1)
+        };
+        assert_eq!(
+            report(&idle).last().unwrap(),
+            "targets: 1 of 1 PASS (N=1 tier)"
+        );
+    }
+
+    #[test]
+    fn unmeasured_figures_and_lost_writes_miss() {
+        let f = Figures {
+            round_trips_per_s: None,
+            slow_api: Some((33, 0)),
+            ..figures(5000)
+        };
+        let lines = report(&f);
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("target MISS redis round trips")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("target MISS slow API: connections")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("target PASS slow API: writes lost: 0")));
+        assert_eq!(lines.last().unwrap(), "targets: 8 of 10 PASS (N=5000 tier)");
+    }
 }
