@@ -83,6 +83,8 @@ mod redis_fleet;
 mod round_trips;
 #[path = "scale_bench/settle.rs"]
 mod settle;
+#[path = "scale_bench/snapshot.rs"]
+mod snapshot;
 #[path = "scale_bench/targets.rs"]
 mod targets;
 #[path = "scale_bench/write_feed.rs"]
@@ -104,6 +106,7 @@ use layouts::Measure;
 use measure::Histogram;
 use operator::OperatorProcess;
 use redis_fleet::{Fleet, ServerStats};
+use snapshot::Snapshot;
 use write_feed::Tally;
 
 #[derive(Parser, Debug, Clone)]
@@ -254,12 +257,7 @@ async fn drive(args: Args) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(args.warmup_s)).await;
 
     // 5. The measured window.
-    let bench_cpu_a = measure::proc_cpu_seconds(std::process::id())?;
-    let machine_a = measure::machine_cpu();
-    let rss_a = measure::proc_rss_kib(op.pid())?;
-    let redis_a = fleet.stats(&mut conns).await?;
-    let metrics_a = op.scrape().await?;
-    let op_cpu_a = measure::proc_cpu_seconds(op.pid())?;
+    let a = Snapshot::before(&op, &fleet, &mut conns).await?;
     let t0 = Instant::now();
     {
         let mut t = tally.lock().unwrap();
@@ -283,13 +281,11 @@ async fn drive(args: Args) -> anyhow::Result<()> {
         changed: changed_pools,
         rss_trace,
     } = window;
-    let op_cpu_b = measure::proc_cpu_seconds(op.pid())?;
-    let elapsed = t0.elapsed().as_secs_f64();
-    let metrics_b = op.scrape().await?;
-    let redis_b = fleet.stats(&mut conns).await?;
-    let bench_cpu_b = measure::proc_cpu_seconds(std::process::id())?;
-    let machine_b = measure::machine_cpu();
-    let rss = measure::proc_rss_kib(op.pid())?;
+    let b = Snapshot::after(&op, &fleet, &mut conns).await?;
+    let elapsed = b
+        .operator_cpu_at
+        .saturating_duration_since(t0)
+        .as_secs_f64();
     let fds = measure::proc_fds(op.pid());
     let threads = measure::proc_threads(op.pid());
     let (status_peak_s, status_median_s) =
@@ -327,15 +323,15 @@ async fn drive(args: Args) -> anyhow::Result<()> {
     // 7. Report.
     let ticks = elapsed / interval.as_secs_f64();
     let polls =
-        metrics_b.counter("workerpool_polls_total") - metrics_a.counter("workerpool_polls_total");
+        b.metrics.counter("workerpool_polls_total") - a.metrics.counter("workerpool_polls_total");
     let expected = n as f64 * ticks;
     let lag = Histogram::delta(
-        &metrics_a.histogram("workerpool_poll_lag_seconds"),
-        &metrics_b.histogram("workerpool_poll_lag_seconds"),
+        &a.metrics.histogram("workerpool_poll_lag_seconds"),
+        &b.metrics.histogram("workerpool_poll_lag_seconds"),
     );
     let on_time = lag.share_at_most(0.256);
-    let cpu = op_cpu_b - op_cpu_a;
-    let rd = ServerStats::delta(&redis_a, &redis_b);
+    let cpu = b.operator_cpu - a.operator_cpu;
+    let rd = ServerStats::delta(&a.redis, &b.redis);
     // Driver's own reads: its EVALs, and the INFO that took snapshot B.
     let driver_reads: u64 = driver_cmds.iter().sum::<u64>() + k as u64;
     let op_reads = rd.reads.saturating_sub(driver_reads);
@@ -349,8 +345,8 @@ async fn drive(args: Args) -> anyhow::Result<()> {
     let driver_by_endpoint: Vec<u64> = driver_cmds.iter().map(|c| c + 1).collect();
     let trips = round_trips::per_endpoint(
         fleet.urls(),
-        &metrics_a,
-        &metrics_b,
+        &a.metrics,
+        &b.metrics,
         &rd.reads_by_endpoint,
         &driver_by_endpoint,
         elapsed,
@@ -358,12 +354,12 @@ async fn drive(args: Args) -> anyhow::Result<()> {
     let op_counted_per_tick: f64 =
         trips.iter().filter_map(|t| t.operator_per_s).sum::<f64>() * interval.as_secs_f64();
     let (scales, status, events, other, failed, unexpected, lost) = writes;
-    let trig_err = metrics_b.sum("workerpool_trigger_errors_total")
-        - metrics_a.sum("workerpool_trigger_errors_total");
+    let trig_err = b.metrics.sum("workerpool_trigger_errors_total")
+        - a.metrics.sum("workerpool_trigger_errors_total");
     let scale_metric =
-        metrics_b.sum("workerpool_scale_total") - metrics_a.sum("workerpool_scale_total");
-    let status_metric = metrics_b.counter("workerpool_status_writes_total")
-        - metrics_a.counter("workerpool_status_writes_total");
+        b.metrics.sum("workerpool_scale_total") - a.metrics.sum("workerpool_scale_total");
+    let status_metric = b.metrics.counter("workerpool_status_writes_total")
+        - a.metrics.counter("workerpool_status_writes_total");
     let load_end = measure::loadavg();
     let per_s = |x: u64| x as f64 / elapsed;
     let interval_ms = args.interval_ms;
@@ -391,8 +387,8 @@ async fn drive(args: Args) -> anyhow::Result<()> {
         reactions.len(),
         cpu / elapsed,
         1000.0 * cpu / polls.max(1.0),
-        rss.hwm as f64 / 1024.0,
-        rss_a.rss as f64 / 1024.0,
+        b.rss.hwm as f64 / 1024.0,
+        a.rss.rss as f64 / 1024.0,
         rss_final.rss as f64 / 1024.0,
         op_reads as f64 / ticks,
         reads as f64 / ticks,
@@ -403,10 +399,10 @@ async fn drive(args: Args) -> anyhow::Result<()> {
         n as f64 / 30.0,
         per_s(events),
         per_s(other),
-        metrics_b.bytes as f64 / 1024.0,
-        metrics_b.took,
-        (bench_cpu_b - bench_cpu_a) / elapsed,
-        measure::busy_percent(machine_a, machine_b),
+        b.metrics.bytes as f64 / 1024.0,
+        b.metrics.took,
+        (b.driver_cpu - a.driver_cpu) / elapsed,
+        measure::busy_percent(a.machine, b.machine),
         measure::cpus(),
         log_summary,
     );
@@ -428,7 +424,7 @@ async fn drive(args: Args) -> anyhow::Result<()> {
             r => r.as_secs_f64(),
         }),
         cpu_cores: cpu / elapsed,
-        peak_rss_mib: rss.hwm as f64 / 1024.0,
+        peak_rss_mib: b.rss.hwm as f64 / 1024.0,
         round_trips_per_s: round_trips::busiest_operator_per_s(&trips),
         status_beyond_changes_per_s: per_s(status.saturating_sub(scales)),
         floor_ratio,
