@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::connections::Connections;
 use crate::faults::{FaultRules, Faults};
 use crate::objects::{self, FieldValidation, Target, WriteOpts};
 use crate::requests::Requests;
@@ -117,6 +118,7 @@ impl Emulator {
             close_watches: watch::channel(0).0,
             drop_connections: watch::channel(0).0,
             outages: outages_tx,
+            connections: Arc::default(),
         });
         let shutdown = CancellationToken::new();
         tokio::spawn(server::run(
@@ -174,6 +176,18 @@ impl Emulator {
     /// The request log and write feed.
     pub fn requests(&self) -> Requests {
         Requests(self.shared.clone())
+    }
+
+    /// Client TCP connections open now, and the most open at once since
+    /// start or [`Emulator::reset_connection_peak`].
+    pub fn connections(&self) -> Connections {
+        self.shared.connections.get()
+    }
+
+    /// Starts counting the peak again from the connections open now (e.g.
+    /// once set-up clients are gone and the client under test starts).
+    pub fn reset_connection_peak(&self) {
+        self.shared.connections.reset_peak();
     }
 
     /// The current global resourceVersion.

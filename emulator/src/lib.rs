@@ -12,6 +12,7 @@
 //! ```
 
 mod apply;
+mod connections;
 mod controllers;
 mod crd;
 mod discovery;
@@ -41,6 +42,7 @@ mod validation;
 mod watch;
 mod workloads;
 
+pub use connections::Connections;
 pub use emulator::{Emulator, Gvr};
 pub use faults::Faults;
 pub use requests::{RequestRecord, Requests, WriteRecord};

@@ -166,7 +166,10 @@ fn spawn_connection(
     let mut dropped = shared.drop_connections.subscribe();
     let shutdown = shutdown.clone();
     let shared = shared.clone();
+    let counted = shared.connections.opened();
     tokio::spawn(async move {
+        // Uncounted when this task ends, i.e. when the connection closes.
+        let _counted = counted;
         let svc = service_fn(move |req| serve(shared.clone(), req));
         let conn = http1::Builder::new()
             .keep_alive(true)

@@ -1,10 +1,12 @@
 //! State shared by the server tasks and the test-side handles.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::connections::ConnectionGauge;
 use crate::faults::FaultRules;
 use crate::requests::{RequestRecord, WriteRecord};
 use crate::store::Store;
@@ -72,4 +74,6 @@ pub struct Shared {
     /// Bumped to drop every open connection.
     pub drop_connections: watch::Sender<u64>,
     pub outages: mpsc::UnboundedSender<Outage>,
+    /// Client connections open now and at most.
+    pub connections: Arc<ConnectionGauge>,
 }

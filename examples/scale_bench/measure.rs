@@ -1,6 +1,6 @@
 //! Reading numbers: /proc, the operator's /metrics text, percentiles.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// `/proc/loadavg`'s 1-minute load.
@@ -142,6 +142,22 @@ impl Scrape {
             .sum()
     }
 
+    /// Every series of a metric, keyed by the value of its `label` (series
+    /// without that label are left out; equal values are summed).
+    pub fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
+        let prefix = format!("{name}{{");
+        let mut out = BTreeMap::new();
+        for (series, v) in &self.samples {
+            let Some(labels) = series.strip_prefix(&prefix) else {
+                continue;
+            };
+            if let Some(value) = label_value(labels, label) {
+                *out.entry(value).or_insert(0.0) += v;
+            }
+        }
+        out
+    }
+
     /// `(le, cumulative count)` of an unlabelled histogram.
     pub fn histogram(&self, name: &str) -> Vec<(f64, f64)> {
         let prefix = format!("{name}_bucket{{le=\"");
@@ -161,6 +177,45 @@ impl Scrape {
         out.sort_by(|a, b| a.0.total_cmp(&b.0));
         out
     }
+}
+
+/// The value of `label` in `a="x",label="y"}` (the text after `{`).
+fn label_value(labels: &str, label: &str) -> Option<String> {
+    let mut rest = labels;
+    loop {
+        let (key, after) = rest.split_once("=\"")?;
+        let key = key.trim_start_matches([',', ' ']);
+        // Values are Prometheus-escaped: skip `\"` when finding the end.
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in after.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let end = end?;
+        if key == label {
+            return Some(after[..end].to_string());
+        }
+        rest = &after[end + 1..];
+    }
+}
+
+/// RSS growth once the process has warmed up: from the sample at
+/// `from_s` seconds (the first at or after it) to the largest after it,
+/// and to the last, in MiB. `trace` is (seconds into the window, KiB).
+pub fn rss_growth_after(trace: &[(u64, u64)], from_s: u64) -> Option<(f64, f64)> {
+    let start = trace.iter().position(|(t, _)| *t >= from_s)?;
+    let base = trace[start].1 as f64;
+    let after = &trace[start..];
+    let max = after.iter().map(|s| s.1).max()? as f64;
+    let last = after.last()?.1 as f64;
+    Some(((max - base) / 1024.0, (last - base) / 1024.0))
 }
 
 /// A histogram's counts between two scrapes.
@@ -254,5 +309,31 @@ pub fn fmt_dur(d: Option<Duration>) -> String {
     match d {
         Some(Duration::MAX) => "never".into(),
         d => fmt_secs(d.map(|d| d.as_secs_f64())),
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn labelled_counters_are_keyed_by_their_label() {
+        let s = Scrape::parse(
+            "# TYPE rt counter\n\
+             rt_total{server=\"redis://127.0.0.1:1/0\"} 5\n\
+             rt_total{kind=\"a\",server=\"redis://127.0.0.1:2/0\"} 7\n\
+             rt_total 9\n",
+        );
+        let m = s.by_label("rt_total", "server");
+        assert_eq!(m.len(), 2);
+        assert_eq!(m["redis://127.0.0.1:1/0"], 5.0);
+        assert_eq!(m["redis://127.0.0.1:2/0"], 7.0);
+    }
+
+    #[test]
+    fn rss_growth_counts_from_the_sample_at_the_start() {
+        let trace = [(0, 1024), (120, 2048), (130, 5120), (140, 3072)];
+        assert_eq!(rss_growth_after(&trace, 120), Some((3.0, 1.0)));
+        assert_eq!(rss_growth_after(&trace, 200), None);
     }
 }

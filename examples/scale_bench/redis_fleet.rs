@@ -38,10 +38,12 @@ pub struct Fleet {
 }
 
 /// Server counters, summed over endpoints.
-#[derive(Clone, Copy, Default, Debug)]
+#[derive(Clone, Default, Debug)]
 pub struct ServerStats {
     /// `total_reads_processed`: read events on client sockets.
     pub reads: u64,
+    /// `reads` of each endpoint, in `Fleet::urls` order.
+    pub reads_by_endpoint: Vec<u64>,
     /// `cmdstat_llen` calls.
     pub llen_calls: u64,
     /// `cmdstat_evalsha` calls (the framework measures' scripts).
@@ -52,6 +54,12 @@ impl ServerStats {
     pub fn delta(a: &ServerStats, b: &ServerStats) -> ServerStats {
         ServerStats {
             reads: b.reads.saturating_sub(a.reads),
+            reads_by_endpoint: b
+                .reads_by_endpoint
+                .iter()
+                .zip(&a.reads_by_endpoint)
+                .map(|(b, a)| b.saturating_sub(*a))
+                .collect(),
             llen_calls: b.llen_calls.saturating_sub(a.llen_calls),
             evalsha_calls: b.evalsha_calls.saturating_sub(a.evalsha_calls),
         }
@@ -186,9 +194,10 @@ impl Fleet {
                 .arg("commandstats")
                 .query_async(c)
                 .await?;
+            let mut reads = 0;
             for line in text.lines() {
                 if let Some(v) = line.strip_prefix("total_reads_processed:") {
-                    s.reads += v.trim().parse::<u64>().unwrap_or(0);
+                    reads = v.trim().parse::<u64>().unwrap_or(0);
                 }
                 let calls = |v: &str| {
                     v.split(',')
@@ -203,6 +212,8 @@ impl Fleet {
                     s.evalsha_calls += calls(v);
                 }
             }
+            s.reads += reads;
+            s.reads_by_endpoint.push(reads);
         }
         Ok(s)
     }
