@@ -140,9 +140,9 @@ struct Args {
     /// between the two depths; its other keys are empty).
     #[arg(long, value_enum, default_value_t = Measure::List)]
     measure: Measure,
-    /// The operator's --concurrency (its default is 512).
-    #[arg(long, default_value_t = 512)]
-    concurrency: u16,
+    /// The operator's --max-api-writes (its default is 26).
+    #[arg(long, default_value_t = 26)]
+    max_api_writes: u16,
     /// Run this binary with `run ...` instead of re-executing this one.
     #[arg(long)]
     operator_bin: Option<PathBuf>,
@@ -239,7 +239,7 @@ async fn drive(args: Args) -> anyhow::Result<()> {
     let mut op = OperatorProcess::spawn(
         args.operator_bin.as_deref(),
         &kubeconfig,
-        args.concurrency,
+        args.max_api_writes,
         &args.operator_log_level,
         &log_path,
     )?;

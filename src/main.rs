@@ -141,9 +141,14 @@ struct RunArgs {
     identity: Option<String>,
     #[arg(long, env = "POD_NAMESPACE", hide = true)]
     pod_namespace: Option<String>,
-    /// Most WorkerPools polled at the same time.
-    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 512)]
-    concurrency: u16,
+    /// Most API writes in flight at once (status, scale, Events, pod
+    /// annotations); each holds one connection to the API server.
+    #[arg(long, env = "MAX_API_WRITES", default_value_t = 26)]
+    max_api_writes: u16,
+    /// No longer used (every pool due in a slot is polled at once); kept so
+    /// that old manifests still start.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", hide = true)]
+    concurrency: Option<u16>,
     /// Longest time between two status writes of an unchanged WorkerPool.
     #[arg(long, env = "STATUS_RESYNC_SECONDS", default_value_t = 30)]
     status_resync_seconds: u64,
@@ -316,7 +321,7 @@ fn run(args: RunArgs) -> Result<(), String> {
             namespace: args.namespace.clone(),
             metrics_addr: args.metrics_addr,
             leader_election,
-            concurrency: args.concurrency.max(1),
+            max_api_writes: args.max_api_writes.max(1),
             settings: workerpool_operator::controller::Settings {
                 status_resync: std::time::Duration::from_secs(args.status_resync_seconds.max(1)),
                 secret_refresh: std::time::Duration::from_secs(args.secret_refresh_seconds.max(1)),

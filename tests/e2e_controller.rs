@@ -590,7 +590,7 @@ async fn watching_one_namespace_leaves_pools_elsewhere_alone() {
         namespace: Some("shop".into()),
         metrics_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         leader_election: None,
-        concurrency: 16,
+        max_api_writes: 16,
         settings: Default::default(),
         instance: Some("test".into()),
         endpoints: workerpool_operator::sources::policy::EndpointPolicy::open(),

@@ -19,7 +19,7 @@ struct ChildArgs {
     #[arg(long)]
     metrics_addr: SocketAddr,
     #[arg(long, default_value_t = 512)]
-    concurrency: u16,
+    max_api_writes: u16,
 }
 
 /// `scale_bench __operator ...`: exactly what `workerpool-operator run`
@@ -43,7 +43,7 @@ pub fn child_main(argv: &[String]) -> anyhow::Result<()> {
             namespace: None,
             metrics_addr: args.metrics_addr,
             leader_election: None,
-            concurrency: args.concurrency.max(1),
+            max_api_writes: args.max_api_writes.max(1),
             settings: workerpool_operator::controller::Settings {
                 status_resync: Duration::from_secs(30),
                 ..Default::default()
@@ -69,7 +69,7 @@ impl OperatorProcess {
     pub fn spawn(
         bin: Option<&Path>,
         kubeconfig: &Path,
-        concurrency: u16,
+        max_api_writes: u16,
         rust_log: &str,
         log: &Path,
     ) -> anyhow::Result<OperatorProcess> {
@@ -93,8 +93,8 @@ impl OperatorProcess {
             .arg(kubeconfig)
             .arg("--metrics-addr")
             .arg(addr.to_string())
-            .arg("--concurrency")
-            .arg(concurrency.to_string())
+            .arg("--max-api-writes")
+            .arg(max_api_writes.to_string())
             .env("RUST_LOG", rust_log)
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())

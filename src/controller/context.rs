@@ -166,17 +166,28 @@ impl Context {
     }
 
     /// The entry of `pool`, made on first sight; the watch's latest object
-    /// replaces the one it held.
-    pub fn observe(&self, pool: Arc<WorkerPool>) -> Arc<PoolEntry> {
+    /// replaces the one it held. True when the pool is new or its spec,
+    /// annotations or identity changed (what a poll must see at once).
+    pub fn observe(&self, pool: Arc<WorkerPool>) -> (Arc<PoolEntry>, bool) {
         let key = ObjectRef::from_obj(&*pool);
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = pools.get(&key) {
-            *entry.pool.lock().unwrap_or_else(|p| p.into_inner()) = pool;
-            return entry.clone();
+            let mut held = entry.pool.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = held.metadata.generation != pool.metadata.generation
+                || held.metadata.uid != pool.metadata.uid
+                || held.metadata.annotations != pool.metadata.annotations;
+            *held = pool;
+            return (entry.clone(), changed);
         }
         let entry = Arc::new(PoolEntry::new(pool));
         pools.insert(key, entry.clone());
-        entry
+        (entry, true)
+    }
+
+    /// The entry of a known pool.
+    pub fn entry(&self, key: &ObjectRef<WorkerPool>) -> Option<Arc<PoolEntry>> {
+        let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools.get(key).cloned()
     }
 
     /// Forgets a deleted pool at once (its queued poll is dropped).

@@ -22,10 +22,10 @@ use kube::Client;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
-/// Most API writes in flight at once, Events and the controller's own
-/// writes together: with the four watches and the lease this keeps the
-/// operator within 32 connections to the API server (each request in
-/// flight holds one HTTP/1.1 connection).
+/// The default of the most API writes in flight at once, Events and the
+/// controller's own writes together: with the four watches and the lease
+/// this keeps the operator within 32 connections to the API server (each
+/// request in flight holds one HTTP/1.1 connection).
 pub const WRITES_IN_FLIGHT: usize = 26;
 
 /// Sends Events as `reportingController` / `reportingInstance`.
@@ -39,12 +39,13 @@ pub struct EventSender {
 }
 
 impl EventSender {
-    pub fn new(client: Client, controller: &str, instance: &str) -> Self {
+    /// Events share `writes_in_flight` permits with the controller's writes.
+    pub fn new(client: Client, controller: &str, instance: &str, writes_in_flight: usize) -> Self {
         EventSender {
             client,
             controller: controller.to_string(),
             instance: instance.to_string(),
-            permits: Arc::new(Semaphore::new(WRITES_IN_FLIGHT)),
+            permits: Arc::new(Semaphore::new(writes_in_flight)),
             sequence: Arc::new(AtomicU64::new(0)),
         }
     }

@@ -1,27 +1,29 @@
-//! Wiring the kube-rs Controller: the WorkerPool watch (filtered to spec and
-//! annotation changes, so our own status writes do not wake pools), and the
-//! Deployment/StatefulSet watches that both fill the caches and wake the
-//! pools naming a changed target, and the HPA watch that feeds the HPA index.
-//! The Controller only hands changes to the poll engine (`engine.rs`),
-//! which owns every pool's clock; the status writer (`status_writer.rs`)
-//! runs beside them.
+//! The watches and what they feed: the WorkerPool watch keeps each pool's
+//! entry (the one copy of the object the operator holds) and hands spec
+//! and annotation changes to the poll engine (`engine.rs`), which owns
+//! every pool's clock; the Deployment/StatefulSet watches fill trimmed
+//! caches and wake the pools naming a target whose replicas changed; the
+//! HPA watch feeds the HPA index. The status writer (`status_writer.rs`)
+//! runs beside them. No kube-rs Controller: its scheduler would only
+//! repeat what the engine does, and its store would be a second copy of
+//! every pool.
 
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
-use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
-use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{predicates, watcher, WatchStreamExt};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::context::Context;
-use super::error::{Error, Result};
 use super::targets::TargetKey;
 use crate::api::WorkerPool;
 
@@ -75,8 +77,22 @@ trait Workload:
     + 'static
 {
     fn replicas(&self) -> Option<i32>;
-    /// Drops the pod template: most of the object, and never read.
+    /// Keeps only what the operator reads (identity, resourceVersion,
+    /// replicas, selector): the pod template, status, labels and
+    /// annotations (a `last-applied-configuration` is the whole manifest
+    /// again) would be most of the cache and are never read.
     fn trim(&mut self);
+}
+
+/// The metadata the operator reads of a target.
+fn trimmed_meta(meta: &mut ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        ..Default::default()
+    }
 }
 
 impl Workload for Deployment {
@@ -84,9 +100,16 @@ impl Workload for Deployment {
         self.spec.as_ref().and_then(|s| s.replicas)
     }
     fn trim(&mut self) {
-        if let Some(s) = self.spec.as_mut() {
-            s.template = Default::default();
-        }
+        let spec = self.spec.take().map(|s| DeploymentSpec {
+            replicas: s.replicas,
+            selector: s.selector,
+            ..Default::default()
+        });
+        *self = Deployment {
+            metadata: trimmed_meta(&mut self.metadata),
+            spec,
+            status: None,
+        };
     }
 }
 
@@ -95,9 +118,16 @@ impl Workload for StatefulSet {
         self.spec.as_ref().and_then(|s| s.replicas)
     }
     fn trim(&mut self) {
-        if let Some(s) = self.spec.as_mut() {
-            s.template = Default::default();
-        }
+        let spec = self.spec.take().map(|s| StatefulSetSpec {
+            replicas: s.replicas,
+            selector: s.selector,
+            ..Default::default()
+        });
+        *self = StatefulSet {
+            metadata: trimmed_meta(&mut self.metadata),
+            spec,
+            status: None,
+        };
     }
 }
 
@@ -116,10 +146,7 @@ fn workload_watch<K: Workload>(client: &Client, scope: &Scope) -> (Store<K>, Box
     let (store, writer) = reflector::store();
     let stream = watcher(scope.api::<K>(client), config())
         .default_backoff()
-        .modify(|o: &mut K| {
-            o.managed_fields_mut().clear();
-            o.trim();
-        })
+        .modify(K::trim)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(replicas_hash::<K>, Default::default());
@@ -145,138 +172,115 @@ impl Caches {
     }
 }
 
-fn wake(
-    ctx: &Arc<Context>,
-    namespace: Option<String>,
-    kind: &str,
-    name: String,
-) -> Vec<ObjectRef<WorkerPool>> {
+/// A target's replicas changed (or it appeared): the pools naming it are
+/// polled in the next slot, where each checks whether it moved away from
+/// what the pool expects.
+fn wake(ctx: &Context, namespace: Option<String>, kind: &str, name: String) {
     let key = TargetKey {
         namespace: namespace.unwrap_or_default(),
         group: "apps".to_string(),
         kind: kind.to_string(),
         name,
     };
-    ctx.targets.pools_for(&key)
-}
-
-/// Forgets pools that were deleted (the Controller never reconciles those).
-async fn forget_deleted_pools(ctx: Arc<Context>, pools: Store<WorkerPool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
-    loop {
-        tick.tick().await;
-        ctx.retain_pools(|k| pools.get(k).is_some());
+    for pool in ctx.targets.pools_for(&key) {
+        if let Some(entry) = ctx.entry(&pool) {
+            ctx.engine.schedule(&entry, Instant::now());
+        }
     }
 }
 
-/// The Controller's reconcile: a changed pool (or its target) is handed
-/// to the poll engine, which polls it in the next slot. Never waits for
-/// the poll: the Controller keeps no timer of its own.
-async fn hand_to_engine(pool: Arc<WorkerPool>, ctx: Arc<Context>) -> Result<Action> {
-    if pool.namespace().is_none() {
-        return Err(Error::NoNamespace);
+/// What the pool watch needs between events: the pools seen during a
+/// re-list, to forget those deleted while the watch was down.
+#[derive(Default)]
+struct PoolWatch {
+    relisting: Option<HashSet<ObjectRef<WorkerPool>>>,
+}
+
+impl PoolWatch {
+    /// Keeps the target index, the pool entries and the engine in step
+    /// with the pool watch. Every pool's claim on its target is recorded
+    /// before any pool polls; a pool whose spec, annotations or identity
+    /// changed is polled in the next slot (its own status writes, which
+    /// change nothing of those, do not wake it); a deleted pool stops.
+    fn on_event(&mut self, ctx: &Context, event: watcher::Event<WorkerPool>) {
+        ctx.targets.observe(&event);
+        match event {
+            watcher::Event::Apply(pool) => self.applied(ctx, pool),
+            watcher::Event::InitApply(pool) => {
+                if let Some(seen) = self.relisting.as_mut() {
+                    seen.insert(ObjectRef::from_obj(&pool));
+                }
+                self.applied(ctx, pool);
+            }
+            watcher::Event::Delete(pool) => ctx.forget(&ObjectRef::from_obj(&pool)),
+            watcher::Event::Init => self.relisting = Some(HashSet::new()),
+            watcher::Event::InitDone => {
+                if let Some(seen) = self.relisting.take() {
+                    ctx.retain_pools(|k| seen.contains(k));
+                }
+            }
+        }
     }
-    let entry = ctx.observe(pool);
-    ctx.engine.schedule(&entry, std::time::Instant::now());
-    Ok(Action::await_change())
-}
 
-/// Only a pool without a namespace fails to be handed over; the CRD never
-/// allows one, so it is not retried.
-fn never_retry(_: Arc<WorkerPool>, _: &Error, _: Arc<Context>) -> Action {
-    Action::await_change()
-}
-
-/// Keeps the pool index and the engine in step with the pool watch: every
-/// pool's claim on its target is known before any pool polls, and a
-/// deleted pool stops at once.
-fn observe_pool_event(ctx: &Context, event: &watcher::Event<WorkerPool>) {
-    ctx.targets.observe(event);
-    if let watcher::Event::Delete(pool) = event {
-        ctx.forget(&ObjectRef::from_obj(pool));
+    fn applied(&mut self, ctx: &Context, mut pool: WorkerPool) {
+        if pool.namespace().is_none() {
+            return; // the CRD is namespaced; never polled
+        }
+        // managedFields are a third of a pool's size and never read.
+        pool.managed_fields_mut().clear();
+        let (entry, changed) = ctx.observe(Arc::new(pool));
+        if changed {
+            ctx.engine.schedule(&entry, Instant::now());
+        }
     }
 }
 
-/// The WorkerPool watch: only spec (generation), annotation and identity
-/// changes wake a pool, so the operator's own status writes do not.
-fn pool_watch(
-    client: &Client,
-    scope: &Scope,
-    ctx: Arc<Context>,
-) -> (
-    Store<WorkerPool>,
-    impl Stream<Item = Result<WorkerPool, watcher::Error>>,
-) {
-    let (store, writer) = reflector::store::<WorkerPool>();
-    let stream = watcher(scope.api::<WorkerPool>(client), watcher::Config::default())
-        .default_backoff()
-        // managedFields are a third of a pool's size in the cache and never read.
-        .modify(|p: &mut WorkerPool| p.managed_fields_mut().clear())
-        .reflect(writer)
-        .inspect_ok(move |event| observe_pool_event(&ctx, event))
-        .applied_objects()
-        .predicate_filter(
-            |p: &WorkerPool| {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                predicates::generation(p).hash(&mut h);
-                predicates::annotations(p).hash(&mut h);
-                p.uid().hash(&mut h);
-                Some(h.finish())
-            },
-            Default::default(),
-        );
-    (store, stream)
-}
-
-/// Runs the controller until `shutdown` resolves. Returns when drained.
+/// Runs the watches, the poll engine and the status writer until
+/// `shutdown` resolves.
 pub async fn run(
     client: Client,
     scope: Scope,
     mut caches: Caches,
     ctx: Arc<Context>,
-    concurrency: u16,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let Some(streams) = caches.streams.take() else {
         return;
     };
-    let (pool_store, pools) = pool_watch(&client, &scope, ctx.clone());
-    // The HPA watch and the clean-up of deleted pools live exactly as long
-    // as the controller: a stopped operator keeps no watch open.
-    let hpa_ctx = ctx.clone();
-    let hpas = streams.hpas.for_each(move |event| {
-        if let Ok(event) = event {
-            hpa_ctx.hpas.apply(&event);
+    let mut pool_watch = PoolWatch::default();
+    let pools = watcher(scope.api::<WorkerPool>(&client), watcher::Config::default())
+        .default_backoff()
+        .for_each(|event| {
+            match event {
+                Ok(event) => pool_watch.on_event(&ctx, event),
+                Err(e) => warn!(error = %e, "WorkerPool watch"),
+            }
+            async {}
+        });
+    let deployments = streams.deployments.for_each(|d| {
+        if let Ok(d) = d {
+            wake(&ctx, d.namespace(), "Deployment", d.name_any());
         }
         async {}
     });
-    let gc = forget_deleted_pools(ctx.clone(), pool_store.clone());
+    let statefulsets = streams.statefulsets.for_each(|s| {
+        if let Ok(s) = s {
+            wake(&ctx, s.namespace(), "StatefulSet", s.name_any());
+        }
+        async {}
+    });
+    let hpas = streams.hpas.for_each(|event| {
+        if let Ok(event) = event {
+            ctx.hpas.apply(&event);
+        }
+        async {}
+    });
+    let watches = futures::future::join4(pools, deployments, statefulsets, hpas);
     let engine = super::engine::run(ctx.clone());
     let status_writer = super::status_writer::run(ctx.clone());
-
-    let (c1, c2) = (ctx.clone(), ctx.clone());
-    let controller = Controller::for_stream(pools, pool_store)
-        .with_config(controller::Config::default().concurrency(concurrency))
-        .watches_stream(streams.deployments, move |d: Deployment| {
-            wake(&c1, d.namespace(), "Deployment", d.name_any())
-        })
-        .watches_stream(streams.statefulsets, move |s: StatefulSet| {
-            wake(&c2, s.namespace(), "StatefulSet", s.name_any())
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(hand_to_engine, never_retry, ctx)
-        .for_each(|res| async move {
-            match res {
-                Ok((obj, _)) => tracing::trace!(workerpool = %obj.name, "reconciled"),
-                Err(controller::Error::ReconcilerFailed(e, obj)) => {
-                    warn!(workerpool = %obj.name, error = %e, reason = e.metric_label(), "reconcile failed")
-                }
-                Err(e) => warn!(error = %e, "controller"),
-            }
-        });
     tokio::select! {
-        _ = controller => {}
-        _ = futures::future::join4(hpas, gc, engine, status_writer) => {}
+        _ = shutdown => {}
+        _ = futures::future::join3(watches, engine, status_writer) => {}
     }
     info!("controller stopped");
 }

@@ -31,7 +31,8 @@ pub struct RunConfig {
     /// None = no leader election (this instance always leads).
     pub leader_election: Option<LeaseConfig>,
     /// Most pools reconciled at once.
-    pub concurrency: u16,
+    /// Most API writes in flight at once.
+    pub max_api_writes: u16,
     pub settings: Settings,
     /// Reporting instance for Events (the pod name).
     pub instance: Option<String>,
@@ -71,6 +72,7 @@ fn context(
             "workerpool-operator",
             // events.k8s.io/v1 requires a reporting instance.
             cfg.instance.as_deref().unwrap_or("workerpool-operator"),
+            usize::from(cfg.max_api_writes),
         ),
         metrics.clone(),
         Sources::with_policy(cfg.endpoints.clone()),
@@ -183,7 +185,6 @@ impl Operator {
             scope,
             caches,
             ctx.clone(),
-            cfg.concurrency,
             stopped(stop_rx),
         )));
         Ok(Operator {
