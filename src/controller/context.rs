@@ -67,6 +67,8 @@ pub struct PoolState {
     pub refresh_secrets: bool,
     /// Consecutive failed polls, for backoff.
     pub errors: u32,
+    /// The pool's metric handles, kept between polls.
+    pub gauges: Option<super::pool_metrics::PoolGauges>,
 }
 
 /// One pool as the poll engine knows it: the latest object the watch

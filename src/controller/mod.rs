@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod hpas;
 pub mod pods;
+pub mod pool_metrics;
 pub mod prepare;
 pub mod rbac;
 pub mod reconcile;

@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 use super::context::{Context, PoolEntry, PoolState};
 use super::engine::{backoff, on_slot};
 use super::error::{Error, Result};
+use super::pool_metrics::PoolGauges;
 use super::prepare::{prepare, read_secrets, referenced_secrets, PrepareError};
 use super::restore::restore_history;
 use super::spare_busy::ScaleInContext;
@@ -21,8 +22,8 @@ use super::status::{self, PollReport, Writes};
 use super::target::{self, TargetState};
 use super::targets::TargetKey;
 use crate::api::{WorkerPool, WorkerPoolStatus, PAUSE_ANNOTATION};
-use crate::decision::{decide, decide_with_busy, Busy, Decision, History, Reading, ScaleEventKind};
-use crate::runtime::metrics::{ErrorLabels, PoolLabels, ScaleLabels, TriggerLabels};
+use crate::decision::{decide, decide_with_busy, Busy, Decision, Reading, ScaleEventKind};
+use crate::runtime::metrics::{ErrorLabels, ScaleLabels};
 use crate::sources::SourceError;
 use crate::text::truncate;
 
@@ -94,7 +95,6 @@ struct Polled {
     /// The target's replicas after the poll.
     current: i32,
     applied: bool,
-    history: History,
     now_ms: i64,
 }
 
@@ -321,7 +321,7 @@ impl Poll<'_> {
             }
         }
         history.commit(&policy, &decision, now_ms, applied);
-        st.history = Some(history.clone());
+        st.history = Some(history);
         self.ctx.metrics.polls.inc();
         Ok(Polled {
             current: if applied { decision.desired } else { current },
@@ -329,7 +329,6 @@ impl Poll<'_> {
             results,
             warnings,
             applied,
-            history,
             now_ms,
         })
     }
@@ -408,7 +407,7 @@ impl Poll<'_> {
         self.trigger_events(st, p);
         self.busy_events(st, &p.decision);
         st.last_warning = None;
-        self.record_metrics(p, writes);
+        self.record_metrics(st, p, writes);
         st.expected_replicas = Some(p.current);
         let mut status = status::decided(&PollReport {
             pool: self.pool,
@@ -418,14 +417,12 @@ impl Poll<'_> {
             current: p.current,
             applied: p.applied,
             writes,
-            history: p.history.clone(),
             now_ms: p.now_ms,
         });
         if let Some(prepared) = st.prepared.as_ref() {
             let windows = &prepared.policy.schedules;
             status.active_schedules = p.decision.bounds.open.clone();
             status.next_openings = crate::api::next_openings(windows, p.now_ms);
-            self.record_schedule_metrics(&p.decision, windows);
         }
         self.maybe_write_status(st, status);
     }
@@ -545,7 +542,7 @@ impl Poll<'_> {
     /// Hands the status to the status writer when something a person
     /// cares about changed, the resync period passed, or the last write
     /// failed.
-    fn maybe_write_status(&self, st: &mut PoolState, status: WorkerPoolStatus) {
+    fn maybe_write_status(&self, st: &mut PoolState, mut status: WorkerPoolStatus) {
         if !self.ctx.is_leader() {
             return;
         }
@@ -561,55 +558,33 @@ impl Poll<'_> {
         if st.last_status_signature.as_deref() == Some(sig.as_str()) && !due {
             return;
         }
+        // The history is the largest part of a status, and not part of its
+        // signature: copied only for a status that is written.
+        if let Some(history) = &st.history {
+            status.history = Some(history.clone());
+        }
         self.ctx.status_writer.submit(self.entry, status);
         st.last_status_signature = Some(sig);
         st.last_status_write = Some(Instant::now());
     }
 
-    fn record_metrics(&self, p: &Polled, writes: Writes) {
-        let m = &self.ctx.metrics;
-        let pool = PoolLabels {
-            namespace: self.ns.into(),
-            workerpool: self.name.clone(),
-        };
-        let desired = i64::from(p.decision.desired);
-        if writes == Writes::Shadow {
-            m.shadow_desired_replicas.get_or_create(&pool).set(desired);
-            m.desired_replicas.remove(&pool);
-        } else {
-            m.desired_replicas.get_or_create(&pool).set(desired);
-            m.shadow_desired_replicas.remove(&pool);
+    /// The pool's gauges, from handles kept between polls.
+    fn record_metrics(&self, st: &mut PoolState, p: &Polled, writes: Writes) {
+        let shadow = writes == Writes::Shadow;
+        let windows = st
+            .prepared
+            .as_ref()
+            .map_or(&[][..], |pr| &pr.policy.schedules[..]);
+        let fits = (st.gauges.as_ref()).is_some_and(|g| g.fits(shadow, &p.decision, windows));
+        if !fits {
+            let names: Vec<String> = p.decision.triggers.iter().map(|t| t.name.clone()).collect();
+            let m = &self.ctx.metrics;
+            st.gauges = Some(PoolGauges::new(
+                m, self.ns, &self.name, shadow, &names, windows,
+            ));
         }
-        m.current_replicas
-            .get_or_create(&pool)
-            .set(i64::from(p.current));
-        for t in &p.decision.triggers {
-            if let Some(v) = t.value {
-                let labels = TriggerLabels {
-                    namespace: self.ns.into(),
-                    workerpool: self.name.clone(),
-                    trigger: t.name.clone(),
-                };
-                m.trigger_value.get_or_create(&labels).set(v);
-                m.record_drain(&labels, t.drain.as_ref());
-            }
-        }
-    }
-
-    /// `workerpool_schedule_active`: 1 per open window, 0 per closed one.
-    fn record_schedule_metrics(&self, d: &Decision, windows: &[crate::decision::Window]) {
-        for w in windows {
-            let labels = crate::runtime::metrics::ScheduleLabels {
-                namespace: self.ns.into(),
-                workerpool: self.name.clone(),
-                schedule: w.name.clone(),
-            };
-            let open = d.bounds.open.contains(&w.name);
-            self.ctx
-                .metrics
-                .schedule_active
-                .get_or_create(&labels)
-                .set(i64::from(open));
+        if let Some(g) = st.gauges.as_mut() {
+            g.record(&self.ctx.metrics, &p.decision, p.current);
         }
     }
 

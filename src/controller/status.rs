@@ -9,7 +9,7 @@ use kube::api::{Api, Patch, PatchParams};
 
 use crate::api::condition::{ACTIVE, METRICS_AVAILABLE, PAUSED, READY, SCALING_LIMITED};
 use crate::api::{TriggerStatus, WorkerPool, WorkerPoolStatus};
-use crate::decision::{Busy, Decision, History, Limit, TriggerOutcome};
+use crate::decision::{Busy, Decision, Limit, TriggerOutcome};
 use crate::sources::SourceError;
 use crate::text::truncate;
 
@@ -175,13 +175,13 @@ pub struct PollReport<'a> {
     pub current: i32,
     pub applied: bool,
     pub writes: Writes,
-    pub history: History,
     pub now_ms: i64,
 }
 
 /// The status after a poll that read and decided.
 pub fn decided(r: &PollReport<'_>) -> WorkerPoolStatus {
-    let prev = r.pool.status.clone().unwrap_or_default();
+    let none = WorkerPoolStatus::default();
+    let prev = r.pool.status.as_ref().unwrap_or(&none);
     let generation = r.pool.metadata.generation;
     let d = r.decision;
     let conds = [
@@ -203,13 +203,14 @@ pub fn decided(r: &PollReport<'_>) -> WorkerPoolStatus {
         last_scale_time: if r.applied {
             time_ms(r.now_ms)
         } else {
-            prev.last_scale_time
+            prev.last_scale_time.clone()
         },
         last_active_time: d.last_active().and_then(time_ms),
         triggers: trigger_statuses(r, &prev.triggers),
         last_decision: Some(truncate(&explanation, 2048)),
         conditions: conditions(&conds, &prev.conditions, generation, Timestamp::now()),
-        history: Some(r.history.clone()),
+        // Added by the poll when the status is written (see `Poll::maybe_write_status`).
+        history: None,
         busy_pods: match d.busy {
             Busy::Pods(n) => Some(n),
             _ => None,
@@ -398,7 +399,7 @@ pub fn limit_reason(l: &Limit) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::{decide, Policy, Reading, Rules, TriggerPolicy};
+    use crate::decision::{decide, History, Policy, Reading, Rules, TriggerPolicy};
 
     fn policy(min: i32) -> Policy {
         Policy {
