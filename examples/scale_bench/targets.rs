@@ -91,10 +91,13 @@ fn tier_rows(f: &Figures) -> Vec<Row> {
     ];
     if !large {
         let per_s = f.round_trips_per_s;
+        // One pipeline per 100 ms slot is 10/s; the operator's counter is
+        // sampled every 200 ms, so a window's edges can add or drop one
+        // pipeline (10.05/s over 40 s): allow that 1 %, no more.
         rows.push(at_most(
             "redis round trips per endpoint (operator's count)",
             per_s,
-            10.0,
+            10.1,
             "/s",
         ));
         let status = Some(f.status_beyond_changes_per_s);

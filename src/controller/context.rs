@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::Client;
 
 use super::hpas::HpaIndex;
 use super::prepare::Prepared;
 use super::secrets::SecretCache;
+use super::target_cache::TargetCache;
 use super::targets::TargetIndex;
 use crate::api::WorkerPool;
 use crate::decision::History;
@@ -109,8 +109,8 @@ pub struct Context {
     pub events: super::events::EventSender,
     pub metrics: Arc<Metrics>,
     pub sources: Sources,
-    pub deployments: Store<Deployment>,
-    pub statefulsets: Store<StatefulSet>,
+    pub deployments: TargetCache,
+    pub statefulsets: TargetCache,
     pub hpas: HpaIndex,
     pub secrets: SecretCache,
     pub targets: TargetIndex,
@@ -132,8 +132,8 @@ impl Context {
         events: super::events::EventSender,
         metrics: Arc<Metrics>,
         sources: Sources,
-        deployments: Store<Deployment>,
-        statefulsets: Store<StatefulSet>,
+        deployments: TargetCache,
+        statefulsets: TargetCache,
         leader: Arc<AtomicBool>,
         settings: Settings,
     ) -> Self {

@@ -18,6 +18,7 @@ pub mod spare_busy;
 pub mod status;
 pub mod status_writer;
 pub mod target;
+pub mod target_cache;
 pub mod targets;
 
 pub use context::{Context, Settings};

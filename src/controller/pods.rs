@@ -13,12 +13,10 @@
 //! among busy ones, those doing the least. Only pods whose cost changes are
 //! patched (JSON merge patch of the one annotation).
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::Selector;
-use kube::runtime::reflector::ObjectRef;
 use kube::Client;
 
 use super::context::Context;
@@ -81,18 +79,12 @@ async fn selector(
     };
     match (cached_kind(r), resolved) {
         (Some(CachedKind::Deployment), _) => {
-            let key = ObjectRef::<Deployment>::new(&r.name).within(namespace);
-            let d = ctx.deployments.get(&key);
-            of(d.as_ref()
-                .and_then(|d| d.spec.as_ref())
-                .map(|s| &s.selector))
+            let d = ctx.deployments.get(namespace, &r.name);
+            of(d.as_ref().and_then(|d| d.selector.as_ref()))
         }
         (Some(CachedKind::StatefulSet), _) => {
-            let key = ObjectRef::<StatefulSet>::new(&r.name).within(namespace);
-            let s = ctx.statefulsets.get(&key);
-            of(s.as_ref()
-                .and_then(|s| s.spec.as_ref())
-                .map(|s| &s.selector))
+            let s = ctx.statefulsets.get(namespace, &r.name);
+            of(s.as_ref().and_then(|s| s.selector.as_ref()))
         }
         (None, Some(ar)) => {
             let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, ar);

@@ -9,21 +9,21 @@
 //! every pool.
 
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::context::Context;
+use super::target_cache::{Name, Snapshot, TargetCache};
 use super::targets::TargetKey;
 use crate::api::WorkerPool;
 
@@ -48,17 +48,18 @@ impl Scope {
 
 /// The caches the controller reads instead of GETs, and their watch streams.
 pub struct Caches {
-    pub deployments: Store<Deployment>,
-    pub statefulsets: Store<StatefulSet>,
+    pub deployments: TargetCache,
+    pub statefulsets: TargetCache,
     streams: Option<CacheStreams>,
 }
 
-type Boxed<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+type Boxed<K> =
+    std::pin::Pin<Box<dyn Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send>>;
 
 struct CacheStreams {
     deployments: Boxed<Deployment>,
     statefulsets: Boxed<StatefulSet>,
-    hpas: Boxed<watcher::Event<HorizontalPodAutoscaler>>,
+    hpas: Boxed<HorizontalPodAutoscaler>,
 }
 
 /// A watcher config that does not fetch what the operator never reads.
@@ -66,7 +67,7 @@ fn config() -> watcher::Config {
     watcher::Config::default().any_semantic()
 }
 
-/// A workload kind the operator caches: what it keeps of one, and its replicas.
+/// A workload kind the operator can scale from its cache.
 trait Workload:
     Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
     + Clone
@@ -76,96 +77,75 @@ trait Workload:
     + Sync
     + 'static
 {
-    fn replicas(&self) -> Option<i32>;
-    /// Keeps only what the operator reads (identity, resourceVersion,
-    /// replicas, selector): the pod template, status, labels and
-    /// annotations (a `last-applied-configuration` is the whole manifest
-    /// again) would be most of the cache and are never read.
-    fn trim(&mut self);
+    const KIND: &'static str;
+    /// What the operator keeps of it.
+    fn snapshot(self) -> (Name, Snapshot);
 }
 
-/// The metadata the operator reads of a target.
-fn trimmed_meta(meta: &mut ObjectMeta) -> ObjectMeta {
-    ObjectMeta {
-        name: meta.name.take(),
-        namespace: meta.namespace.take(),
-        uid: meta.uid.take(),
-        resource_version: meta.resource_version.take(),
-        ..Default::default()
-    }
+fn name_of(meta: &mut ObjectMeta) -> Name {
+    (
+        meta.namespace.take().unwrap_or_default(),
+        meta.name.take().unwrap_or_default(),
+    )
 }
 
 impl Workload for Deployment {
-    fn replicas(&self) -> Option<i32> {
-        self.spec.as_ref().and_then(|s| s.replicas)
-    }
-    fn trim(&mut self) {
-        let spec = self.spec.take().map(|s| DeploymentSpec {
-            replicas: s.replicas,
-            selector: s.selector,
-            ..Default::default()
-        });
-        *self = Deployment {
-            metadata: trimmed_meta(&mut self.metadata),
-            spec,
-            status: None,
-        };
+    const KIND: &'static str = "Deployment";
+    fn snapshot(mut self) -> (Name, Snapshot) {
+        let spec = self.spec.take();
+        let (replicas, selector) = spec.map_or((None, None), |s| (s.replicas, Some(s.selector)));
+        let snap = Snapshot::new(replicas, &mut self.metadata, selector);
+        (name_of(&mut self.metadata), snap)
     }
 }
 
 impl Workload for StatefulSet {
-    fn replicas(&self) -> Option<i32> {
-        self.spec.as_ref().and_then(|s| s.replicas)
-    }
-    fn trim(&mut self) {
-        let spec = self.spec.take().map(|s| StatefulSetSpec {
-            replicas: s.replicas,
-            selector: s.selector,
-            ..Default::default()
-        });
-        *self = StatefulSet {
-            metadata: trimmed_meta(&mut self.metadata),
-            spec,
-            status: None,
-        };
+    const KIND: &'static str = "StatefulSet";
+    fn snapshot(mut self) -> (Name, Snapshot) {
+        let spec = self.spec.take();
+        let (replicas, selector) = spec.map_or((None, None), |s| (s.replicas, Some(s.selector)));
+        let snap = Snapshot::new(replicas, &mut self.metadata, selector);
+        (name_of(&mut self.metadata), snap)
     }
 }
 
-/// Hash of what makes a target change interesting: its identity and its
-/// replica count (status churn of a rolling Deployment is not).
-fn replicas_hash<K: Workload>(obj: &K) -> Option<u64> {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    obj.meta().uid.hash(&mut h);
-    obj.replicas().hash(&mut h);
-    Some(h.finish())
-}
-
-/// One watch that both fills the cache of `K` and yields the objects whose
-/// replica count changed (to wake the pools naming them).
-fn workload_watch<K: Workload>(client: &Client, scope: &Scope) -> (Store<K>, Boxed<K>) {
-    let (store, writer) = reflector::store();
-    let stream = watcher(scope.api::<K>(client), config())
+fn workload_watch<K: Workload>(client: &Client, scope: &Scope) -> Boxed<K> {
+    watcher(scope.api::<K>(client), config())
         .default_backoff()
-        .modify(K::trim)
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(replicas_hash::<K>, Default::default());
-    (store, stream.boxed())
+        .boxed()
+}
+
+/// Keeps `cache` in step with its watch; a workload whose replicas (or
+/// identity) changed wakes the pools naming it.
+fn on_workload_event<K: Workload>(ctx: &Context, cache: &TargetCache, event: watcher::Event<K>) {
+    match event {
+        watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+            let (name, snap) = o.snapshot();
+            if cache.apply(name.clone(), snap) {
+                wake(ctx, name.0, K::KIND, name.1);
+            }
+        }
+        watcher::Event::Delete(o) => {
+            let (name, _) = o.snapshot();
+            cache.delete(&name);
+            wake(ctx, name.0, K::KIND, name.1);
+        }
+        watcher::Event::Init => cache.relist_started(),
+        watcher::Event::InitDone => cache.relist_done(),
+    }
 }
 
 impl Caches {
     pub fn new(client: &Client, scope: &Scope) -> Self {
-        let (deployments, d) = workload_watch::<Deployment>(client, scope);
-        let (statefulsets, s) = workload_watch::<StatefulSet>(client, scope);
         let hpas = watcher(scope.api::<HorizontalPodAutoscaler>(client), config())
             .default_backoff()
             .boxed();
         Caches {
-            deployments,
-            statefulsets,
+            deployments: TargetCache::default(),
+            statefulsets: TargetCache::default(),
             streams: Some(CacheStreams {
-                deployments: d,
-                statefulsets: s,
+                deployments: workload_watch::<Deployment>(client, scope),
+                statefulsets: workload_watch::<StatefulSet>(client, scope),
                 hpas,
             }),
         }
@@ -175,9 +155,9 @@ impl Caches {
 /// A target's replicas changed (or it appeared): the pools naming it are
 /// polled in the next slot, where each checks whether it moved away from
 /// what the pool expects.
-fn wake(ctx: &Context, namespace: Option<String>, kind: &str, name: String) {
+fn wake(ctx: &Context, namespace: String, kind: &str, name: String) {
     let key = TargetKey {
-        namespace: namespace.unwrap_or_default(),
+        namespace,
         group: "apps".to_string(),
         kind: kind.to_string(),
         name,
@@ -226,12 +206,24 @@ impl PoolWatch {
         if pool.namespace().is_none() {
             return; // the CRD is namespaced; never polled
         }
-        // managedFields are a third of a pool's size and never read.
-        pool.managed_fields_mut().clear();
+        trim_pool(&mut pool.metadata);
         let (entry, changed) = ctx.observe(Arc::new(pool));
         if changed {
             ctx.engine.schedule(&entry, Instant::now());
         }
+    }
+}
+
+/// Drops the metadata a poll never reads: managedFields (a third of a
+/// pool's size), labels, owner references, and every annotation but the
+/// operator's own (a `last-applied-configuration` is the whole manifest
+/// again). The target index has seen the whole object already.
+fn trim_pool(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    meta.labels = None;
+    meta.owner_references = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.retain(|k, _| k.starts_with("workerpool.dev/"));
     }
 }
 
@@ -257,15 +249,15 @@ pub async fn run(
             }
             async {}
         });
-    let deployments = streams.deployments.for_each(|d| {
-        if let Ok(d) = d {
-            wake(&ctx, d.namespace(), "Deployment", d.name_any());
+    let deployments = streams.deployments.for_each(|event| {
+        if let Ok(event) = event {
+            on_workload_event(&ctx, &caches.deployments, event);
         }
         async {}
     });
-    let statefulsets = streams.statefulsets.for_each(|s| {
-        if let Ok(s) = s {
-            wake(&ctx, s.namespace(), "StatefulSet", s.name_any());
+    let statefulsets = streams.statefulsets.for_each(|event| {
+        if let Ok(event) = event {
+            on_workload_event(&ctx, &caches.statefulsets, event);
         }
         async {}
     });

@@ -2,11 +2,11 @@
 //! Deployments and StatefulSets, from `/scale` for anything else) and the one
 //! PATCH that scales it.
 
+use super::target_cache::TargetCache;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{pinned_kind, ApiResource};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Client;
 
 use crate::api::ScaleTargetRef;
@@ -46,34 +46,19 @@ pub fn cached_kind(r: &ScaleTargetRef) -> Option<CachedKind> {
 pub fn from_cache(
     r: &ScaleTargetRef,
     namespace: &str,
-    deployments: &Store<Deployment>,
-    statefulsets: &Store<StatefulSet>,
+    deployments: &TargetCache,
+    statefulsets: &TargetCache,
 ) -> Option<TargetState> {
-    let key_d = || ObjectRef::<Deployment>::new(&r.name).within(namespace);
-    let key_s = || ObjectRef::<StatefulSet>::new(&r.name).within(namespace);
-    Some(match cached_kind(r)? {
-        CachedKind::Deployment => match deployments.get(&key_d()) {
-            Some(d) => TargetState::Found {
-                replicas: d
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.replicas)
-                    .unwrap_or(DEFAULT_REPLICAS),
-                resource_version: d.metadata.resource_version.clone(),
-            },
-            None => TargetState::NotFound,
+    let cache = match cached_kind(r)? {
+        CachedKind::Deployment => deployments,
+        CachedKind::StatefulSet => statefulsets,
+    };
+    Some(match cache.get(namespace, &r.name) {
+        Some(s) => TargetState::Found {
+            replicas: s.replicas,
+            resource_version: s.resource_version,
         },
-        CachedKind::StatefulSet => match statefulsets.get(&key_s()) {
-            Some(s) => TargetState::Found {
-                replicas: s
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.replicas)
-                    .unwrap_or(DEFAULT_REPLICAS),
-                resource_version: s.metadata.resource_version.clone(),
-            },
-            None => TargetState::NotFound,
-        },
+        None => TargetState::NotFound,
     })
 }
 

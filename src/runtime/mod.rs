@@ -91,8 +91,8 @@ struct Readiness {
     metrics: Arc<Metrics>,
     ctx: Arc<Context>,
     stores: (
-        kube::runtime::reflector::Store<k8s_openapi::api::apps::v1::Deployment>,
-        kube::runtime::reflector::Store<k8s_openapi::api::apps::v1::StatefulSet>,
+        crate::controller::target_cache::TargetCache,
+        crate::controller::target_cache::TargetCache,
     ),
 }
 
@@ -116,8 +116,8 @@ impl Readiness {
     }
 
     async fn synced(&self) {
-        let _ = self.stores.0.wait_until_ready().await;
-        let _ = self.stores.1.wait_until_ready().await;
+        self.stores.0.wait_until_ready().await;
+        self.stores.1.wait_until_ready().await;
         let mut poll = tokio::time::interval(Duration::from_millis(50));
         while !self.ctx.hpas.synced() {
             poll.tick().await;

@@ -1,0 +1,153 @@
+//! What the operator keeps of each Deployment and StatefulSet: the few
+//! fields a poll reads, not the object.
+//!
+//! A `Deployment` value is a few KiB even with its pod template emptied
+//! (every optional field of the spec, status and metadata takes its room),
+//! and a cluster has far more workloads than pools. A snapshot is its
+//! replicas, its resourceVersion and its selector: about a tenth of that.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use tokio::sync::Notify;
+
+use super::target::DEFAULT_REPLICAS;
+
+/// One workload as a poll sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// `spec.replicas` (1 when unset, as the API server defaults it).
+    pub replicas: i32,
+    pub resource_version: Option<String>,
+    pub uid: Option<String>,
+    pub selector: Option<LabelSelector>,
+}
+
+/// (namespace, name) of a workload.
+pub type Name = (String, String);
+
+#[derive(Default)]
+struct Inner {
+    map: RwLock<HashMap<Name, Snapshot>>,
+    /// Names seen since the watch started (re-)listing.
+    relisting: std::sync::Mutex<Option<HashSet<Name>>>,
+    synced: AtomicBool,
+    ready: Notify,
+}
+
+/// The snapshots of one kind of workload, filled by its watch. Cheap to
+/// clone: clones share it.
+#[derive(Clone, Default)]
+pub struct TargetCache(Arc<Inner>);
+
+impl TargetCache {
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Snapshot> {
+        let map = self.0.map.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&(namespace.to_string(), name.to_string())).cloned()
+    }
+
+    /// Records a workload; true when its replicas or identity changed (or
+    /// it is new): what the pools naming it must look at.
+    pub fn apply(&self, name: Name, snapshot: Snapshot) -> bool {
+        if let Some(seen) = self.relisting().as_mut() {
+            seen.insert(name.clone());
+        }
+        let mut map = self.0.map.write().unwrap_or_else(|p| p.into_inner());
+        let old = map.insert(name, snapshot.clone());
+        old.is_none_or(|o| o.replicas != snapshot.replicas || o.uid != snapshot.uid)
+    }
+
+    pub fn delete(&self, name: &Name) {
+        let mut map = self.0.map.write().unwrap_or_else(|p| p.into_inner());
+        map.remove(name);
+    }
+
+    /// The watch starts a full list: what it does not list again is gone.
+    pub fn relist_started(&self) {
+        *self.relisting() = Some(HashSet::new());
+    }
+
+    /// The full list is in: forgets what it did not hold.
+    pub fn relist_done(&self) {
+        if let Some(seen) = self.relisting().take() {
+            let mut map = self.0.map.write().unwrap_or_else(|p| p.into_inner());
+            map.retain(|k, _| seen.contains(k));
+        }
+        self.0.synced.store(true, Ordering::Release);
+        self.0.ready.notify_waiters();
+    }
+
+    /// Waits until the first full list is in.
+    pub async fn wait_until_ready(&self) {
+        loop {
+            let ready = self.0.ready.notified();
+            if self.0.synced.load(Ordering::Acquire) {
+                return;
+            }
+            ready.await;
+        }
+    }
+
+    fn relisting(&self) -> std::sync::MutexGuard<'_, Option<HashSet<Name>>> {
+        self.0.relisting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Snapshot {
+    pub fn new(
+        replicas: Option<i32>,
+        meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        selector: Option<LabelSelector>,
+    ) -> Self {
+        Snapshot {
+            replicas: replicas.unwrap_or(DEFAULT_REPLICAS),
+            resource_version: meta.resource_version.take(),
+            uid: meta.uid.take(),
+            selector,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(replicas: i32, rv: &str) -> Snapshot {
+        Snapshot {
+            replicas,
+            resource_version: Some(rv.into()),
+            uid: Some("u".into()),
+            selector: None,
+        }
+    }
+
+    fn name(n: &str) -> Name {
+        ("ns".into(), n.into())
+    }
+
+    #[test]
+    fn only_a_replica_or_identity_change_is_news() {
+        let c = TargetCache::default();
+        assert!(c.apply(name("a"), snap(1, "1")), "new");
+        assert!(!c.apply(name("a"), snap(1, "2")), "status churn");
+        assert!(c.apply(name("a"), snap(3, "3")), "replicas");
+        assert_eq!(
+            c.get("ns", "a").map(|s| s.resource_version),
+            Some(Some("3".into()))
+        );
+    }
+
+    #[test]
+    fn a_relist_forgets_what_it_no_longer_lists() {
+        let c = TargetCache::default();
+        c.apply(name("a"), snap(1, "1"));
+        c.apply(name("b"), snap(1, "1"));
+        c.relist_started();
+        c.apply(name("b"), snap(1, "2"));
+        c.relist_done();
+        assert!(c.get("ns", "a").is_none());
+        assert!(c.get("ns", "b").is_some());
+    }
+}
