@@ -27,6 +27,8 @@ pub struct Prepared {
     pub polling: Duration,
     /// The API resource of a target kind the operator does not cache.
     pub resolved: Option<ApiResource>,
+    /// The target, as the HPA and pool indexes know it.
+    pub target_key: super::targets::TargetKey,
 }
 
 /// Why a pool cannot be prepared; each is a `Ready=False` reason.
@@ -134,6 +136,10 @@ pub async fn prepare(
         busy,
         polling: Duration::from_secs(spec.polling_interval_seconds.clamp(1, 3600) as u64),
         resolved: resolve_target(ctx, pool).await?,
+        target_key: super::targets::TargetKey::of(
+            pool.metadata.namespace.as_deref().unwrap_or_default(),
+            &spec.scale_target_ref,
+        ),
     })
 }
 

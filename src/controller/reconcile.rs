@@ -135,7 +135,8 @@ impl Poll<'_> {
                 // nothing yet.
                 return Ok(now + Duration::from_millis(200));
             }
-            if let Some(conflict) = self.conflict() {
+            let key = st.prepared.as_ref().map(|p| &p.target_key);
+            if let Some(conflict) = key.and_then(|key| self.conflict(key)) {
                 st.next_due = None;
                 return self.stand_down(st, conflict, writes).await;
             }
@@ -260,10 +261,9 @@ impl Poll<'_> {
     }
 
     /// Another autoscaler of the same target: an HPA, or an older WorkerPool.
-    fn conflict(&self) -> Option<StandDown> {
+    fn conflict(&self, key: &TargetKey) -> Option<StandDown> {
         let r = &self.pool.spec.scale_target_ref;
-        let key = TargetKey::of(self.ns, r);
-        if let Some(hpa) = self.ctx.hpas.scaling(&key) {
+        if let Some(hpa) = self.ctx.hpas.scaling(key) {
             return Some(StandDown {
                 reason: "ConflictingHPA",
                 message: format!(
@@ -272,12 +272,12 @@ impl Poll<'_> {
                 ),
             });
         }
-        let owner = self.ctx.targets.owner(&key)?;
-        (owner != self.entry.key).then(|| StandDown {
+        let owner = self.ctx.targets.other_owner(key, &self.entry.key)?;
+        Some(StandDown {
             reason: "ConflictingWorkerPool",
             message: format!(
-                "WorkerPool {}/{} (older) already scales {} {}; not scaling it until that pool is deleted or retargeted",
-                self.ns, owner.name, r.kind, r.name
+                "WorkerPool {}/{owner} (older) already scales {} {}; not scaling it until that pool is deleted or retargeted",
+                self.ns, r.kind, r.name
             ),
         })
     }

@@ -53,13 +53,11 @@ pub fn from_cache(
         CachedKind::Deployment => deployments,
         CachedKind::StatefulSet => statefulsets,
     };
-    Some(match cache.get(namespace, &r.name) {
-        Some(s) => TargetState::Found {
-            replicas: s.replicas,
-            resource_version: s.resource_version,
-        },
-        None => TargetState::NotFound,
-    })
+    let found = cache.with(namespace, &r.name, |s| TargetState::Found {
+        replicas: s.replicas,
+        resource_version: s.resource_version.clone(),
+    });
+    Some(found.unwrap_or(TargetState::NotFound))
 }
 
 /// The API resource of an arbitrary scale target kind (found by discovery).

@@ -30,7 +30,8 @@ pub type Name = (String, String);
 
 #[derive(Default)]
 struct Inner {
-    map: RwLock<HashMap<Name, Snapshot>>,
+    /// namespace → name → snapshot: looked up by `&str`, without allocating.
+    map: RwLock<HashMap<String, HashMap<String, Snapshot>>>,
     /// Names seen since the watch started (re-)listing.
     relisting: std::sync::Mutex<Option<HashSet<Name>>>,
     synced: AtomicBool,
@@ -44,8 +45,18 @@ pub struct TargetCache(Arc<Inner>);
 
 impl TargetCache {
     pub fn get(&self, namespace: &str, name: &str) -> Option<Snapshot> {
+        self.with(namespace, name, Snapshot::clone)
+    }
+
+    /// `read` of the snapshot of `namespace`/`name`, without copying it.
+    pub fn with<T>(
+        &self,
+        namespace: &str,
+        name: &str,
+        read: impl FnOnce(&Snapshot) -> T,
+    ) -> Option<T> {
         let map = self.0.map.read().unwrap_or_else(|p| p.into_inner());
-        map.get(&(namespace.to_string(), name.to_string())).cloned()
+        map.get(namespace)?.get(name).map(read)
     }
 
     /// Records a workload; true when its replicas or identity changed (or
@@ -55,13 +66,22 @@ impl TargetCache {
             seen.insert(name.clone());
         }
         let mut map = self.0.map.write().unwrap_or_else(|p| p.into_inner());
-        let old = map.insert(name, snapshot.clone());
+        let (namespace, name) = name;
+        let old = map
+            .entry(namespace)
+            .or_default()
+            .insert(name, snapshot.clone());
         old.is_none_or(|o| o.replicas != snapshot.replicas || o.uid != snapshot.uid)
     }
 
     pub fn delete(&self, name: &Name) {
         let mut map = self.0.map.write().unwrap_or_else(|p| p.into_inner());
-        map.remove(name);
+        if let Some(names) = map.get_mut(&name.0) {
+            names.remove(&name.1);
+            if names.is_empty() {
+                map.remove(&name.0);
+            }
+        }
     }
 
     /// The watch starts a full list: what it does not list again is gone.
@@ -73,7 +93,15 @@ impl TargetCache {
     pub fn relist_done(&self) {
         if let Some(seen) = self.relisting().take() {
             let mut map = self.0.map.write().unwrap_or_else(|p| p.into_inner());
-            map.retain(|k, _| seen.contains(k));
+            for (namespace, names) in map.iter_mut() {
+                // A pair to look up by; namespaces are few next to names.
+                let mut key = (namespace.clone(), String::new());
+                names.retain(|name, _| {
+                    key.1.clone_from(name);
+                    seen.contains(&key)
+                });
+            }
+            map.retain(|_, names| !names.is_empty());
         }
         self.0.synced.store(true, Ordering::Release);
         self.0.ready.notify_waiters();

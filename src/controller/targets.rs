@@ -200,7 +200,19 @@ impl TargetIndex {
     /// The pool that owns `target`: the oldest active claimant, ties broken
     /// by name. None when no active pool names it.
     pub fn owner(&self, target: &TargetKey) -> Option<ObjectRef<WorkerPool>> {
+        Self::owner_in(&self.lock(), target).cloned()
+    }
+
+    /// The name of the pool that owns `target` when that is not `pool`
+    /// (None: `pool` owns it, or nobody does). Asked on every poll, so it
+    /// copies nothing unless there is a conflict.
+    pub fn other_owner(&self, target: &TargetKey, pool: &ObjectRef<WorkerPool>) -> Option<String> {
         let claims = self.lock();
+        let owner = Self::owner_in(&claims, target)?;
+        (owner != pool).then(|| owner.name.clone())
+    }
+
+    fn owner_in<'a>(claims: &'a Claims, target: &TargetKey) -> Option<&'a ObjectRef<WorkerPool>> {
         let active = claims.by_target.get(target)?.iter().filter_map(|p| {
             let c = claims.by_pool.get(p)?;
             (!c.passive).then_some((p, c))
@@ -211,7 +223,7 @@ impl TargetIndex {
                 let time = |c: &Claim| (c.created.is_none(), c.created);
                 time(a).cmp(&time(b)).then_with(|| pa.name.cmp(&pb.name))
             })
-            .map(|(p, _)| p.clone())
+            .map(|(p, _)| p)
     }
 }
 
