@@ -28,6 +28,6 @@ USER 65532:65532
 # /metrics, /healthz, /readyz
 EXPOSE 8080
 # mimalloc returns freed pages to the OS at once (see the chart's deployment).
-ENV MIMALLOC_PURGE_DELAY=0
+ENV MIMALLOC_PURGE_DELAY=0 MIMALLOC_ARENA_EAGER_COMMIT=0
 ENTRYPOINT ["/workerpool-operator"]
 CMD ["run"]

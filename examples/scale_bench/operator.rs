@@ -98,6 +98,7 @@ impl OperatorProcess {
             .env("RUST_LOG", rust_log)
             // As the chart and the image set it.
             .env("MIMALLOC_PURGE_DELAY", "0")
+            .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
