@@ -551,11 +551,12 @@ impl Poll<'_> {
             return; // backing off after failed writes
         }
         let sig = status::signature(&status);
+        let changed = st.last_status_signature.as_deref() != Some(sig.as_str());
         let due = retry == Some(true)
             || st.last_status_write.is_none_or(|t| {
                 t.elapsed() >= resync_period(self.ctx.settings.status_resync, &self.entry.key)
             });
-        if st.last_status_signature.as_deref() == Some(sig.as_str()) && !due {
+        if !changed && !due {
             return;
         }
         // The history is the largest part of a status, and not part of its
@@ -563,7 +564,9 @@ impl Poll<'_> {
         if let Some(history) = &st.history {
             status.history = Some(history.clone());
         }
-        self.ctx.status_writer.submit(self.entry, status);
+        self.ctx
+            .status_writer
+            .submit(self.entry, status, changed || retry.is_some());
         st.last_status_signature = Some(sig);
         st.last_status_write = Some(Instant::now());
     }

@@ -6,6 +6,10 @@
 //! never has two writes in flight, so an older write can never land after
 //! a newer one. Only the leader writes: leadership is checked right before
 //! each write, so a status queued before leadership was lost is dropped.
+//! A status that changed goes before one written only because its resync
+//! period passed: when the API server cannot keep up with every pool's
+//! resync, what changed still reaches it within moments, and the resyncs
+//! wait.
 //! A failed write marks its pool (`StatusRetry`): once a backoff (1 s
 //! doubling to 16 s) has passed, the pool's next poll writes its status
 //! again even if nothing changed, so a write is never lost for good while
@@ -30,16 +34,30 @@ type Key = ObjectRef<WorkerPool>;
 struct Job {
     entry: Arc<PoolEntry>,
     status: WorkerPoolStatus,
+    changed: bool,
 }
 
 #[derive(Default)]
 struct Queue {
-    /// Pools with a status waiting, oldest first (each at most once).
-    order: VecDeque<Key>,
+    /// Pools whose waiting status changed, oldest first. A pool may be
+    /// listed twice (here and in `resyncs`); the first to come takes it.
+    changed: VecDeque<Key>,
+    /// Pools whose waiting status is only a resync, oldest first.
+    resyncs: VecDeque<Key>,
     /// The newest status of each waiting pool.
     latest: HashMap<Key, Job>,
     /// Pools whose write is in flight.
     in_flight: HashSet<Key>,
+}
+
+impl Queue {
+    fn queue(&mut self, key: Key, changed: bool) {
+        if changed {
+            self.changed.push_back(key);
+        } else {
+            self.resyncs.push_back(key);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -49,16 +67,22 @@ pub struct StatusWriter {
 }
 
 impl StatusWriter {
-    /// Queues `status` for the pool of `entry`, replacing one still waiting.
-    pub fn submit(&self, entry: &Arc<PoolEntry>, status: WorkerPoolStatus) {
+    /// Queues `status` for the pool of `entry`, replacing one still
+    /// waiting; `changed`: it differs from the last one written in what a
+    /// person cares about (else it is a resync, written after every change).
+    pub fn submit(&self, entry: &Arc<PoolEntry>, status: WorkerPoolStatus, changed: bool) {
         let key = entry.key.clone();
         let job = Job {
             entry: entry.clone(),
             status,
+            changed,
         };
         let mut q = self.lock();
-        if q.latest.insert(key.clone(), job).is_none() && !q.in_flight.contains(&key) {
-            q.order.push_back(key);
+        let was_changed = q.latest.get(&key).map(|j| j.changed);
+        let changed = changed || was_changed == Some(true);
+        q.latest.insert(key.clone(), Job { changed, ..job });
+        if !q.in_flight.contains(&key) && was_changed != Some(changed) {
+            q.queue(key, changed);
         }
         drop(q);
         self.ready.notify_one();
@@ -73,10 +97,14 @@ impl StatusWriter {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The oldest waiting status whose pool has no write in flight.
+    /// The oldest waiting changed status, else the oldest resync, of a
+    /// pool with no write in flight.
     fn take(&self) -> Option<Job> {
         let mut q = self.lock();
-        while let Some(key) = q.order.pop_front() {
+        while let Some(key) = q.changed.pop_front().or_else(|| q.resyncs.pop_front()) {
+            if q.in_flight.contains(&key) {
+                continue; // listed twice; `done` queues it again
+            }
             if let Some(job) = q.latest.remove(&key) {
                 q.in_flight.insert(key);
                 return Some(job);
@@ -89,8 +117,8 @@ impl StatusWriter {
     fn done(&self, key: &Key) {
         let mut q = self.lock();
         q.in_flight.remove(key);
-        if q.latest.contains_key(key) {
-            q.order.push_back(key.clone());
+        if let Some(changed) = q.latest.get(key).map(|j| j.changed) {
+            q.queue(key.clone(), changed);
             drop(q);
             self.ready.notify_one();
         }
@@ -188,9 +216,9 @@ mod tests {
     fn the_newest_status_of_a_pool_replaces_the_waiting_one() {
         let w = StatusWriter::default();
         let (a, b) = (entry("a"), entry("b"));
-        w.submit(&a, status(1));
-        w.submit(&b, status(5));
-        w.submit(&a, status(2));
+        w.submit(&a, status(1), true);
+        w.submit(&b, status(5), true);
+        w.submit(&a, status(2), true);
         let first = w
             .take()
             .map(|j| (j.entry.key.name.clone(), j.status.desired_replicas));
@@ -204,13 +232,27 @@ mod tests {
     fn a_pool_never_has_two_writes_in_flight() {
         let w = StatusWriter::default();
         let a = entry("a");
-        w.submit(&a, status(1));
+        w.submit(&a, status(1), true);
         let in_flight = w.take();
         assert!(in_flight.is_some());
-        w.submit(&a, status(2));
+        w.submit(&a, status(2), false);
         assert!(w.take().is_none(), "the second waits for the first");
         w.done(&a.key);
         let next = w.take().map(|j| j.status.desired_replicas);
         assert_eq!(next, Some(Some(2)));
+    }
+
+    #[test]
+    fn a_changed_status_goes_before_resyncs_queued_earlier() {
+        let w = StatusWriter::default();
+        let (a, b, c) = (entry("a"), entry("b"), entry("c"));
+        w.submit(&a, status(1), false);
+        w.submit(&b, status(1), false);
+        w.submit(&c, status(3), true);
+        w.submit(&b, status(4), true);
+        let order: Vec<String> = std::iter::from_fn(|| w.take())
+            .map(|j| j.entry.key.name.clone())
+            .collect();
+        assert_eq!(order, ["c", "b", "a"]);
     }
 }
