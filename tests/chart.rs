@@ -602,15 +602,24 @@ fn deployment_runs_the_operator_hardened_with_probes_on_its_port() {
     assert!(c["resources"]["limits"]["memory"].is_string());
 
     // Every environment variable and flag the chart sets is one `run` reads
-    // (its --help lists them; RUST_LOG is read by the log filter and
-    // POD_NAMESPACE by a hidden flag).
+    // (its --help lists them; RUST_LOG is read by the log filter,
+    // POD_NAMESPACE by a hidden flag, MIMALLOC_* by the allocator).
     let help = run_help();
     let mut known: Vec<String> = help
         .split("[env: ")
         .skip(1)
         .map(|s| s.split('=').next().unwrap().to_string())
         .collect();
-    known.extend(["RUST_LOG".to_string(), "POD_NAMESPACE".to_string()]);
+    // MIMALLOC_* are read by the binary's allocator (src/main.rs).
+    known.extend(
+        [
+            "RUST_LOG",
+            "POD_NAMESPACE",
+            "MIMALLOC_PURGE_DELAY",
+            "MIMALLOC_ARENA_EAGER_COMMIT",
+        ]
+        .map(String::from),
+    );
     for values in [
         json!({"replicaCount": 2, "logLevel": "debug", "watchNamespace": "shop"}),
         json!({}),
