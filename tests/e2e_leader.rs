@@ -94,7 +94,11 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
         (c.replicas("w") == Some(5)).then_some(())
     })
     .await;
-    assert!(standby.metrics.status_writes.get() > 0);
+    // The status writer writes after the scale, on a task of its own.
+    eventually("the new leader writes status", T, || async {
+        (standby.metrics.status_writes.get() > 0).then_some(())
+    })
+    .await;
     let _: () = redis::cmd("DEL").arg(&key).query(&mut r).unwrap();
     standby.shutdown(Duration::from_secs(5)).await;
 }
