@@ -194,7 +194,14 @@ impl Context {
 
     /// Forgets a deleted pool at once (its queued poll is dropped).
     pub fn forget(&self, key: &ObjectRef<WorkerPool>) {
-        self.retain_pools(|k| k != key);
+        let removed = self
+            .pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        if let Some(entry) = removed {
+            self.drop_entry(key.clone(), entry);
+        }
     }
 
     /// WorkerPools this instance polls: none on a standby, so a sum over
@@ -209,44 +216,39 @@ impl Context {
     /// Forgets every pool for which `keep` is false (deleted pools).
     pub fn retain_pools(&self, keep: impl Fn(&ObjectRef<WorkerPool>) -> bool) {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        let before = pools.len();
         let mut gone = Vec::new();
         pools.retain(|k, entry| {
             let kept = keep(k);
             if !kept {
-                entry.gone.store(true, Ordering::Release);
                 gone.push((k.clone(), entry.clone()));
             }
             kept
         });
-        if pools.len() == before {
-            return;
-        }
         drop(pools);
         for (key, entry) in gone {
-            // The pool's trigger names are in its state, which a poll
-            // still running for it may hold: wait for it off this thread.
-            let metrics = self.metrics.clone();
-            tokio::spawn(async move {
-                let policy = entry
-                    .state
-                    .lock()
-                    .await
-                    .prepared
-                    .as_ref()
-                    .map(|p| p.policy.clone());
-                let (triggers, schedules): (Vec<String>, Vec<String>) = match policy {
-                    Some(p) => (
-                        p.triggers.iter().map(|t| t.name.clone()).collect(),
-                        p.schedules.iter().map(|w| w.name.clone()).collect(),
-                    ),
-                    None => (Vec::new(), Vec::new()),
-                };
-                let ns = key.namespace.as_deref().unwrap_or_default();
-                metrics.forget_pool(ns, &key.name, &triggers);
-                metrics.forget_schedules(ns, &key.name, &schedules);
-            });
+            self.drop_entry(key, entry);
         }
         self.targets.retain(keep);
+    }
+
+    /// Stops a forgotten pool's polls and removes its metric series.
+    fn drop_entry(&self, key: ObjectRef<WorkerPool>, entry: Arc<PoolEntry>) {
+        entry.gone.store(true, Ordering::Release);
+        // The pool's trigger names are in its state, which a poll still
+        // running for it may hold: wait for it off this thread.
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let policy = (entry.state.lock().await.prepared.as_ref()).map(|p| p.policy.clone());
+            let (triggers, schedules): (Vec<String>, Vec<String>) = match policy {
+                Some(p) => (
+                    p.triggers.iter().map(|t| t.name.clone()).collect(),
+                    p.schedules.iter().map(|w| w.name.clone()).collect(),
+                ),
+                None => (Vec::new(), Vec::new()),
+            };
+            let ns = key.namespace.as_deref().unwrap_or_default();
+            metrics.forget_pool(ns, &key.name, &triggers);
+            metrics.forget_schedules(ns, &key.name, &schedules);
+        });
     }
 }

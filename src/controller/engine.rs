@@ -112,12 +112,6 @@ impl PollEngine {
         }
         pools
     }
-
-    /// Pools queued, stale places included (a gauge of the wheel's size).
-    pub fn queued(&self) -> usize {
-        let wheel = self.wheel.lock().unwrap_or_else(|p| p.into_inner());
-        wheel.values().map(Vec::len).sum()
-    }
 }
 
 /// Runs the clock until the task is dropped: at each slot's start, the

@@ -88,11 +88,6 @@ impl StatusWriter {
         self.ready.notify_one();
     }
 
-    /// Statuses waiting (not yet in flight).
-    pub fn waiting(&self) -> usize {
-        self.lock().latest.len()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }

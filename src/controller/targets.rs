@@ -199,6 +199,7 @@ impl TargetIndex {
 
     /// The pool that owns `target`: the oldest active claimant, ties broken
     /// by name. None when no active pool names it.
+    #[cfg(test)]
     pub fn owner(&self, target: &TargetKey) -> Option<ObjectRef<WorkerPool>> {
         Self::owner_in(&self.lock(), target).cloned()
     }
