@@ -315,8 +315,10 @@ async fn drive(args: Args) -> anyhow::Result<()> {
         .filter(|&i| changed_pools[i])
         .map(|i| (i, depth[i] / PER_REPLICA))
         .collect();
+    let settle_within = 3 * interval + Duration::from_secs(5);
+    let writes_seen = || tally.lock().unwrap().writes_seen;
     let (unsettled, waited) =
-        settle::wait_settled(&emu, NS, &want, 3 * interval + Duration::from_secs(5)).await;
+        settle::wait_settled(&emu, NS, &want, settle_within, writes_seen).await;
     let connections = emu.connections();
     let rss_final = measure::proc_rss_kib(op.pid())?;
     let log_summary = op.stop(Duration::from_secs(10)).await;

@@ -301,8 +301,10 @@ fn run(args: RunArgs) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("no kubeconfig or in-cluster config: {e}"))?,
         };
-        let client =
-            kube::Client::try_from(config).map_err(|e| format!("kubernetes client: {e}"))?;
+        let connections = usize::from(args.max_api_writes.max(1))
+            + workerpool_operator::runtime::api_client::CONNECTIONS_BESIDES_WRITES;
+        let client = workerpool_operator::runtime::api_client::capped(config, connections)
+            .map_err(|e| format!("kubernetes client: {e}"))?;
         let identity = args
             .identity
             .clone()

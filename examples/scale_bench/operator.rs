@@ -38,7 +38,10 @@ pub fn child_main(argv: &[String]) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let kc = kube::config::Kubeconfig::read_from(&args.kubeconfig)?;
         let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-        let client = kube::Client::try_from(config)?;
+        // As `workerpool-operator run` builds its client.
+        let connections = usize::from(args.max_api_writes.max(1))
+            + workerpool_operator::runtime::api_client::CONNECTIONS_BESIDES_WRITES;
+        let client = workerpool_operator::runtime::api_client::capped(config, connections)?;
         let cfg = workerpool_operator::runtime::RunConfig {
             namespace: None,
             metrics_addr: args.metrics_addr,

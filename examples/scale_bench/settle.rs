@@ -45,17 +45,28 @@ fn unsettled(emu: &Emulator, ns: &str, want: &[(usize, u64)]) -> Unsettled {
 }
 
 /// Polls until every pool in `want` (pool index, final replicas) is
-/// settled or `within` passes; what is still wrong then is lost.
+/// settled. Gives up once `within` has passed and for `within` neither a
+/// pool settled nor any write reached the server (`writes_seen`; a slow API
+/// server still draining its backlog is not a lost write), or after `CAP`;
+/// what is still wrong then is lost.
 pub async fn wait_settled(
     emu: &Emulator,
     ns: &str,
     want: &[(usize, u64)],
     within: Duration,
+    writes_seen: impl Fn() -> u64,
 ) -> (Unsettled, Duration) {
+    const CAP: Duration = Duration::from_secs(180);
     let t = Instant::now();
+    let mut last = (usize::MAX, writes_seen(), t);
     loop {
         let u = unsettled(emu, ns, want);
-        if u.pools == 0 || t.elapsed() >= within {
+        let writes = writes_seen();
+        if u.pools < last.0 || writes > last.1 {
+            last = (u.pools.min(last.0), writes, Instant::now());
+        }
+        let stalled = t.elapsed() >= within && last.2.elapsed() >= within;
+        if u.pools == 0 || stalled || t.elapsed() >= CAP {
             return (u, t.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

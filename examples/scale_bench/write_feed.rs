@@ -30,6 +30,9 @@ pub struct Tally {
     /// Status writes per whole second of the window (to show bursts).
     pub status_per_s: HashMap<u64, u64>,
     pub t0: Option<Instant>,
+    /// Every write seen, in or out of the window (to tell a slow API server
+    /// still draining from one that stopped).
+    pub writes_seen: u64,
 }
 
 /// Tallies the emulator's writes from now on, and keeps its request log
@@ -59,6 +62,7 @@ pub fn spawn(emu: &Emulator) -> Arc<Mutex<Tally>> {
 }
 
 fn record(t: &mut Tally, w: &WriteRecord) {
+    t.writes_seen += 1;
     let scale = w.verb == Verb::Patch && w.path.ends_with("/scale");
     if scale && w.code < 400 {
         record_scale(t, w);

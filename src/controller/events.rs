@@ -8,8 +8,13 @@
 //! scan per scale for nothing. This sender creates each Event once, and
 //! bounds how many Event requests are in flight, so a burst of scales does
 //! not open a connection per Event.
+//!
+//! Events are the least important write: they get their own small share of
+//! the write budget, so a slow API server delays Events, never the scale
+//! PATCHes and statuses; and at most `MAX_WAITING_EVENTS` wait (as
+//! client-go's broadcaster queue), the rest are dropped and counted.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -19,6 +24,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::runtime::events::EventType;
 use kube::Client;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
@@ -28,31 +34,72 @@ use tracing::warn;
 /// request in flight holds one HTTP/1.1 connection).
 pub const WRITES_IN_FLIGHT: usize = 26;
 
+/// Events waiting for a permit beyond this many are dropped.
+pub const MAX_WAITING_EVENTS: usize = 1000;
+
+/// Events' share of `total` writes in flight: a sixth, at least one. With
+/// a single permit in all, Events and the controller share it.
+pub fn event_share(total: usize) -> usize {
+    (total / 6).max(1)
+}
+
+/// The permits of the controller's writes and of Events, split from one
+/// budget of `total` so that together they never hold more.
+fn split_permits(total: usize) -> (Arc<Semaphore>, Arc<Semaphore>) {
+    let total = total.max(1);
+    if total == 1 {
+        let one = Arc::new(Semaphore::new(1));
+        return (one.clone(), one);
+    }
+    let events = event_share(total);
+    (
+        Arc::new(Semaphore::new(total - events)),
+        Arc::new(Semaphore::new(events)),
+    )
+}
+
 /// Sends Events as `reportingController` / `reportingInstance`.
 #[derive(Clone)]
 pub struct EventSender {
     client: Client,
     controller: String,
     instance: String,
+    /// The controller's writes (status, scale, pod annotations).
+    writes: Arc<Semaphore>,
+    /// Events' own share.
     permits: Arc<Semaphore>,
+    /// Events spawned and not yet sent.
+    waiting: Arc<AtomicUsize>,
+    dropped: Counter,
     sequence: Arc<AtomicU64>,
 }
 
 impl EventSender {
-    /// Events share `writes_in_flight` permits with the controller's writes.
-    pub fn new(client: Client, controller: &str, instance: &str, writes_in_flight: usize) -> Self {
+    /// Events and the controller's writes together hold at most
+    /// `writes_in_flight` permits; `dropped` counts Events given up.
+    pub fn new(
+        client: Client,
+        controller: &str,
+        instance: &str,
+        writes_in_flight: usize,
+        dropped: Counter,
+    ) -> Self {
+        let (writes, permits) = split_permits(writes_in_flight);
         EventSender {
             client,
             controller: controller.to_string(),
             instance: instance.to_string(),
-            permits: Arc::new(Semaphore::new(writes_in_flight)),
+            writes,
+            permits,
+            waiting: Arc::new(AtomicUsize::new(0)),
+            dropped,
             sequence: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// The permits every API write takes, Events' and the controller's.
+    /// The permits of the controller's own writes (the rest of the budget).
     pub fn permits(&self) -> Arc<Semaphore> {
-        self.permits.clone()
+        self.writes.clone()
     }
 
     /// Sends one Event about `regarding` in the background; a failure is
@@ -68,6 +115,13 @@ impl EventSender {
         let Some(namespace) = regarding.namespace.clone() else {
             return;
         };
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING_EVENTS {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            if self.dropped.inc().is_multiple_of(100) {
+                warn!(reason, "the API server is slow: Events are being dropped");
+            }
+            return;
+        }
         let now = Timestamp::now();
         let object = regarding.name.clone().unwrap_or_default();
         // As client-go names Events: the object's name and a unique suffix
@@ -102,13 +156,33 @@ impl EventSender {
         };
         let sender = self.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = sender.permits.acquire().await else {
-                return;
-            };
-            let api: Api<Event> = Api::namespaced(sender.client.clone(), &namespace);
-            if let Err(e) = api.create(&PostParams::default(), &event).await {
-                warn!(workerpool = %object, error = %e, "could not publish event");
+            if let Ok(_permit) = sender.permits.acquire().await {
+                let api: Api<Event> = Api::namespaced(sender.client.clone(), &namespace);
+                if let Err(e) = api.create(&PostParams::default(), &event).await {
+                    warn!(workerpool = %object, error = %e, "could not publish event");
+                }
             }
+            sender.waiting.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_and_controller_writes_never_hold_more_than_the_budget() {
+        for total in 1..=64 {
+            let (writes, events) = split_permits(total);
+            let held = if Arc::ptr_eq(&writes, &events) {
+                writes.available_permits()
+            } else {
+                writes.available_permits() + events.available_permits()
+            };
+            assert_eq!(held, total, "budget {total}");
+            assert!(events.available_permits() >= 1 && writes.available_permits() >= 1);
+        }
+        assert_eq!(split_permits(26).1.available_permits(), 4);
     }
 }

@@ -70,6 +70,7 @@ pub struct Metrics {
     pub schedule_active: Family<ScheduleLabels, Gauge>,
     pub redis_round_trips: Family<ServerLabels, Counter>,
     pub status_writes: Counter,
+    pub events_dropped: Counter,
     pub polls: Counter,
     pub reconcile_duration: Histogram,
     pub poll_lag: Histogram,
@@ -98,6 +99,7 @@ impl Metrics {
             schedule_active: Family::default(),
             redis_round_trips: Family::default(),
             status_writes: Counter::default(),
+            events_dropped: Counter::default(),
             polls: Counter::default(),
             reconcile_duration: latency_histogram(),
             poll_lag: latency_histogram(),
@@ -172,6 +174,11 @@ impl Metrics {
             "workerpool_status_writes",
             "WorkerPool status writes",
             self.status_writes.clone(),
+        );
+        registry.register(
+            "workerpool_events_dropped",
+            "Events not sent because too many were already waiting for the API server",
+            self.events_dropped.clone(),
         );
         registry.register(
             "workerpool_polls",

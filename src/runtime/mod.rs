@@ -1,6 +1,7 @@
 //! The boring, dangerous parts, owned once (as kubert does): the HTTP port,
 //! leader election, and an orderly shutdown around the controller.
 
+pub mod api_client;
 pub mod http;
 pub mod leader;
 pub mod metrics;
@@ -73,6 +74,7 @@ fn context(
             // events.k8s.io/v1 requires a reporting instance.
             cfg.instance.as_deref().unwrap_or("workerpool-operator"),
             usize::from(cfg.max_api_writes),
+            metrics.events_dropped.clone(),
         ),
         metrics.clone(),
         Sources::with_policy(cfg.endpoints.clone()),
