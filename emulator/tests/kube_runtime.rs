@@ -196,7 +196,9 @@ async fn kube_rs_watcher_and_controller_run_clean_under_steady_updates() {
     );
 
     // While the server is down, history is compacted past what the
-    // watchers saw: their re-watch gets 410 Gone, and each re-lists once.
+    // watchers saw: their re-watch gets 410 Gone, and each re-lists. A
+    // re-list that lands while kube's watcher backs off after the outage
+    // may be retried once, so each watcher lists once or twice more.
     emu.faults()
         .refuse_connections(Duration::from_secs(1))
         .await;
@@ -205,7 +207,7 @@ async fn kube_rs_watcher_and_controller_run_clean_under_steady_updates() {
     emu.faults().compact();
     eventually(secs(30), "both watchers to re-list after 410", || {
         let emu = &emu;
-        async move { (emu.requests().count_verb(Verb::List, "/widgets") == 4).then_some(()) }
+        async move { (emu.requests().count_verb(Verb::List, "/widgets") >= 4).then_some(()) }
     })
     .await;
     eventually(
@@ -220,7 +222,11 @@ async fn kube_rs_watcher_and_controller_run_clean_under_steady_updates() {
         },
     )
     .await;
-    assert_eq!(emu.requests().count_verb(Verb::List, "/widgets"), 4);
+    let lists = emu.requests().count_verb(Verb::List, "/widgets");
+    assert!(
+        (4..=6).contains(&lists),
+        "after the 410 each watcher re-lists, once or twice: {lists} LISTs in all"
+    );
 
     watch_task.abort();
     controller_task.abort();

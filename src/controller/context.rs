@@ -2,7 +2,7 @@
 //! event recorder, and each pool's in-memory state. Passed as an `Arc`,
 //! never a global (as controller-rs does).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ pub struct PoolState {
     /// `expected_replicas` is the truth (else the next poll would send the
     /// same PATCH again).
     pub patched_over: Option<String>,
-    pub last_status_signature: Option<String>,
+    pub last_status_signature: Option<u64>,
     pub last_status_write: Option<Instant>,
     /// Reason of the last Warning Event, to send one per episode, not per poll.
     pub last_warning: Option<String>,
@@ -88,7 +88,7 @@ pub struct PoolEntry {
 impl PoolEntry {
     pub(super) fn new(pool: Arc<WorkerPool>) -> Self {
         PoolEntry {
-            key: ObjectRef::from_obj(&*pool),
+            key: super::targets::pool_key(&pool),
             pool: Mutex::new(pool),
             state: tokio::sync::Mutex::default(),
             queued: AtomicU64::new(0),
@@ -122,7 +122,7 @@ pub struct Context {
     pub status_writer: super::status_writer::StatusWriter,
     leader: Arc<AtomicBool>,
     stopping: AtomicBool,
-    pools: Mutex<HashMap<ObjectRef<WorkerPool>, Arc<PoolEntry>>>,
+    pools: Mutex<super::FastMap<ObjectRef<WorkerPool>, Arc<PoolEntry>>>,
 }
 
 impl Context {
@@ -171,7 +171,7 @@ impl Context {
     /// replaces the one it held. True when the pool is new or its spec,
     /// annotations or identity changed (what a poll must see at once).
     pub fn observe(&self, pool: Arc<WorkerPool>) -> (Arc<PoolEntry>, bool) {
-        let key = ObjectRef::from_obj(&*pool);
+        let key = super::targets::pool_key(&pool);
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = pools.get(&key) {
             let mut held = entry.pool.lock().unwrap_or_else(|p| p.into_inner());

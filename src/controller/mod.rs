@@ -1,5 +1,5 @@
-//! The operator's Kubernetes side: the Controller over WorkerPools, and the
-//! one place where Kubernetes I/O happens.
+//! The operator's Kubernetes side: the watches, the poll engine and the
+//! writers, and the one place where Kubernetes I/O happens.
 
 pub mod context;
 pub mod engine;
@@ -22,5 +22,8 @@ pub mod target_cache;
 pub mod targets;
 
 pub use context::{Context, Settings};
+
+/// A map looked up on every poll (see `foldhash` in Cargo.toml).
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 pub use error::{Error, Result};
 pub use run::{Caches, Scope};

@@ -409,7 +409,7 @@ impl Poll<'_> {
         st.last_warning = None;
         self.record_metrics(st, p, writes);
         st.expected_replicas = Some(p.current);
-        let mut status = status::decided(&PollReport {
+        let report = PollReport {
             pool: self.pool,
             decision: &p.decision,
             results: &p.results,
@@ -418,13 +418,18 @@ impl Poll<'_> {
             applied: p.applied,
             writes,
             now_ms: p.now_ms,
-        });
+        };
+        let sig = status::decided_signature(&report);
+        let Some(changed) = self.status_due(st, sig) else {
+            return;
+        };
+        let mut status = status::decided(&report);
         if let Some(prepared) = st.prepared.as_ref() {
             let windows = &prepared.policy.schedules;
             status.active_schedules = p.decision.bounds.open.clone();
             status.next_openings = crate::api::next_openings(windows, p.now_ms);
         }
-        self.maybe_write_status(st, status);
+        self.submit_status(st, status, sig, changed);
     }
 
     /// A line per decision that changes something; the steady state at 1 s
@@ -542,31 +547,44 @@ impl Poll<'_> {
     /// Hands the status to the status writer when something a person
     /// cares about changed, the resync period passed, or the last write
     /// failed.
-    fn maybe_write_status(&self, st: &mut PoolState, mut status: WorkerPoolStatus) {
+    fn maybe_write_status(&self, st: &mut PoolState, status: WorkerPoolStatus) {
+        let sig = status::signature(&status);
+        if let Some(changed) = self.status_due(st, sig) {
+            self.submit_status(st, status, sig, changed);
+        }
+    }
+
+    /// Whether a status of signature `sig` is to be written, and if so
+    /// whether it is a change (written before resyncs): None when it is not.
+    fn status_due(&self, st: &PoolState, sig: u64) -> Option<bool> {
         if !self.ctx.is_leader() {
-            return;
+            return None;
         }
         let retry = self.entry.status_retry.state(Instant::now());
         if retry == Some(false) {
-            return; // backing off after failed writes
+            return None; // backing off after failed writes
         }
-        let sig = status::signature(&status);
-        let changed = st.last_status_signature.as_deref() != Some(sig.as_str());
+        let changed = st.last_status_signature != Some(sig);
         let due = retry == Some(true)
             || st.last_status_write.is_none_or(|t| {
                 t.elapsed() >= resync_period(self.ctx.settings.status_resync, &self.entry.key)
             });
-        if !changed && !due {
-            return;
-        }
+        (changed || due).then_some(changed || retry.is_some())
+    }
+
+    fn submit_status(
+        &self,
+        st: &mut PoolState,
+        mut status: WorkerPoolStatus,
+        sig: u64,
+        urgent: bool,
+    ) {
         // The history is the largest part of a status, and not part of its
         // signature: copied only for a status that is written.
         if let Some(history) = &st.history {
             status.history = Some(history.clone());
         }
-        self.ctx
-            .status_writer
-            .submit(self.entry, status, changed || retry.is_some());
+        self.ctx.status_writer.submit(self.entry, status, urgent);
         st.last_status_signature = Some(sig);
         st.last_status_write = Some(Instant::now());
     }

@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use super::context::Context;
 use super::target_cache::{Name, Snapshot, TargetCache};
-use super::targets::TargetKey;
+use super::targets::{pool_key, TargetKey};
 use crate::api::WorkerPool;
 
 /// Where to watch.
@@ -188,11 +188,11 @@ impl PoolWatch {
             watcher::Event::Apply(pool) => self.applied(ctx, pool),
             watcher::Event::InitApply(pool) => {
                 if let Some(seen) = self.relisting.as_mut() {
-                    seen.insert(ObjectRef::from_obj(&pool));
+                    seen.insert(pool_key(&pool));
                 }
                 self.applied(ctx, pool);
             }
-            watcher::Event::Delete(pool) => ctx.forget(&ObjectRef::from_obj(&pool)),
+            watcher::Event::Delete(pool) => ctx.forget(&pool_key(&pool)),
             watcher::Event::Init => self.relisting = Some(HashSet::new()),
             watcher::Event::InitDone => {
                 if let Some(seen) = self.relisting.take() {

@@ -17,26 +17,81 @@ use crate::text::truncate;
 pub const FIELD_MANAGER: &str = "workerpool-operator";
 
 /// One condition as the poll sees it (transition time is filled in later).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cond {
+/// Its message is rendered only for a status that is written: most polls
+/// change nothing and only hash the type, status and reason.
+#[derive(Clone, Debug)]
+pub struct Cond<'a> {
     pub type_: &'static str,
     pub status: bool,
-    pub reason: String,
-    pub message: String,
+    pub reason: &'a str,
+    pub message: Msg<'a>,
 }
 
-impl Cond {
-    pub fn new(
-        type_: &'static str,
-        status: bool,
-        reason: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+/// A condition's message, kept as what it is made of until rendered.
+#[derive(Clone, Debug)]
+pub enum Msg<'a> {
+    Text(&'a str),
+    /// "<how>: reading every <n>s, not scaling <kind> <name>" or, active,
+    /// "scaling <kind> <name> every <n>s".
+    Reading {
+        how: Option<&'static str>,
+        target: &'a crate::api::ScaleTargetRef,
+        every: i64,
+    },
+    /// "active: <trigger>, <trigger>".
+    Active(&'a Decision),
+    /// "<trigger>: <error>; ..." for each failed trigger.
+    Failed(&'a Decision),
+}
+
+impl Msg<'_> {
+    fn render(&self) -> String {
+        match self {
+            Msg::Text(t) => t.to_string(),
+            Msg::Reading {
+                how: None,
+                target: t,
+                every,
+            } => format!("scaling {} {} every {every}s", t.kind, t.name),
+            Msg::Reading {
+                how: Some(how),
+                target: t,
+                every,
+            } => format!(
+                "{how}: reading every {every}s, not scaling {} {}",
+                t.kind, t.name
+            ),
+            Msg::Active(d) => {
+                let active: Vec<&str> = (d.triggers.iter().filter(|t| t.active))
+                    .map(|t| t.name.as_str())
+                    .collect();
+                format!("active: {}", active.join(", "))
+            }
+            Msg::Failed(d) => {
+                let failed: Vec<String> = (d.triggers.iter())
+                    .filter_map(|t| t.error.as_ref().map(|e| format!("{}: {}", t.name, e)))
+                    .collect();
+                failed.join("; ")
+            }
+        }
+    }
+}
+
+impl<'a> Cond<'a> {
+    pub fn new(type_: &'static str, status: bool, reason: &'a str, message: Msg<'a>) -> Self {
         Cond {
             type_,
             status,
-            reason: reason.into(),
-            message: message.into(),
+            reason,
+            message,
+        }
+    }
+
+    fn status_text(&self) -> &'static str {
+        if self.status {
+            "True"
+        } else {
+            "False"
         }
     }
 }
@@ -44,7 +99,7 @@ impl Cond {
 /// Converts to metav1.Condition, keeping `lastTransitionTime` from `previous`
 /// when the status did not flip.
 pub fn conditions(
-    conds: &[Cond],
+    conds: &[Cond<'_>],
     previous: &[Condition],
     generation: Option<i64>,
     now: Timestamp,
@@ -52,7 +107,7 @@ pub fn conditions(
     conds
         .iter()
         .map(|c| {
-            let status = if c.status { "True" } else { "False" };
+            let status = c.status_text();
             let since = previous
                 .iter()
                 .find(|p| p.type_ == c.type_ && p.status == status)
@@ -61,8 +116,8 @@ pub fn conditions(
             Condition {
                 type_: c.type_.to_string(),
                 status: status.to_string(),
-                reason: c.reason.clone(),
-                message: truncate(&c.message, 1024),
+                reason: c.reason.to_string(),
+                message: truncate(&c.message.render(), 1024),
                 last_transition_time: since,
                 observed_generation: generation,
             }
@@ -71,28 +126,51 @@ pub fn conditions(
 }
 
 /// What must be written at once when it changes: everything but the values
-/// and timestamps that move every poll.
-pub fn signature(s: &WorkerPoolStatus) -> String {
-    let mut sig = format!(
-        "{:?}|{:?}|{:?}|",
-        s.observed_generation, s.current_replicas, s.desired_replicas
-    );
+/// and timestamps that move every poll, as a hash (kept per pool; two
+/// statuses that differ in it are never mistaken for equal but with odds
+/// of one in 2^64).
+pub fn signature(s: &WorkerPoolStatus) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = signature_hasher();
+    (
+        s.observed_generation,
+        s.current_replicas,
+        s.desired_replicas,
+    )
+        .hash(&mut h);
     for c in &s.conditions {
-        sig.push_str(&c.type_);
-        sig.push_str(&c.status);
-        sig.push_str(&c.reason);
-        sig.push('|');
+        (&c.type_, &c.status, &c.reason).hash(&mut h);
     }
     for t in &s.triggers {
-        sig.push_str(&format!(
-            "{}:{}:{}:{}|",
-            t.name,
-            t.active,
-            t.error.is_some() || t.warning.is_some(),
-            t.consecutive_failures.min(1)
-        ));
+        let failing = t.error.is_some() || t.warning.is_some();
+        (&t.name, t.active, failing, t.consecutive_failures.min(1)).hash(&mut h);
     }
-    sig
+    h.finish()
+}
+
+/// The same hasher, with the same seed, for every signature.
+fn signature_hasher() -> impl std::hash::Hasher {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x5747_5f73_6967).build_hasher()
+}
+
+/// `signature` of the status `decided(r)` would build, without building it
+/// (most polls change nothing, and their status is never built).
+pub fn decided_signature(r: &PollReport<'_>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = signature_hasher();
+    let generation = r.pool.metadata.generation;
+    (generation, Some(r.current), Some(r.decision.desired)).hash(&mut h);
+    for c in &decided_conditions(r) {
+        (c.type_, c.status_text(), c.reason).hash(&mut h);
+    }
+    let warnings = r.warnings.iter().chain(std::iter::repeat(&None));
+    for ((t, result), warning) in r.decision.triggers.iter().zip(r.results).zip(warnings) {
+        let failing = result.is_err() || warning.is_some();
+        let failures = t.consecutive_failures.min(i32::MAX as u32) as i32;
+        (&t.name, t.active, failing, failures.min(1)).hash(&mut h);
+    }
+    h.finish()
 }
 
 /// Writes the whole status by server-side apply (the operator owns every
@@ -147,19 +225,19 @@ impl Writes {
         self != Writes::Active
     }
 
-    fn paused_condition(self) -> Cond {
+    fn paused_condition(self) -> Cond<'static> {
         match self {
             Writes::Paused { by_spec } => Cond::new(
                 PAUSED,
                 true,
                 "Paused",
-                if by_spec {
+                Msg::Text(if by_spec {
                     "spec.paused is true"
                 } else {
                     "annotation workerpool.dev/paused is \"true\""
-                },
+                }),
             ),
-            _ => Cond::new(PAUSED, false, "NotPaused", ""),
+            _ => Cond::new(PAUSED, false, "NotPaused", Msg::Text("")),
         }
     }
 }
@@ -184,13 +262,7 @@ pub fn decided(r: &PollReport<'_>) -> WorkerPoolStatus {
     let prev = r.pool.status.as_ref().unwrap_or(&none);
     let generation = r.pool.metadata.generation;
     let d = r.decision;
-    let conds = [
-        ready_condition(r),
-        active_condition(d),
-        metrics_condition(d),
-        limited_condition(d),
-        r.writes.paused_condition(),
-    ];
+    let conds = decided_conditions(r);
     let explanation = match r.writes {
         Writes::Active => d.explanation.clone(),
         Writes::Paused { .. } => format!("paused, not applied: {}", d.explanation),
@@ -219,6 +291,18 @@ pub fn decided(r: &PollReport<'_>) -> WorkerPoolStatus {
     }
 }
 
+/// The conditions of a poll that read and decided.
+fn decided_conditions<'a>(r: &PollReport<'a>) -> [Cond<'a>; 5] {
+    let d = r.decision;
+    [
+        ready_condition(r),
+        active_condition(d),
+        metrics_condition(d),
+        limited_condition(d),
+        r.writes.paused_condition(),
+    ]
+}
+
 /// The status of a pool that cannot be polled: `Ready=False` with `reason`,
 /// every value kept from the last status.
 pub fn stood_down(
@@ -230,7 +314,7 @@ pub fn stood_down(
     let mut status = pool.status.clone().unwrap_or_default();
     status.observed_generation = pool.metadata.generation;
     let conds = [
-        Cond::new(READY, false, reason, message),
+        Cond::new(READY, false, reason, Msg::Text(message)),
         writes.paused_condition(),
     ];
     let prev = std::mem::take(&mut status.conditions);
@@ -278,102 +362,56 @@ fn trigger_status(
     }
 }
 
-fn ready_condition(r: &PollReport<'_>) -> Cond {
-    let t = &r.pool.spec.scale_target_ref;
-    let every = r.pool.spec.polling_interval_seconds;
-    match r.writes {
-        Writes::Active => Cond::new(
-            READY,
-            true,
-            "Scaling",
-            format!("scaling {} {} every {every}s", t.kind, t.name),
-        ),
-        // A paused pool is not failing: Ready stays True, the reason says why
-        // nothing is written.
-        Writes::Paused { .. } => Cond::new(
-            READY,
-            true,
-            "Paused",
-            format!(
-                "paused: reading every {every}s, not scaling {} {}",
-                t.kind, t.name
-            ),
-        ),
-        Writes::Shadow => Cond::new(
-            READY,
-            true,
-            "Shadow",
-            format!(
-                "shadow: reading every {every}s, not scaling {} {}",
-                t.kind, t.name
-            ),
-        ),
-    }
+fn ready_condition<'a>(r: &PollReport<'a>) -> Cond<'a> {
+    let (reason, how) = match r.writes {
+        Writes::Active => ("Scaling", None),
+        // A paused pool is not failing: Ready stays True, the reason says
+        // why nothing is written.
+        Writes::Paused { .. } => ("Paused", Some("paused")),
+        Writes::Shadow => ("Shadow", Some("shadow")),
+    };
+    let message = Msg::Reading {
+        how,
+        target: &r.pool.spec.scale_target_ref,
+        every: r.pool.spec.polling_interval_seconds.into(),
+    };
+    Cond::new(READY, true, reason, message)
 }
 
-fn active_condition(d: &Decision) -> Cond {
-    let active: Vec<&str> = d
-        .triggers
-        .iter()
-        .filter(|t| t.active)
-        .map(|t| t.name.as_str())
-        .collect();
-    if active.is_empty() {
-        Cond::new(
-            ACTIVE,
-            false,
-            "NoTriggerActive",
-            "no trigger is above its activation threshold",
-        )
+fn active_condition(d: &Decision) -> Cond<'_> {
+    if d.triggers.iter().any(|t| t.active) {
+        Cond::new(ACTIVE, true, "TriggerActive", Msg::Active(d))
     } else {
-        Cond::new(
-            ACTIVE,
-            true,
-            "TriggerActive",
-            format!("active: {}", active.join(", ")),
-        )
+        let message = Msg::Text("no trigger is above its activation threshold");
+        Cond::new(ACTIVE, false, "NoTriggerActive", message)
     }
 }
 
-fn metrics_condition(d: &Decision) -> Cond {
-    let failed: Vec<String> = d
-        .triggers
-        .iter()
-        .filter_map(|t| t.error.as_ref().map(|e| format!("{}: {}", t.name, e)))
-        .collect();
-    if failed.is_empty() {
-        Cond::new(
-            METRICS_AVAILABLE,
-            true,
-            "AllTriggersRead",
-            "every trigger was read on the last poll",
-        )
+fn metrics_condition(d: &Decision) -> Cond<'_> {
+    if d.triggers.iter().all(|t| t.error.is_none()) {
+        let message = Msg::Text("every trigger was read on the last poll");
+        Cond::new(METRICS_AVAILABLE, true, "AllTriggersRead", message)
     } else if d.fallback {
-        Cond::new(
-            METRICS_AVAILABLE,
-            false,
-            "FallbackApplied",
-            failed.join("; "),
-        )
+        Cond::new(METRICS_AVAILABLE, false, "FallbackApplied", Msg::Failed(d))
     } else {
-        Cond::new(METRICS_AVAILABLE, false, "TriggerFailed", failed.join("; "))
+        Cond::new(METRICS_AVAILABLE, false, "TriggerFailed", Msg::Failed(d))
     }
 }
 
 /// `ScalingLimited` names the limit that decided the outcome.
-fn limited_condition(d: &Decision) -> Cond {
+fn limited_condition(d: &Decision) -> Cond<'_> {
     match d.binding_limit() {
         Some(l) => Cond::new(
             SCALING_LIMITED,
             true,
             limit_reason(l),
-            d.explanation.clone(),
+            Msg::Text(&d.explanation),
         ),
         None => Cond::new(
             SCALING_LIMITED,
             false,
             "DesiredWithinRange",
-            "the desired count is what the triggers ask for",
+            Msg::Text("the desired count is what the triggers ask for"),
         ),
     }
 }
@@ -423,7 +461,63 @@ mod tests {
 
     fn reason(min: i32, current: i32, reading: Reading, history: &History) -> String {
         let d = decide(&policy(min), 1_000_000, current, &[reading], history);
-        limited_condition(&d).reason
+        limited_condition(&d).reason.to_string()
+    }
+
+    fn pool() -> WorkerPool {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool",
+            "metadata": {"name": "p", "namespace": "ns", "generation": 3},
+            "spec": {"scaleTargetRef": {"name": "w"}, "maxReplicas": 10,
+                     "triggers": [{"redis": {"url": "redis://r", "list": "q"}, "targetPerReplica": 1}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_polls_signature_is_the_signature_of_the_status_it_would_build() {
+        let pool = pool();
+        type Case = (Reading, Result<f64, SourceError>, Option<String>, Writes);
+        let cases: [Case; 5] = [
+            (Reading::Value(3.0), Ok(3.0), None, Writes::Active),
+            (Reading::Value(0.0), Ok(0.0), None, Writes::Shadow),
+            (
+                Reading::Value(7.0),
+                Ok(7.0),
+                Some("slow".into()),
+                Writes::Active,
+            ),
+            (
+                Reading::Failed("down".into()),
+                Err(SourceError::Connection("down".into())),
+                None,
+                Writes::Paused { by_spec: true },
+            ),
+            (Reading::Value(12.0), Ok(12.0), None, Writes::Active),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for (reading, result, warning, writes) in cases {
+            let d = decide(&policy(1), 1_000_000, 2, &[reading], &History::default());
+            let (results, warnings) = ([result], [warning]);
+            let r = PollReport {
+                pool: &pool,
+                decision: &d,
+                results: &results,
+                warnings: &warnings,
+                current: 2,
+                applied: false,
+                writes,
+                now_ms: 1_000_000,
+            };
+            let sig = decided_signature(&r);
+            assert_eq!(sig, signature(&decided(&r)), "{writes:?} {d:?}");
+            seen.insert(sig);
+        }
+        assert_eq!(
+            seen.len(),
+            5,
+            "each case differs in what a person cares about"
+        );
     }
 
     #[test]

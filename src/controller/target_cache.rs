@@ -6,7 +6,7 @@
 //! and a cluster has far more workloads than pools. A snapshot is its
 //! replicas, its resourceVersion and its selector: about a tenth of that.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -31,7 +31,7 @@ pub type Name = (String, String);
 #[derive(Default)]
 struct Inner {
     /// namespace → name → snapshot: looked up by `&str`, without allocating.
-    map: RwLock<HashMap<String, HashMap<String, Snapshot>>>,
+    map: RwLock<super::FastMap<String, super::FastMap<String, Snapshot>>>,
     /// Names seen since the watch started (re-)listing.
     relisting: std::sync::Mutex<Option<HashSet<Name>>>,
     synced: AtomicBool,

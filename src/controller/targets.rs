@@ -13,7 +13,6 @@
 //! goes at once); the ownership check costs one map look-up per poll
 //! however many pools there are.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use k8s_openapi::jiff::Timestamp;
@@ -21,6 +20,17 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
 
 use crate::api::{ScaleTargetRef, WorkerPool, PAUSE_ANNOTATION};
+
+/// A pool's key: namespace and name only. `ObjectRef::from_obj` also
+/// copies the uid and resourceVersion, which equality ignores and nothing
+/// here reads; at thousands of pools, each key kept twice, they add up.
+pub fn pool_key(pool: &WorkerPool) -> ObjectRef<WorkerPool> {
+    let key = ObjectRef::new(pool.metadata.name.as_deref().unwrap_or_default());
+    match pool.metadata.namespace.as_deref() {
+        Some(ns) => key.within(ns),
+        None => key,
+    }
+}
 
 /// A target as the index keys it: namespace, API group, kind, name (the
 /// version does not change which object it is).
@@ -73,14 +83,14 @@ impl Claim {
             created: pool.metadata.creation_timestamp.as_ref().map(|t| t.0),
             passive: paused || pool.spec.mode.is_shadow(),
         };
-        Some((ObjectRef::from_obj(pool), claim))
+        Some((pool_key(pool), claim))
     }
 }
 
 #[derive(Default)]
 struct Claims {
-    by_pool: HashMap<ObjectRef<WorkerPool>, Claim>,
-    by_target: HashMap<TargetKey, Vec<ObjectRef<WorkerPool>>>,
+    by_pool: super::FastMap<ObjectRef<WorkerPool>, Claim>,
+    by_target: super::FastMap<TargetKey, Vec<ObjectRef<WorkerPool>>>,
     /// A re-list under way: the pools it has delivered so far (each is
     /// claimed at once; at the end, pools it did not deliver are dropped).
     relisting: Option<std::collections::HashSet<ObjectRef<WorkerPool>>>,
@@ -144,7 +154,7 @@ impl TargetIndex {
                     claims.insert(pool, claim);
                 }
             }
-            Event::Delete(p) => claims.remove(&ObjectRef::from_obj(p)),
+            Event::Delete(p) => claims.remove(&pool_key(p)),
             Event::Init => claims.relisting = Some(Default::default()),
             Event::InitApply(p) => {
                 if let Some((pool, claim)) = Claim::of(p) {
