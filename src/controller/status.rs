@@ -5,7 +5,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 
 use crate::api::condition::{ACTIVE, METRICS_AVAILABLE, PAUSED, READY, SCALING_LIMITED};
 use crate::api::{TriggerStatus, WorkerPool, WorkerPoolStatus};
@@ -175,12 +175,16 @@ pub fn decided_signature(r: &PollReport<'_>) -> u64 {
 
 /// Writes the whole status by server-side apply (the operator owns every
 /// status field, so `force` is safe and makes a new leader take over
-/// ownership from the old one).
+/// ownership from the old one). The answer — the whole object again — is
+/// not parsed: the watch delivers it anyway, and parsing it was a large
+/// share of a write's cost.
 pub async fn write(
-    api: &Api<WorkerPool>,
+    client: &kube::Client,
+    namespace: &str,
     name: &str,
     status: &WorkerPoolStatus,
 ) -> Result<(), kube::Error> {
+    use kube::Resource;
     let body = serde_json::json!({
         "apiVersion": "workerpool.dev/v1alpha1",
         "kind": "WorkerPool",
@@ -188,7 +192,11 @@ pub async fn write(
         "status": status,
     });
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(name, &pp, &Patch::Apply(body)).await?;
+    let url = WorkerPool::url_path(&(), Some(namespace));
+    let request = kube::core::Request::new(url)
+        .patch_subresource("status", name, &pp, &Patch::Apply(body))
+        .map_err(kube::Error::BuildRequest)?;
+    client.request_text(request).await?;
     Ok(())
 }
 

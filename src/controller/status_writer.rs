@@ -19,7 +19,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::Notify;
 use tracing::warn;
@@ -171,8 +170,7 @@ async fn write(ctx: &Context, job: &Job) {
     }
     let key = &job.entry.key;
     let ns = key.namespace.as_deref().unwrap_or_default();
-    let api: Api<WorkerPool> = Api::namespaced(ctx.client.clone(), ns);
-    match status::write(&api, &key.name, &job.status).await {
+    match status::write(&ctx.client, ns, &key.name, &job.status).await {
         Ok(()) => {
             ctx.metrics.status_writes.inc();
             job.entry.status_retry.succeeded();
