@@ -199,6 +199,22 @@ impl SentinelSet {
     }
 }
 
+/// A free port whose cluster bus port (port + 10000, as Redis derives it)
+/// is free too and in range: a free data port alone once collided with a
+/// bus port some other socket held ("bind: Address already in use").
+fn free_cluster_port() -> u16 {
+    for _ in 0..200 {
+        let port = free_port();
+        let Some(bus) = port.checked_add(10_000).filter(|b| *b < u16::MAX) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port with a free cluster bus port after 200 tries");
+}
+
 /// A Redis Cluster of `n` masters (no replicas) on loopback.
 pub struct ClusterSet {
     pub nodes: Vec<Server>,
@@ -210,7 +226,7 @@ impl ClusterSet {
         let dir = tempfile::tempdir().unwrap();
         let nodes: Vec<Server> = (0..n)
             .map(|_| {
-                let port = free_port();
+                let port = free_cluster_port();
                 let conf = format!(
                     "cluster-enabled yes\ncluster-config-file nodes-{port}.conf\ncluster-node-timeout 2000\n"
                 );
