@@ -554,8 +554,9 @@ impl Poll<'_> {
         }
     }
 
-    /// Whether a status of signature `sig` is to be written, and if so
-    /// whether it is a change (written before resyncs): None when it is not.
+    /// Whether a status of signature `sig` is to be written: None when not,
+    /// else whether it is urgent (a change or a retry, written before
+    /// resyncs).
     fn status_due(&self, st: &PoolState, sig: u64) -> Option<bool> {
         if !self.ctx.is_leader() {
             return None;

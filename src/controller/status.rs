@@ -130,47 +130,65 @@ pub fn conditions(
 /// statuses that differ in it are never mistaken for equal but with odds
 /// of one in 2^64).
 pub fn signature(s: &WorkerPoolStatus) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = signature_hasher();
-    (
+    let mut sig = Signature::new(
         s.observed_generation,
         s.current_replicas,
         s.desired_replicas,
-    )
-        .hash(&mut h);
+    );
     for c in &s.conditions {
-        (&c.type_, &c.status, &c.reason).hash(&mut h);
+        sig.condition(&c.type_, &c.status, &c.reason);
     }
     for t in &s.triggers {
         let failing = t.error.is_some() || t.warning.is_some();
-        (&t.name, t.active, failing, t.consecutive_failures.min(1)).hash(&mut h);
+        sig.trigger(&t.name, t.active, failing, t.consecutive_failures);
     }
-    h.finish()
-}
-
-/// The same hasher, with the same seed, for every signature.
-fn signature_hasher() -> impl std::hash::Hasher {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0x5747_5f73_6967).build_hasher()
+    sig.finish()
 }
 
 /// `signature` of the status `decided(r)` would build, without building it
 /// (most polls change nothing, and their status is never built).
 pub fn decided_signature(r: &PollReport<'_>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = signature_hasher();
     let generation = r.pool.metadata.generation;
-    (generation, Some(r.current), Some(r.decision.desired)).hash(&mut h);
+    let mut sig = Signature::new(generation, Some(r.current), Some(r.decision.desired));
     for c in &decided_conditions(r) {
-        (c.type_, c.status_text(), c.reason).hash(&mut h);
+        sig.condition(c.type_, c.status_text(), c.reason);
     }
     let warnings = r.warnings.iter().chain(std::iter::repeat(&None));
     for ((t, result), warning) in r.decision.triggers.iter().zip(r.results).zip(warnings) {
         let failing = result.is_err() || warning.is_some();
         let failures = t.consecutive_failures.min(i32::MAX as u32) as i32;
-        (&t.name, t.active, failing, failures.min(1)).hash(&mut h);
+        sig.trigger(&t.name, t.active, failing, failures);
     }
-    h.finish()
+    sig.finish()
+}
+
+/// The one hashing both signatures go through (same hasher, same seed,
+/// same parts in the same order), so the two can never disagree.
+struct Signature<H>(H);
+
+impl Signature<foldhash::fast::FoldHasher<'static>> {
+    fn new(generation: Option<i64>, current: Option<i32>, desired: Option<i32>) -> Self {
+        use std::hash::{BuildHasher, Hash};
+        const SEED: foldhash::fast::FixedState =
+            foldhash::fast::FixedState::with_seed(0x5747_5f73_6967);
+        let mut h = SEED.build_hasher();
+        (generation, current, desired).hash(&mut h);
+        Signature(h)
+    }
+}
+
+impl<H: std::hash::Hasher> Signature<H> {
+    fn condition(&mut self, type_: &str, status: &str, reason: &str) {
+        std::hash::Hash::hash(&(type_, status, reason), &mut self.0);
+    }
+
+    fn trigger(&mut self, name: &str, active: bool, failing: bool, failures: i32) {
+        std::hash::Hash::hash(&(name, active, failing, failures.min(1)), &mut self.0);
+    }
+
+    fn finish(self) -> u64 {
+        self.0.finish()
+    }
 }
 
 /// Writes the whole status by server-side apply (the operator owns every
