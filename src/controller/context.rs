@@ -45,6 +45,8 @@ pub struct PoolState {
     pub prepared: Option<Prepared>,
     /// The decision's memory (loaded from status.history on first sight).
     pub history: Option<History>,
+    /// What the next status needs from the last one (the leader's only).
+    pub last_status: Option<super::status_memory::StatusMemory>,
     /// When the next poll is due.
     pub next_due: Option<Instant>,
     /// Target replicas after the last poll (what a scale set, or what was seen).
@@ -83,6 +85,9 @@ pub struct PoolEntry {
     pub(super) gone: AtomicBool,
     /// Failed status writes: the next poll writes again, after a backoff.
     pub(super) status_retry: super::status_writer::StatusRetry,
+    /// The leader keeps what it needs of this pool's status in its state
+    /// (`StatusMemory`): the status in the watch's objects is dropped.
+    drops_status: AtomicBool,
 }
 
 impl PoolEntry {
@@ -94,12 +99,48 @@ impl PoolEntry {
             queued: AtomicU64::new(0),
             gone: AtomicBool::new(false),
             status_retry: Default::default(),
+            drops_status: AtomicBool::new(false),
         }
     }
 
     /// The pool as last seen by the watch.
     pub fn pool(&self) -> Arc<WorkerPool> {
-        self.pool.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.held().clone()
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Arc<WorkerPool>> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The leader's poll took what it needs from the status: drop the one
+    /// held, and every one the watch delivers from now on.
+    pub(super) fn drop_watched_status(&self) {
+        self.drops_status.store(true, Ordering::Release);
+        let mut held = self.held();
+        if held.status.is_some() {
+            *held = Arc::new(without_status(&held));
+        }
+    }
+
+    /// This instance no longer leads: hold `status` — the last it wrote —
+    /// until the watch delivers a newer one, which is held too, so that
+    /// leading again starts from the newest status.
+    pub(super) fn keep_watched_status(&self, status: crate::api::WorkerPoolStatus) {
+        self.drops_status.store(false, Ordering::Release);
+        let mut held = self.held();
+        if held.status.is_none() {
+            let mut pool = without_status(&held);
+            pool.status = Some(status);
+            *held = Arc::new(pool);
+        }
+    }
+}
+
+fn without_status(pool: &WorkerPool) -> WorkerPool {
+    WorkerPool {
+        metadata: pool.metadata.clone(),
+        spec: pool.spec.clone(),
+        status: None,
     }
 }
 
@@ -170,18 +211,21 @@ impl Context {
     /// The entry of `pool`, made on first sight; the watch's latest object
     /// replaces the one it held. True when the pool is new or its spec,
     /// annotations or identity changed (what a poll must see at once).
-    pub fn observe(&self, pool: Arc<WorkerPool>) -> (Arc<PoolEntry>, bool) {
+    pub fn observe(&self, mut pool: WorkerPool) -> (Arc<PoolEntry>, bool) {
         let key = super::targets::pool_key(&pool);
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = pools.get(&key) {
-            let mut held = entry.pool.lock().unwrap_or_else(|p| p.into_inner());
+            if entry.drops_status.load(Ordering::Acquire) {
+                pool.status = None;
+            }
+            let mut held = entry.held();
             let changed = held.metadata.generation != pool.metadata.generation
                 || held.metadata.uid != pool.metadata.uid
                 || held.metadata.annotations != pool.metadata.annotations;
-            *held = pool;
+            *held = Arc::new(pool);
             return (entry.clone(), changed);
         }
-        let entry = Arc::new(PoolEntry::new(pool));
+        let entry = Arc::new(PoolEntry::new(Arc::new(pool)));
         pools.insert(key, entry.clone());
         (entry, true)
     }

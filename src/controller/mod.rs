@@ -16,6 +16,7 @@ pub mod run;
 pub mod secrets;
 pub mod spare_busy;
 pub mod status;
+pub mod status_memory;
 pub mod status_writer;
 pub mod target;
 pub mod target_cache;

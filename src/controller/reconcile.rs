@@ -19,6 +19,7 @@ use super::prepare::{prepare, read_secrets, referenced_secrets, PrepareError};
 use super::restore::restore_history;
 use super::spare_busy::ScaleInContext;
 use super::status::{self, PollReport, Writes};
+use super::status_memory::StatusMemory;
 use super::target::{self, TargetState};
 use super::targets::TargetKey;
 use crate::api::{WorkerPool, WorkerPoolStatus, PAUSE_ANNOTATION};
@@ -59,6 +60,14 @@ pub async fn poll_pool(ctx: &Arc<Context>, entry: &Arc<PoolEntry>) -> Instant {
             Instant::now() + backoff(st.errors)
         }
     }
+}
+
+/// The decision's memory on a leader's first poll of a pool: the history
+/// read back from status, handed over from the status memory.
+fn restored_history(st: &mut PoolState, current: i32, now_ms: i64) -> crate::decision::History {
+    let last = st.last_status.get_or_insert_with(StatusMemory::default);
+    let recorded = last.kept().current_replicas;
+    restore_history(last.take_history(), recorded, current, now_ms)
 }
 
 /// The resync period of one pool's status: `base` plus up to 20 % picked by
@@ -114,12 +123,10 @@ impl Poll<'_> {
             Err(e) => return self.stand_down(st, e.into(), writes).await,
         };
         if !self.ctx.is_leader() {
-            // Standbys keep nothing warm but the parsed spec: a new leader
-            // loads the decision's memory from status.
-            st.history = None;
-            st.next_due = None;
+            self.stand_by(st);
             return Ok(Instant::now() + self.polling(st));
         }
+        self.remember_status(st);
         let (current, found) = match self.read_target(st).await? {
             Some(found) => found,
             None => return self.stand_down(st, self.target_not_found(), writes).await,
@@ -144,6 +151,29 @@ impl Poll<'_> {
         let polled = self.poll(st, current, &found, writes, now).await?;
         self.report(st, &polled, writes);
         Ok(self.schedule_next(st, now))
+    }
+
+    /// Standbys keep nothing warm but the parsed spec: a new leader loads
+    /// the decision's memory from status. What this instance last wrote
+    /// goes back into the pool it holds, in case it leads again before
+    /// another leader writes a newer status.
+    fn stand_by(&self, st: &mut PoolState) {
+        let history = st.history.take();
+        if let Some(last) = st.last_status.take() {
+            self.entry.keep_watched_status(last.into_status(history));
+        }
+        st.next_due = None;
+    }
+
+    /// The leader's first poll of a pool takes what the next statuses need
+    /// from the one the watch delivered; the watched copies are dropped
+    /// from then on (see `status_memory`).
+    fn remember_status(&self, st: &mut PoolState) {
+        if st.last_status.is_none() {
+            let status = self.pool.status.clone().unwrap_or_default();
+            st.last_status = Some(StatusMemory::of(status));
+            self.entry.drop_watched_status();
+        }
     }
 
     /// Whether this pool may write to its target (paused or shadow: no).
@@ -296,10 +326,10 @@ impl Poll<'_> {
         };
         let (policy, sources) = (prepared.policy.clone(), prepared.sources.clone());
         let now_ms = jiff::Timestamp::now().as_millisecond();
-        let mut history = st
-            .history
-            .take()
-            .unwrap_or_else(|| restore_history(self.pool, current, now_ms));
+        let mut history = match st.history.take() {
+            Some(history) => history,
+            None => restored_history(st, current, now_ms),
+        };
         let lag = st
             .next_due
             .map_or(0.0, |due| now.saturating_duration_since(due).as_secs_f64());
@@ -409,8 +439,10 @@ impl Poll<'_> {
         st.last_warning = None;
         self.record_metrics(st, p, writes);
         st.expected_replicas = Some(p.current);
+        let none = StatusMemory::default();
         let report = PollReport {
             pool: self.pool,
+            last: st.last_status.as_ref().unwrap_or(&none),
             decision: &p.decision,
             results: &p.results,
             warnings: &p.warnings,
@@ -532,14 +564,18 @@ impl Poll<'_> {
     ) -> Result<Instant> {
         let retry = Instant::now() + self.polling(st);
         if !self.ctx.is_leader() {
+            self.stand_by(st);
             return Ok(retry);
         }
+        self.remember_status(st);
         let episode = format!("{}: {}", why.reason, why.message);
         if st.last_warning.as_deref() != Some(episode.as_str()) {
             self.publish_note(EventType::Warning, why.reason, &why.message);
             st.last_warning = Some(episode);
         }
-        let status = status::stood_down(self.pool, why.reason, &why.message, writes);
+        let none = StatusMemory::default();
+        let last = st.last_status.as_ref().unwrap_or(&none);
+        let status = status::stood_down(self.pool, last, why.reason, &why.message, writes);
         self.maybe_write_status(st, status);
         Ok(retry)
     }
@@ -581,11 +617,22 @@ impl Poll<'_> {
         urgent: bool,
     ) {
         // The history is the largest part of a status, and not part of its
-        // signature: copied only for a status that is written.
-        if let Some(history) = &st.history {
-            status.history = Some(history.clone());
+        // signature: lent to a status that is written while it is made into
+        // bytes (a status built before the history was restored keeps the
+        // one read back).
+        let lent = st.history.is_some();
+        if lent {
+            status.history = st.history.take();
         }
-        self.ctx.status_writer.submit(self.entry, status, urgent);
+        let body = status::StatusBody::of(&status);
+        if lent {
+            st.history = status.history.take();
+        }
+        st.last_status = Some(StatusMemory::of(status));
+        match body {
+            Some(body) => self.ctx.status_writer.submit(self.entry, body, urgent),
+            None => warn!(workerpool = %self.name, namespace = %self.ns, "status not serializable"),
+        }
         st.last_status_signature = Some(sig);
         st.last_status_write = Some(Instant::now());
     }

@@ -4,10 +4,10 @@
 //! Status is untrusted input — anyone allowed to patch `workerpools/status`
 //! writes it — so what is read back is sanitized before any arithmetic.
 
-use crate::api::WorkerPool;
 use crate::decision::History;
 
-/// Loads the decision's memory from status, and accounts for a scale the
+/// Loads the decision's memory from the history read back from status
+/// (`recorded`: the status's currentReplicas), and accounts for a scale the
 /// last leader made but could not record (it died between the /scale PATCH
 /// and the status write): the target shows a count the status does not, so
 /// that change is remembered as a scale event now — which keeps the rate
@@ -19,15 +19,17 @@ use crate::decision::History;
 /// `maybeInitScaleDownStabilizationWindow` does for a fresh start, the
 /// current count counts as a recommendation now: a restart inside a
 /// scale-down window never scales in before a full window has passed.
-pub fn restore_history(pool: &WorkerPool, current: i32, now_ms: i64) -> History {
-    let Some(status) = pool.status.as_ref() else {
-        return History::default();
-    };
-    let mut h = status.history.clone().unwrap_or_default().sanitized(now_ms);
+pub fn restore_history(
+    read_back: Option<History>,
+    recorded: Option<i32>,
+    current: i32,
+    now_ms: i64,
+) -> History {
+    let mut h = read_back.unwrap_or_default().sanitized(now_ms);
     if h.recommendations.is_empty() {
         return h;
     }
-    if let Some(recorded) = status.current_replicas.map(|r| r.max(0)) {
+    if let Some(recorded) = recorded.map(|r| r.max(0)) {
         if recorded != current {
             h.record_scale(now_ms, recorded, current);
         }
@@ -39,6 +41,13 @@ pub fn restore_history(pool: &WorkerPool, current: i32, now_ms: i64) -> History 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::WorkerPool;
+
+    /// Restores from the status of `pool` as the first poll does.
+    fn restore(pool: &WorkerPool, current: i32, now_ms: i64) -> History {
+        let status = pool.status.clone().unwrap_or_default();
+        restore_history(status.history, status.current_replicas, current, now_ms)
+    }
 
     fn pool_with_status(status: serde_json::Value) -> WorkerPool {
         serde_json::from_value(serde_json::json!({
@@ -58,7 +67,7 @@ mod tests {
             "currentReplicas": 5,
             "history": {"recommendations": [{"from": 0, "to": 1000, "replicas": 5}]}
         }));
-        let h = restore_history(&p, 5, 9000);
+        let h = restore(&p, 5, 9000);
         assert_eq!(
             h.recommendations.last().map(|s| (s.to, s.replicas)),
             Some((9000, 5))
@@ -72,7 +81,7 @@ mod tests {
             "currentReplicas": 2,
             "history": {"recommendations": [{"from": 0, "to": 1000, "replicas": 2}]}
         }));
-        let h = restore_history(&p, 4, 2000);
+        let h = restore(&p, 4, 2000);
         assert_eq!(h.scale_up_events.len(), 1);
         assert_eq!(
             (h.scale_up_events[0].at, h.scale_up_events[0].change),
@@ -97,7 +106,7 @@ mod tests {
                 "failures": {"q": 4294967295u64}
             }
         }));
-        let h = restore_history(&p, 2147483647, 2000);
+        let h = restore(&p, 2147483647, 2000);
         assert!(h
             .recommendations
             .iter()
@@ -121,8 +130,8 @@ mod tests {
             "history": {"recommendations": [{"from": 0, "to": 1000, "replicas": 5}],
                         "scaleUpEvents": [{"at": 500, "change": 2}]}
         }));
-        let restored = restore_history(&text, 5, 9000);
-        assert_eq!(restored, restore_history(&numbers, 5, 9000));
+        let restored = restore(&text, 5, 9000);
+        assert_eq!(restored, restore(&numbers, 5, 9000));
         assert_eq!(restored.scale_up_events[0].at, 500);
         assert_eq!(
             restored.inactive_since, None,
@@ -133,8 +142,8 @@ mod tests {
     #[test]
     fn no_status_or_no_recommendations_restore_nothing_new() {
         let p = pool_with_status(serde_json::Value::Null);
-        assert_eq!(restore_history(&p, 3, 1000), History::default());
+        assert_eq!(restore(&p, 3, 1000), History::default());
         let p = pool_with_status(serde_json::json!({"currentReplicas": 1}));
-        assert_eq!(restore_history(&p, 3, 1000), History::default());
+        assert_eq!(restore(&p, 3, 1000), History::default());
     }
 }

@@ -207,7 +207,7 @@ impl PoolWatch {
             return; // the CRD is namespaced; never polled
         }
         trim_pool(&mut pool.metadata);
-        let (entry, changed) = ctx.observe(Arc::new(pool));
+        let (entry, changed) = ctx.observe(pool);
         if changed {
             ctx.engine.schedule(&entry, Instant::now());
         }

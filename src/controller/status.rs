@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 
+use super::status_memory::StatusMemory;
 use crate::api::condition::{ACTIVE, METRICS_AVAILABLE, PAUSED, READY, SCALING_LIMITED};
 use crate::api::{TriggerStatus, WorkerPool, WorkerPoolStatus};
 use crate::decision::{Busy, Decision, Limit, TriggerOutcome};
@@ -96,26 +97,21 @@ impl<'a> Cond<'a> {
     }
 }
 
-/// Converts to metav1.Condition, keeping `lastTransitionTime` from `previous`
-/// when the status did not flip.
+/// Converts to metav1.Condition, keeping `lastTransitionTime` from the
+/// last status when the status did not flip.
 pub fn conditions(
     conds: &[Cond<'_>],
-    previous: &[Condition],
+    previous: &StatusMemory,
     generation: Option<i64>,
     now: Timestamp,
 ) -> Vec<Condition> {
     conds
         .iter()
         .map(|c| {
-            let status = c.status_text();
-            let since = previous
-                .iter()
-                .find(|p| p.type_ == c.type_ && p.status == status)
-                .map(|p| p.last_transition_time.clone())
-                .unwrap_or_else(|| Time(now));
+            let since = (previous.since(c.type_, c.status)).unwrap_or_else(|| Time(now));
             Condition {
                 type_: c.type_.to_string(),
-                status: status.to_string(),
+                status: c.status_text().to_string(),
                 reason: c.reason.to_string(),
                 message: truncate(&c.message.render(), 1024),
                 last_transition_time: since,
@@ -191,6 +187,38 @@ impl<H: std::hash::Hasher> Signature<H> {
     }
 }
 
+/// A status ready to send: its JSON, made when it is handed to the
+/// writer, so a status waiting for its write holds only its bytes.
+pub struct StatusBody(Box<serde_json::value::RawValue>);
+
+impl StatusBody {
+    /// None only if `status` cannot be serialized (it always can: every
+    /// map in it has string keys).
+    pub fn of(status: &WorkerPoolStatus) -> Option<StatusBody> {
+        serde_json::value::to_raw_value(status).ok().map(StatusBody)
+    }
+
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+/// The body of a status apply; the status goes in as the bytes it was
+/// made into (a `json!` body would parse them again).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplyStatus<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: ApplyMeta<'a>,
+    status: &'a serde_json::value::RawValue,
+}
+
+#[derive(serde::Serialize)]
+struct ApplyMeta<'a> {
+    name: &'a str,
+}
+
 /// Writes the whole status by server-side apply (the operator owns every
 /// status field, so `force` is safe and makes a new leader take over
 /// ownership from the old one). The answer — the whole object again — is
@@ -200,15 +228,15 @@ pub async fn write(
     client: &kube::Client,
     namespace: &str,
     name: &str,
-    status: &WorkerPoolStatus,
+    status: &StatusBody,
 ) -> Result<(), kube::Error> {
     use kube::Resource;
-    let body = serde_json::json!({
-        "apiVersion": "workerpool.dev/v1alpha1",
-        "kind": "WorkerPool",
-        "metadata": { "name": name },
-        "status": status,
-    });
+    let body = ApplyStatus {
+        api_version: "workerpool.dev/v1alpha1",
+        kind: "WorkerPool",
+        metadata: ApplyMeta { name },
+        status: &status.0,
+    };
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let url = WorkerPool::url_path(&(), Some(namespace));
     let request = kube::core::Request::new(url)
@@ -271,6 +299,8 @@ impl Writes {
 /// One poll's results, as status reports them.
 pub struct PollReport<'a> {
     pub pool: &'a WorkerPool,
+    /// What the next status needs from the last one.
+    pub last: &'a StatusMemory,
     pub decision: &'a Decision,
     pub results: &'a [Result<f64, SourceError>],
     /// Each trigger's source's warning, if any.
@@ -284,8 +314,7 @@ pub struct PollReport<'a> {
 
 /// The status after a poll that read and decided.
 pub fn decided(r: &PollReport<'_>) -> WorkerPoolStatus {
-    let none = WorkerPoolStatus::default();
-    let prev = r.pool.status.as_ref().unwrap_or(&none);
+    let prev = r.last.kept();
     let generation = r.pool.metadata.generation;
     let d = r.decision;
     let conds = decided_conditions(r);
@@ -306,7 +335,7 @@ pub fn decided(r: &PollReport<'_>) -> WorkerPoolStatus {
         last_active_time: d.last_active().and_then(time_ms),
         triggers: trigger_statuses(r, &prev.triggers),
         last_decision: Some(truncate(&explanation, 2048)),
-        conditions: conditions(&conds, &prev.conditions, generation, Timestamp::now()),
+        conditions: conditions(&conds, r.last, generation, Timestamp::now()),
         // Added by the poll when the status is written (see `Poll::maybe_write_status`).
         history: None,
         busy_pods: match d.busy {
@@ -333,19 +362,21 @@ fn decided_conditions<'a>(r: &PollReport<'a>) -> [Cond<'a>; 5] {
 /// every value kept from the last status.
 pub fn stood_down(
     pool: &WorkerPool,
+    last: &StatusMemory,
     reason: &str,
     message: &str,
     writes: Writes,
 ) -> WorkerPoolStatus {
-    let mut status = pool.status.clone().unwrap_or_default();
-    status.observed_generation = pool.metadata.generation;
+    let generation = pool.metadata.generation;
     let conds = [
         Cond::new(READY, false, reason, Msg::Text(message)),
         writes.paused_condition(),
     ];
-    let prev = std::mem::take(&mut status.conditions);
-    status.conditions = conditions(&conds, &prev, pool.metadata.generation, Timestamp::now());
-    status
+    WorkerPoolStatus {
+        observed_generation: generation,
+        conditions: conditions(&conds, last, generation, Timestamp::now()),
+        ..last.kept().clone()
+    }
 }
 
 fn trigger_statuses(r: &PollReport<'_>, prev: &[TriggerStatus]) -> Vec<TriggerStatus> {
@@ -525,8 +556,10 @@ mod tests {
         for (reading, result, warning, writes) in cases {
             let d = decide(&policy(1), 1_000_000, 2, &[reading], &History::default());
             let (results, warnings) = ([result], [warning]);
+            let last = StatusMemory::default();
             let r = PollReport {
                 pool: &pool,
+                last: &last,
                 decision: &d,
                 results: &results,
                 warnings: &warnings,

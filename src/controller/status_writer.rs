@@ -25,14 +25,14 @@ use tracing::warn;
 
 use super::context::{Context, PoolEntry};
 use super::engine::backoff;
-use super::status;
-use crate::api::{WorkerPool, WorkerPoolStatus};
+use super::status::{self, StatusBody};
+use crate::api::WorkerPool;
 
 type Key = ObjectRef<WorkerPool>;
 
 struct Job {
     entry: Arc<PoolEntry>,
-    status: WorkerPoolStatus,
+    status: StatusBody,
     changed: bool,
 }
 
@@ -69,7 +69,7 @@ impl StatusWriter {
     /// Queues `status` for the pool of `entry`, replacing one still
     /// waiting; `changed`: it differs from the last one written in what a
     /// person cares about (else it is a resync, written after every change).
-    pub fn submit(&self, entry: &Arc<PoolEntry>, status: WorkerPoolStatus, changed: bool) {
+    pub fn submit(&self, entry: &Arc<PoolEntry>, status: StatusBody, changed: bool) {
         let key = entry.key.clone();
         let job = Job {
             entry: entry.clone(),
@@ -198,11 +198,17 @@ mod tests {
         Arc::new(PoolEntry::new(Arc::new(pool)))
     }
 
-    fn status(desired: i32) -> WorkerPoolStatus {
-        WorkerPoolStatus {
+    fn status(desired: i32) -> StatusBody {
+        let status = crate::api::WorkerPoolStatus {
             desired_replicas: Some(desired),
             ..Default::default()
-        }
+        };
+        StatusBody::of(&status).unwrap()
+    }
+
+    fn desired(job: &Job) -> Option<i64> {
+        let status: serde_json::Value = serde_json::from_str(job.status.json()).unwrap();
+        status["desiredReplicas"].as_i64()
     }
 
     #[test]
@@ -212,11 +218,9 @@ mod tests {
         w.submit(&a, status(1), true);
         w.submit(&b, status(5), true);
         w.submit(&a, status(2), true);
-        let first = w
-            .take()
-            .map(|j| (j.entry.key.name.clone(), j.status.desired_replicas));
+        let first = w.take().map(|j| (j.entry.key.name.clone(), desired(&j)));
         assert_eq!(first, Some(("a".into(), Some(2))));
-        let second = w.take().map(|j| j.status.desired_replicas);
+        let second = w.take().map(|j| desired(&j));
         assert_eq!(second, Some(Some(5)));
         assert!(w.take().is_none());
     }
@@ -231,7 +235,7 @@ mod tests {
         w.submit(&a, status(2), false);
         assert!(w.take().is_none(), "the second waits for the first");
         w.done(&a.key);
-        let next = w.take().map(|j| j.status.desired_replicas);
+        let next = w.take().map(|j| desired(&j));
         assert_eq!(next, Some(Some(2)));
     }
 
