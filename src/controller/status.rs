@@ -108,7 +108,7 @@ pub fn conditions(
     conds
         .iter()
         .map(|c| {
-            let since = (previous.since(c.type_, c.status)).unwrap_or_else(|| Time(now));
+            let since = previous.since(c.type_, c.status).unwrap_or(Time(now));
             Condition {
                 type_: c.type_.to_string(),
                 status: c.status_text().to_string(),
