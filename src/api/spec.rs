@@ -161,7 +161,7 @@ pub struct Trigger {
     pub target_per_replica: Option<f64>,
     /// Replicas so the backlog clears within a time (instead of `targetPerReplica`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drain: Option<super::drain::Drain>,
+    pub drain: Option<Box<super::drain::Drain>>,
     /// The trigger is active when its value is above this.
     #[serde(default)]
     pub activation_threshold: f64,
@@ -227,7 +227,7 @@ pub struct RedisTrigger {
     pub url: Option<String>,
     /// The master is found through Redis Sentinel (instead of `url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sentinel: Option<super::topology::RedisSentinel>,
+    pub sentinel: Option<Box<super::topology::RedisSentinel>>,
     /// The keys are read across a Redis Cluster (instead of `url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<super::topology::RedisCluster>,
@@ -239,7 +239,7 @@ pub struct RedisTrigger {
     pub username_secret_ref: Option<SecretKeyRef>,
     /// TLS settings for `rediss://` URLs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<RedisTls>,
+    pub tls: Option<Box<RedisTls>>,
     /// LLEN of one list (a missing key is an empty list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
@@ -253,28 +253,28 @@ pub struct RedisTrigger {
     pub celery: Option<CeleryMeasure>,
     /// A Redis stream (consumer group lag/pending, or length).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stream: Option<StreamMeasure>,
+    pub stream: Option<Box<StreamMeasure>>,
     /// A sorted set (delayed jobs): ZCARD, or due entries only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sorted_set: Option<SortedSetMeasure>,
     /// A Python RQ queue: waiting, taken and started, due scheduled jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rq: Option<super::frameworks::RqMeasure>,
+    pub rq: Option<Box<super::frameworks::RqMeasure>>,
     /// An arq queue: waiting, running and retrying jobs that are due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arq: Option<super::frameworks::ArqMeasure>,
+    pub arq: Option<Box<super::frameworks::ArqMeasure>>,
     /// A Huey queue: queued tasks and due scheduled ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub huey: Option<super::frameworks::HueyMeasure>,
+    pub huey: Option<Box<super::frameworks::HueyMeasure>>,
     /// A Dramatiq queue: queued, fetched by workers, due delayed and due retried messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dramatiq: Option<super::dramatiq::DramatiqMeasure>,
+    pub dramatiq: Option<Box<super::dramatiq::DramatiqMeasure>>,
     /// A Sidekiq queue: enqueued, running, due scheduled and due retried jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sidekiq: Option<super::sidekiq::SidekiqMeasure>,
+    pub sidekiq: Option<Box<super::sidekiq::SidekiqMeasure>>,
     /// A BullMQ queue: waiting, active, and due delayed and retrying jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bullmq: Option<super::bullmq::BullMqMeasure>,
+    pub bullmq: Option<Box<super::bullmq::BullMqMeasure>>,
 }
 
 /// TLS settings for `rediss://`. With `sentinel` or `cluster` (no URL scheme to

@@ -14,9 +14,7 @@
 //! patched (JSON merge patch of the one annotation).
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::core::Selector;
 use kube::Client;
 
 use super::context::Context;
@@ -69,13 +67,11 @@ async fn selector(
     namespace: &str,
     resolved: Option<&kube::discovery::ApiResource>,
 ) -> Result<String, String> {
-    let of = |s: Option<&LabelSelector>| -> Result<String, String> {
-        let s = s
-            .cloned()
-            .ok_or_else(|| format!("{} {} not found", r.kind, r.name))?;
-        Selector::try_from(s)
-            .map(|s| s.to_string())
-            .map_err(|e| format!("the selector of {} {}: {e}", r.kind, r.name))
+    let of = |s: Option<&Result<Box<str>, Box<str>>>| -> Result<String, String> {
+        match s.ok_or_else(|| format!("{} {} not found", r.kind, r.name))? {
+            Ok(s) => Ok(s.to_string()),
+            Err(e) => Err(format!("the selector of {} {}: {e}", r.kind, r.name)),
+        }
     };
     match (cached_kind(r), resolved) {
         (Some(CachedKind::Deployment), _) => {

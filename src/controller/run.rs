@@ -207,6 +207,9 @@ impl PoolWatch {
             return; // the CRD is namespaced; never polled
         }
         trim_pool(&mut pool.metadata);
+        // Deserialized lists grow to four places; a pool has one trigger or two.
+        pool.spec.triggers.shrink_to_fit();
+        pool.spec.schedules.shrink_to_fit();
         let (entry, changed) = ctx.observe(pool);
         if changed {
             ctx.engine.schedule(&entry, Instant::now());

@@ -22,7 +22,10 @@ pub struct Snapshot {
     pub replicas: i32,
     pub resource_version: Option<String>,
     pub uid: Option<String>,
-    pub selector: Option<LabelSelector>,
+    /// The pod selector as a label selector string (`app=w`), rendered
+    /// once: a `LabelSelector`'s map takes a whole B-tree node, half a KiB,
+    /// for its one label. Err: why it cannot be rendered.
+    pub selector: Option<Result<Box<str>, Box<str>>>,
 }
 
 /// (namespace, name) of a workload.
@@ -67,11 +70,9 @@ impl TargetCache {
         }
         let mut map = self.0.map.write().unwrap_or_else(|p| p.into_inner());
         let (namespace, name) = name;
-        let old = map
-            .entry(namespace)
-            .or_default()
-            .insert(name, snapshot.clone());
-        old.is_none_or(|o| o.replicas != snapshot.replicas || o.uid != snapshot.uid)
+        let (replicas, uid) = (snapshot.replicas, snapshot.uid.clone());
+        let old = map.entry(namespace).or_default().insert(name, snapshot);
+        old.is_none_or(|o| o.replicas != replicas || o.uid != uid)
     }
 
     pub fn delete(&self, name: &Name) {
@@ -129,11 +130,15 @@ impl Snapshot {
         meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
         selector: Option<LabelSelector>,
     ) -> Self {
+        let rendered = selector.map(|s| match kube::core::Selector::try_from(s) {
+            Ok(s) => Ok(s.to_string().into_boxed_str()),
+            Err(e) => Err(e.to_string().into_boxed_str()),
+        });
         Snapshot {
             replicas: replicas.unwrap_or(DEFAULT_REPLICAS),
             resource_version: meta.resource_version.take(),
             uid: meta.uid.take(),
-            selector,
+            selector: rendered,
         }
     }
 }

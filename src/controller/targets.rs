@@ -99,7 +99,9 @@ struct Claims {
 impl Claims {
     fn insert(&mut self, pool: ObjectRef<WorkerPool>, claim: Claim) {
         self.remove(&pool);
-        let pools = self.by_target.entry(claim.target.clone()).or_default();
+        // Nearly every target has one pool (two are a conflict).
+        let pools =
+            (self.by_target.entry(claim.target.clone())).or_insert_with(|| Vec::with_capacity(1));
         pools.push(pool.clone());
         self.by_pool.insert(pool, claim);
     }

@@ -460,28 +460,28 @@ mod tests {
         let s = ConnectionSettings::resolve(&trigger("redis://h"), &BTreeMap::new()).unwrap();
         assert_eq!(s.key.display, "redis://h:6379/0");
         let mut t = trigger("rediss://h:6380/1");
-        t.tls = Some(RedisTls {
+        t.tls = Some(Box::new(RedisTls {
             insecure_skip_verify: true,
             ca_secret_ref: None,
-        });
+        }));
         let s = ConnectionSettings::resolve(&t, &BTreeMap::new()).unwrap();
         assert!(s.key.insecure);
         assert!(url_of(&s).ends_with("#insecure"), "{}", url_of(&s));
         let mut t = trigger("redis://h");
-        t.tls = Some(RedisTls::default());
+        t.tls = Some(Box::default());
         assert!(ConnectionSettings::resolve(&t, &BTreeMap::new()).is_err());
     }
 
     #[test]
     fn a_ca_that_is_not_pem_is_a_config_error() {
         let mut t = trigger("rediss://h");
-        t.tls = Some(RedisTls {
+        t.tls = Some(Box::new(RedisTls {
             insecure_skip_verify: false,
             ca_secret_ref: Some(SecretKeyRef {
                 name: "ca".into(),
                 key: "ca.crt".into(),
             }),
-        });
+        }));
         let mut secrets = BTreeMap::new();
         secrets.insert(
             ("ca".to_string(), "ca.crt".to_string()),
