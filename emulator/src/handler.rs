@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::discovery;
 use crate::objects::{self, Deleted, FieldValidation, Sub, Target, WriteOpts, Written};
+use crate::paging::{Page, Paging};
 use crate::patch::PatchType;
 use crate::render;
 use crate::router::{self, Query, ResourcePath, Route, Verb};
@@ -348,30 +349,46 @@ fn selected(req: &Request<'_>, t: &Target, items: Vec<Arc<Value>>) -> ApiResult<
 
 fn list(shared: &Arc<Shared>, req: &Request<'_>, t: &Target, p: &ResourcePath) -> ApiResult<Reply> {
     let ns = p.namespace.as_deref().filter(|_| t.ty.namespaced);
-    let rv = watch::parse_rv(req.query.get("resourceVersion"))?;
-    let exact = req.query.get("resourceVersionMatch") == Some("Exact");
-    let (items, at) = {
-        let store = shared.store.lock();
-        match rv {
-            Some(rv) if exact => (store.list_at(&t.gr(), ns, rv)?, rv),
-            Some(rv) if rv > store.rv() => {
-                return Err(ApiError::too_large_resource_version(rv, store.rv()))
-            }
-            _ => (store.list(&t.gr(), ns), store.rv()),
-        }
-    };
-    let items = selected(req, t, items)?;
+    let paging = Paging::parse(req.query)?;
+    let (items, at) = listed(shared, req, t, ns, &paging)?;
+    let filtered = ["labelSelector", "fieldSelector"]
+        .iter()
+        .any(|k| req.query.get(k).is_some_and(|v| !v.is_empty()));
+    let page = paging.page(selected(req, t, items)?, at, filtered);
     if table::wanted(req.accept) {
-        return Ok(Reply::json(
-            200,
-            &table::render(t, &items, Some(at), req.query),
-        ));
+        let mut table = table::render(t, &page.items, Some(at), req.query);
+        page.annotate(&mut table["metadata"]);
+        return Ok(Reply::json(200, &table));
     }
     Ok(Reply::Json {
         code: 200,
-        body: render::list_body(&t.ty.list_kind, &t.api_version(), at, &items, t.ty.custom),
+        body: render::list_body(&t.ty.list_kind, &t.api_version(), at, &page, t.ty.custom),
         warnings: Vec::new(),
     })
+}
+
+/// The objects a list request names, and the revision it sees them at: a
+/// continued list's own revision, an exact one, or the latest.
+fn listed(
+    shared: &Arc<Shared>,
+    req: &Request<'_>,
+    t: &Target,
+    ns: Option<&str>,
+    paging: &Paging,
+) -> ApiResult<(Vec<Arc<Value>>, u64)> {
+    let store = shared.store.lock();
+    if let Some(resume) = &paging.resume {
+        let items =
+            (store.list_at(&t.gr(), ns, resume.rv)).map_err(|_| ApiError::continue_expired())?;
+        return Ok((items, resume.rv));
+    }
+    let rv = watch::parse_rv(req.query.get("resourceVersion"))?;
+    let exact = req.query.get("resourceVersionMatch") == Some("Exact");
+    match rv {
+        Some(rv) if exact => Ok((store.list_at(&t.gr(), ns, rv)?, rv)),
+        Some(rv) if rv > store.rv() => Err(ApiError::too_large_resource_version(rv, store.rv())),
+        _ => Ok((store.list(&t.gr(), ns), store.rv())),
+    }
 }
 
 fn delete_collection(
@@ -406,7 +423,13 @@ fn delete_collection(
     drop(store);
     Ok(Reply::Json {
         code: 200,
-        body: render::list_body(&t.ty.list_kind, &t.api_version(), rv, &deleted, t.ty.custom),
+        body: render::list_body(
+            &t.ty.list_kind,
+            &t.api_version(),
+            rv,
+            &Page::whole(deleted),
+            t.ty.custom,
+        ),
         warnings: Vec::new(),
     })
 }

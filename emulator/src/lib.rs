@@ -24,6 +24,7 @@ mod handler;
 mod kubeconfig;
 mod objects;
 mod openapi;
+mod paging;
 mod patch;
 mod protobuf;
 mod render;

@@ -34,12 +34,15 @@ pub fn list_body(
     list_kind: &str,
     api_version: &str,
     rv: u64,
-    items: &[std::sync::Arc<Value>],
+    page: &crate::paging::Page,
     keep_types: bool,
 ) -> Vec<u8> {
+    let items = &page.items;
+    let mut metadata = serde_json::json!({"resourceVersion": rv.to_string()});
+    page.annotate(&mut metadata);
     let mut buf = Vec::with_capacity(64 + items.len() * 512);
     buf.extend_from_slice(
-        format!("{{\"kind\":\"{list_kind}\",\"apiVersion\":\"{api_version}\",\"metadata\":{{\"resourceVersion\":\"{rv}\"}},\"items\":[").as_bytes(),
+        format!("{{\"kind\":\"{list_kind}\",\"apiVersion\":\"{api_version}\",\"metadata\":{metadata},\"items\":[").as_bytes(),
     );
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
@@ -69,6 +72,7 @@ pub fn object_body(object: &Value, api_version: &str) -> Vec<u8> {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::paging::Page;
     use serde_json::json;
     use std::sync::Arc;
 
@@ -77,12 +81,24 @@ mod test {
         let items = vec![Arc::new(
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}),
         )];
-        let body: Value =
-            serde_json::from_slice(&list_body("ConfigMapList", "v1", 7, &items, false)).unwrap();
+        let body: Value = serde_json::from_slice(&list_body(
+            "ConfigMapList",
+            "v1",
+            7,
+            &Page::whole(items.clone()),
+            false,
+        ))
+        .unwrap();
         assert_eq!(body["metadata"]["resourceVersion"], "7");
         assert_eq!(body["items"][0], json!({"metadata": {"name": "a"}}));
-        let body: Value =
-            serde_json::from_slice(&list_body("WList", "x/v2", 7, &items, true)).unwrap();
+        let body: Value = serde_json::from_slice(&list_body(
+            "WList",
+            "x/v2",
+            7,
+            &Page::whole(items.clone()),
+            true,
+        ))
+        .unwrap();
         assert_eq!(body["items"][0]["apiVersion"], "x/v2");
     }
 }

@@ -196,6 +196,16 @@ impl ApiError {
         )
     }
 
+    /// `410 Expired` for a `continue` token whose revision is no longer kept.
+    pub fn continue_expired() -> Self {
+        Self::new(
+            410,
+            "Expired",
+            "The provided continue parameter is too old to display a consistent list result. \
+             You can start a new list without the continue parameter.",
+        )
+    }
+
     pub fn too_large_resource_version(requested: u64, current: u64) -> Self {
         Self::new(
             504,

@@ -158,7 +158,12 @@ impl EventSender {
         tokio::spawn(async move {
             if let Ok(_permit) = sender.permits.acquire().await {
                 let api: Api<Event> = Api::namespaced(sender.client.clone(), &namespace);
-                if let Err(e) = api.create(&PostParams::default(), &event).await {
+                // Boxed: a waiting Event's task holds only the Event, not
+                // room for a request in flight (a few KiB, times up to
+                // `MAX_WAITING_EVENTS` when a burst of scales meets a slow
+                // API server).
+                let created = Box::pin(api.create(&PostParams::default(), &event)).await;
+                if let Err(e) = created {
                     warn!(workerpool = %object, error = %e, "could not publish event");
                 }
             }
