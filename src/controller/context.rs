@@ -296,3 +296,54 @@ impl Context {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::WorkerPoolStatus;
+
+    fn pool_with_status(replicas: i32) -> WorkerPool {
+        let spec = serde_json::from_value(serde_json::json!({
+            "scaleTargetRef": {"name": "w"},
+            "maxReplicas": 10,
+            "triggers": [{"redis": {"url": "redis://r:6379", "list": "l"}, "targetPerReplica": 1}],
+        }))
+        .unwrap();
+        let mut pool = WorkerPool::new("p", spec);
+        pool.metadata.namespace = Some("ns".into());
+        pool.status = Some(WorkerPoolStatus {
+            current_replicas: Some(replicas),
+            ..Default::default()
+        });
+        pool
+    }
+
+    #[test]
+    fn a_leader_drops_the_watched_status_and_a_standby_holds_its_last_one() {
+        let entry = PoolEntry::new(Arc::new(pool_with_status(3)));
+        entry.drop_watched_status();
+        assert!(entry.pool().status.is_none());
+        assert!(entry.drops_status.load(Ordering::Acquire));
+        let last = WorkerPoolStatus {
+            current_replicas: Some(4),
+            ..Default::default()
+        };
+        entry.keep_watched_status(last);
+        let held = entry
+            .pool()
+            .status
+            .as_ref()
+            .and_then(|s| s.current_replicas);
+        assert_eq!(held, Some(4));
+        assert!(!entry.drops_status.load(Ordering::Acquire));
+        // A newer status the watch delivered meanwhile is not replaced.
+        *entry.held() = Arc::new(pool_with_status(5));
+        entry.keep_watched_status(WorkerPoolStatus::default());
+        let held = entry
+            .pool()
+            .status
+            .as_ref()
+            .and_then(|s| s.current_replicas);
+        assert_eq!(held, Some(5));
+    }
+}
