@@ -85,6 +85,9 @@ pub struct PoolEntry {
     pub(super) gone: AtomicBool,
     /// Failed status writes: the next poll writes again, after a backoff.
     pub(super) status_retry: super::status_writer::StatusRetry,
+    /// The status writer's queue was full: this pool's status waits for
+    /// its next poll, which comes as soon as there is room.
+    pub(super) status_deferred: AtomicBool,
     /// The leader keeps what it needs of this pool's status in its state
     /// (`StatusMemory`): the status in the watch's objects is dropped.
     drops_status: AtomicBool,
@@ -100,6 +103,7 @@ impl PoolEntry {
             gone: AtomicBool::new(false),
             status_retry: Default::default(),
             drops_status: AtomicBool::new(false),
+            status_deferred: AtomicBool::new(false),
         }
     }
 

@@ -3,6 +3,7 @@
 //! Level-triggered and idempotent: a scale sets an absolute count, so a
 //! retried poll can never apply a change twice.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -218,7 +219,9 @@ impl Poll<'_> {
         if !spec_changed && !secrets_due {
             return Ok(false);
         }
-        let secrets = read_secrets(self.ctx, self.pool, self.ns).await?;
+        // The rare paths of a poll are boxed: every poll's future is as
+        // large as its largest await, and a slot holds hundreds of them.
+        let secrets = Box::pin(read_secrets(self.ctx, self.pool, self.ns)).await?;
         st.refresh_secrets = false;
         if let Some(p) = st.prepared.as_mut().filter(|_| !spec_changed) {
             if p.secret_versions == secrets.versions() {
@@ -228,7 +231,7 @@ impl Poll<'_> {
         }
         // The old sources stay alive until the new ones exist, so that the
         // connections they share are kept, not closed and made again.
-        match prepare(self.ctx, self.pool, &secrets).await {
+        match Box::pin(prepare(self.ctx, self.pool, &secrets)).await {
             Ok(p) => {
                 st.prepared = Some(p);
                 Ok(true)
@@ -249,7 +252,7 @@ impl Poll<'_> {
         let state = match target::from_cache(r, self.ns, &ctx.deployments, &ctx.statefulsets) {
             Some(s) => s,
             None => match st.prepared.as_ref().and_then(|p| p.resolved.as_ref()) {
-                Some(ar) => target::get_scale(&ctx.client, ar, self.ns, &r.name).await?,
+                Some(ar) => Box::pin(target::get_scale(&ctx.client, ar, self.ns, &r.name)).await?,
                 None => TargetState::NotFound,
             },
         };
@@ -287,7 +290,8 @@ impl Poll<'_> {
     /// moved away from what we expect; else the poll stays when it was due.
     fn not_due(&self, st: &PoolState, fresh: bool, current: i32, now: Instant) -> Option<Instant> {
         let due = st.next_due?;
-        (!fresh && now < due && st.expected_replicas == Some(current)).then_some(due)
+        let deferred = self.entry.status_deferred.load(Ordering::Acquire);
+        (!fresh && !deferred && now < due && st.expected_replicas == Some(current)).then_some(due)
     }
 
     /// Another autoscaler of the same target: an HPA, or an older WorkerPool.
@@ -400,7 +404,14 @@ impl Poll<'_> {
         // API server delays only this pool.
         let patched = {
             let _permit = self.ctx.writes.acquire().await;
-            target::patch_scale(&self.ctx.client, r, resolved, self.ns, desired).await
+            Box::pin(target::patch_scale(
+                &self.ctx.client,
+                r,
+                resolved,
+                self.ns,
+                desired,
+            ))
+            .await
         };
         if let Err(e) = patched {
             let target = format!("{} {}/{}", r.kind, self.ns, r.name);
@@ -616,6 +627,12 @@ impl Poll<'_> {
         sig: u64,
         urgent: bool,
     ) {
+        if !self.ctx.status_writer.admit(self.entry) {
+            // The writer is full: the next statuses build on this one, and
+            // the pool polls again (and hands one over) when there is room.
+            st.last_status = Some(StatusMemory::of(status));
+            return;
+        }
         // The history is the largest part of a status, and not part of its
         // signature: lent to a status that is written while it is made into
         // bytes (a status built before the history was restored keeps the

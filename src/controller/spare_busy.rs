@@ -42,7 +42,9 @@ impl ScaleInContext<'_> {
         }
         let resolved = self.prepared.resolved.as_ref();
         let pods = target_pods(self.ctx, r, self.namespace, resolved);
-        let (busy, pods) = join(source.read(), pods).await;
+        // Boxed: a scale-in is rare next to polls, whose futures would
+        // otherwise all be as large as this one.
+        let (busy, pods) = Box::pin(join(source.read(), pods)).await;
         let read = match (busy, pods) {
             (Ok(b), Ok(p)) => Ok((b, p)),
             (Err(e), _) => Err(e.to_string()),
@@ -60,7 +62,7 @@ impl ScaleInContext<'_> {
             return decision;
         }
         let client = &self.ctx.client;
-        match write_deletion_costs(client, self.namespace, &pods, &busy).await {
+        match Box::pin(write_deletion_costs(client, self.namespace, &pods, &busy)).await {
             Ok(_) => decision,
             Err(e) => decide(&Busy::Failed(e)),
         }

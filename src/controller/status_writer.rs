@@ -10,12 +10,19 @@
 //! period passed: when the API server cannot keep up with every pool's
 //! resync, what changed still reaches it within moments, and the resyncs
 //! wait.
+//! At most `MAX_WAITING_STATUSES` statuses wait. When as many wait, a pool
+//! with none waiting is deferred (`admit`): its poll does not hand its
+//! status over (the next poll builds a newer one), and the pool is woken to
+//! poll again as soon as half the room is free — so the first statuses of
+//! thousands of pools at start, or a long stall of the API server, hold a
+//! bounded number of statuses, not one per pool, and none is lost.
 //! A failed write marks its pool (`StatusRetry`): once a backoff (1 s
 //! doubling to 16 s) has passed, the pool's next poll writes its status
 //! again even if nothing changed, so a write is never lost for good while
 //! the pool is polled, and a failing status API is not hammered.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -29,6 +36,9 @@ use super::status::{self, StatusBody};
 use crate::api::WorkerPool;
 
 type Key = ObjectRef<WorkerPool>;
+
+/// Most statuses waiting for their write (each ~1.5 KiB of JSON).
+pub const MAX_WAITING_STATUSES: usize = 1024;
 
 struct Job {
     entry: Arc<PoolEntry>,
@@ -47,6 +57,8 @@ struct Queue {
     latest: HashMap<Key, Job>,
     /// Pools whose write is in flight.
     in_flight: HashSet<Key>,
+    /// Pools turned away while the queue was full, to wake when it is not.
+    deferred: Vec<Arc<PoolEntry>>,
 }
 
 impl Queue {
@@ -87,6 +99,21 @@ impl StatusWriter {
         self.ready.notify_one();
     }
 
+    /// Whether a status of the pool of `entry` may be handed over now:
+    /// one of it waits already (it would be replaced), or there is room.
+    /// If not, the pool is deferred and woken when there is.
+    pub fn admit(&self, entry: &Arc<PoolEntry>) -> bool {
+        let mut q = self.lock();
+        if q.latest.len() < MAX_WAITING_STATUSES || q.latest.contains_key(&entry.key) {
+            entry.status_deferred.store(false, Ordering::Release);
+            return true;
+        }
+        if !entry.status_deferred.swap(true, Ordering::AcqRel) {
+            q.deferred.push(entry.clone());
+        }
+        false
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -108,14 +135,19 @@ impl StatusWriter {
     }
 
     /// The write of `key` ended; a status that arrived meanwhile is next.
-    fn done(&self, key: &Key) {
+    /// Returns the deferred pools to wake now that there is room.
+    fn done(&self, key: &Key) -> Vec<Arc<PoolEntry>> {
         let mut q = self.lock();
         q.in_flight.remove(key);
+        let room = (MAX_WAITING_STATUSES / 2).saturating_sub(q.latest.len());
+        let wake = q.deferred.len().saturating_sub(room);
+        let woken = q.deferred.split_off(wake);
         if let Some(changed) = q.latest.get(key).map(|j| j.changed) {
             q.queue(key.clone(), changed);
             drop(q);
             self.ready.notify_one();
         }
+        woken
     }
 }
 
@@ -159,7 +191,9 @@ pub async fn run(ctx: Arc<Context>) {
         tokio::spawn(async move {
             write(&ctx, &job).await;
             drop(permit);
-            ctx.status_writer.done(&job.entry.key);
+            for entry in ctx.status_writer.done(&job.entry.key) {
+                ctx.engine.schedule(&entry, Instant::now());
+            }
         });
     }
 }
@@ -237,6 +271,37 @@ mod tests {
         w.done(&a.key);
         let next = w.take().map(|j| desired(&j));
         assert_eq!(next, Some(Some(2)));
+    }
+
+    #[test]
+    fn a_full_writer_defers_new_pools_and_wakes_them_when_half_is_free() {
+        let w = StatusWriter::default();
+        let waiting: Vec<_> = (0..MAX_WAITING_STATUSES)
+            .map(|i| entry(&format!("p{i}")))
+            .collect();
+        for e in &waiting {
+            assert!(w.admit(e));
+            w.submit(e, status(1), true);
+        }
+        let late = entry("late");
+        assert!(!w.admit(&late), "no room for one more pool");
+        assert!(!w.admit(&late), "deferred once");
+        assert!(
+            w.admit(&waiting[0]),
+            "a waiting pool's newer status replaces its own"
+        );
+        let mut woken = Vec::new();
+        for _ in 0..=MAX_WAITING_STATUSES / 2 {
+            let job = w.take().unwrap();
+            woken.extend(w.done(&job.entry.key));
+            if !woken.is_empty() {
+                break;
+            }
+        }
+        let names: Vec<_> = woken.iter().map(|e| e.key.name.clone()).collect();
+        assert_eq!(names, ["late"], "woken once half the room is free");
+        assert!(w.admit(&late));
+        assert!(!late.status_deferred.load(Ordering::Acquire));
     }
 
     #[test]
