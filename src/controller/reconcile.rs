@@ -627,10 +627,14 @@ impl Poll<'_> {
         sig: u64,
         urgent: bool,
     ) {
-        if !self.ctx.status_writer.admit(self.entry) {
-            // The writer is full: the next statuses build on this one, and
-            // the pool polls again (and hands one over) when there is room.
+        if !self.ctx.status_writer.admit(self.entry, urgent) {
+            // The writer is full: the next statuses build on this one. A
+            // change is handed over by a later poll (the pool is woken when
+            // there is room); a resync is shed until its next period.
             st.last_status = Some(StatusMemory::of(status));
+            if !urgent {
+                st.last_status_write = Some(Instant::now());
+            }
             return;
         }
         // The history is the largest part of a status, and not part of its

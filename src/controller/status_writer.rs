@@ -10,12 +10,16 @@
 //! period passed: when the API server cannot keep up with every pool's
 //! resync, what changed still reaches it within moments, and the resyncs
 //! wait.
-//! At most `MAX_WAITING_STATUSES` statuses wait. When as many wait, a pool
-//! with none waiting is deferred (`admit`): its poll does not hand its
-//! status over (the next poll builds a newer one), and the pool is woken to
-//! poll again as soon as half the room is free — so the first statuses of
-//! thousands of pools at start, or a long stall of the API server, hold a
-//! bounded number of statuses, not one per pool, and none is lost.
+//! At most `MAX_WAITING_STATUSES` statuses wait (`admit`). When as many
+//! wait, a changed status takes the place of the oldest waiting resync; a
+//! resync is shed (the pool's next one comes a period later: under a load
+//! the API server cannot take, values are refreshed less often, changes
+//! still go first); and a changed status with only changed ones waiting is
+//! deferred: its poll does not hand it over (the next poll builds a newer
+//! one), and the pool is woken to poll again as soon as half the room is
+//! free. So the first statuses of thousands of pools at start, or a long
+//! stall of the API server, hold a bounded number of statuses, not one per
+//! pool, and no change is lost.
 //! A failed write marks its pool (`StatusRetry`): once a backoff (1 s
 //! doubling to 16 s) has passed, the pool's next poll writes its status
 //! again even if nothing changed, so a write is never lost for good while
@@ -62,6 +66,17 @@ struct Queue {
 }
 
 impl Queue {
+    /// Drops the oldest waiting resync; false when none waits.
+    fn drop_a_resync(&mut self) -> bool {
+        while let Some(key) = self.resyncs.pop_front() {
+            if self.latest.get(&key).is_some_and(|j| !j.changed) {
+                self.latest.remove(&key);
+                return true;
+            }
+        }
+        false
+    }
+
     fn queue(&mut self, key: Key, changed: bool) {
         if changed {
             self.changed.push_back(key);
@@ -100,18 +115,20 @@ impl StatusWriter {
     }
 
     /// Whether a status of the pool of `entry` may be handed over now:
-    /// one of it waits already (it would be replaced), or there is room.
-    /// If not, the pool is deferred and woken when there is.
-    pub fn admit(&self, entry: &Arc<PoolEntry>) -> bool {
+    /// one of it waits already (it would be replaced), there is room, or
+    /// it `changed` and a waiting resync gives way. A changed status turned
+    /// away defers the pool, woken when there is room.
+    pub fn admit(&self, entry: &Arc<PoolEntry>, changed: bool) -> bool {
         let mut q = self.lock();
-        if q.latest.len() < MAX_WAITING_STATUSES || q.latest.contains_key(&entry.key) {
+        let admitted = q.latest.len() < MAX_WAITING_STATUSES
+            || q.latest.contains_key(&entry.key)
+            || (changed && q.drop_a_resync());
+        if admitted {
             entry.status_deferred.store(false, Ordering::Release);
-            return true;
-        }
-        if !entry.status_deferred.swap(true, Ordering::AcqRel) {
+        } else if changed && !entry.status_deferred.swap(true, Ordering::AcqRel) {
             q.deferred.push(entry.clone());
         }
-        false
+        admitted
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -280,16 +297,15 @@ mod tests {
             .map(|i| entry(&format!("p{i}")))
             .collect();
         for e in &waiting {
-            assert!(w.admit(e));
+            assert!(w.admit(e, true));
             w.submit(e, status(1), true);
         }
         let late = entry("late");
-        assert!(!w.admit(&late), "no room for one more pool");
-        assert!(!w.admit(&late), "deferred once");
-        assert!(
-            w.admit(&waiting[0]),
-            "a waiting pool's newer status replaces its own"
-        );
+        assert!(!w.admit(&late, true), "no room for one more pool");
+        assert!(!w.admit(&late, true), "deferred once");
+        assert!(!w.admit(&entry("resync"), false), "a resync is shed");
+        let replaces = w.admit(&waiting[0], true);
+        assert!(replaces, "a waiting pool's newer status replaces its own");
         let mut woken = Vec::new();
         for _ in 0..=MAX_WAITING_STATUSES / 2 {
             let job = w.take().unwrap();
@@ -300,8 +316,31 @@ mod tests {
         }
         let names: Vec<_> = woken.iter().map(|e| e.key.name.clone()).collect();
         assert_eq!(names, ["late"], "woken once half the room is free");
-        assert!(w.admit(&late));
+        assert!(w.admit(&late, true));
         assert!(!late.status_deferred.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn a_changed_status_takes_the_place_of_a_waiting_resync_when_full() {
+        let w = StatusWriter::default();
+        let waiting: Vec<_> = (0..MAX_WAITING_STATUSES)
+            .map(|i| entry(&format!("p{i}")))
+            .collect();
+        for (i, e) in waiting.iter().enumerate() {
+            w.submit(e, status(1), i != 3);
+        }
+        let changed = entry("changed");
+        assert!(w.admit(&changed, true), "p3's resync gives way");
+        w.submit(&changed, status(2), true);
+        assert!(
+            !w.admit(&entry("another"), true),
+            "no resync is left to give way"
+        );
+        let names: Vec<String> = std::iter::from_fn(|| w.take())
+            .map(|j| j.entry.key.name.clone())
+            .collect();
+        assert_eq!(names.len(), MAX_WAITING_STATUSES);
+        assert!(!names.contains(&"p3".to_string()) && names.contains(&"changed".to_string()));
     }
 
     #[test]
