@@ -81,24 +81,14 @@ mod test {
         let items = vec![Arc::new(
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}),
         )];
-        let body: Value = serde_json::from_slice(&list_body(
-            "ConfigMapList",
-            "v1",
-            7,
-            &Page::whole(items.clone()),
-            false,
-        ))
-        .unwrap();
-        assert_eq!(body["metadata"]["resourceVersion"], "7");
-        assert_eq!(body["items"][0], json!({"metadata": {"name": "a"}}));
-        let body: Value = serde_json::from_slice(&list_body(
-            "WList",
-            "x/v2",
-            7,
-            &Page::whole(items.clone()),
-            true,
-        ))
-        .unwrap();
+        let body = |kind: &str, api_version: &str, keep_types: bool| -> Value {
+            let page = Page::whole(items.clone());
+            serde_json::from_slice(&list_body(kind, api_version, 7, &page, keep_types)).unwrap()
+        };
+        let typed = body("ConfigMapList", "v1", false);
+        assert_eq!(typed["metadata"]["resourceVersion"], "7");
+        assert_eq!(typed["items"][0], json!({"metadata": {"name": "a"}}));
+        let body = body("WList", "x/v2", true);
         assert_eq!(body["items"][0]["apiVersion"], "x/v2");
     }
 }

@@ -16,15 +16,22 @@ fn names(list: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn pages_list_every_object_once_at_the_first_pages_revision() {
+/// An emulator holding a ConfigMap of each name.
+async fn with_configmaps(names: &[String]) -> (Emulator, Api) {
     let emu = Emulator::start_with(Config::default())
         .await
         .expect("emulator starts");
     let api = Api::new(&emu);
-    for n in ["a", "b", "c", "d", "e"] {
+    for n in names {
         assert_eq!(api.post(CM, &configmap(n, json!({}))).await.0, 201);
     }
+    (emu, api)
+}
+
+#[tokio::test]
+async fn pages_list_every_object_once_at_the_first_pages_revision() {
+    let five: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+    let (_emu, api) = with_configmaps(&five).await;
     let (code, first) = api.get(&format!("{CM}?limit=2")).await;
     assert_eq!(code, 200, "{first}");
     assert_eq!(names(&first), ["a", "b"]);
@@ -65,14 +72,8 @@ async fn pages_list_every_object_once_at_the_first_pages_revision() {
 
 #[tokio::test]
 async fn kube_watcher_lists_in_pages_and_sees_every_object() {
-    let emu = Emulator::start_with(Config::default())
-        .await
-        .expect("emulator starts");
-    let api = Api::new(&emu);
-    for i in 0..7 {
-        api.post(CM, &configmap(&format!("cm-{i}"), json!({})))
-            .await;
-    }
+    let mut expected: Vec<String> = (0..7).map(|i| format!("cm-{i}")).collect();
+    let (emu, _api) = with_configmaps(&expected).await;
     let client = emu.client().expect("client");
     let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
         kube::Api::default_namespaced(client);
@@ -95,7 +96,6 @@ async fn kube_watcher_lists_in_pages_and_sees_every_object() {
     let lists = emu
         .requests()
         .count_verb(kube_emulator::Verb::List, "/configmaps");
-    let mut expected: Vec<String> = (0..7).map(|i| format!("cm-{i}")).collect();
     expected.sort();
     assert_eq!(listed, expected);
     assert_eq!(lists, 3, "7 objects in pages of 3");

@@ -322,6 +322,14 @@ mod tests {
         pool
     }
 
+    fn held_replicas(entry: &PoolEntry) -> Option<i32> {
+        entry
+            .pool()
+            .status
+            .as_ref()
+            .and_then(|s| s.current_replicas)
+    }
+
     #[test]
     fn a_leader_drops_the_watched_status_and_a_standby_holds_its_last_one() {
         let entry = PoolEntry::new(Arc::new(pool_with_status(3)));
@@ -333,21 +341,11 @@ mod tests {
             ..Default::default()
         };
         entry.keep_watched_status(last);
-        let held = entry
-            .pool()
-            .status
-            .as_ref()
-            .and_then(|s| s.current_replicas);
-        assert_eq!(held, Some(4));
+        assert_eq!(held_replicas(&entry), Some(4));
         assert!(!entry.drops_status.load(Ordering::Acquire));
         // A newer status the watch delivered meanwhile is not replaced.
         *entry.held() = Arc::new(pool_with_status(5));
         entry.keep_watched_status(WorkerPoolStatus::default());
-        let held = entry
-            .pool()
-            .status
-            .as_ref()
-            .and_then(|s| s.current_replicas);
-        assert_eq!(held, Some(5));
+        assert_eq!(held_replicas(&entry), Some(5));
     }
 }

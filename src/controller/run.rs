@@ -62,17 +62,14 @@ struct CacheStreams {
     hpas: Boxed<HorizontalPodAutoscaler>,
 }
 
-/// Lists in pages of `LIST_PAGE` at the latest revision. A list at
-/// `resourceVersion=0` (served from the API server's watch cache) comes
-/// whole, and decoding thousands of Deployments at once — a few KiB each
-/// before the snapshot keeps a hundred bytes — was the operator's largest
-/// peak of memory; a page at a time keeps that to one page.
+/// kube-rs's default: lists in pages of 500 at the latest revision. Not
+/// `any_semantic`: a list at `resourceVersion=0` (served from the API
+/// server's watch cache) comes whole, and decoding thousands of
+/// Deployments at once — a few KiB each before the snapshot keeps a
+/// hundred bytes — was the operator's largest peak of memory.
 fn config() -> watcher::Config {
-    watcher::Config::default().page_size(LIST_PAGE)
+    watcher::Config::default()
 }
-
-/// Objects per page of a (re-)list: kube-rs's and client-go's default.
-const LIST_PAGE: u32 = 500;
 
 /// A workload kind the operator can scale from its cache.
 trait Workload:

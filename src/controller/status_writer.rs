@@ -290,16 +290,23 @@ mod tests {
         assert_eq!(next, Some(Some(2)));
     }
 
-    #[test]
-    fn a_full_writer_defers_new_pools_and_wakes_them_when_half_is_free() {
+    /// A writer with `MAX_WAITING_STATUSES` waiting, the i-th changed
+    /// when `changed(i)`.
+    fn full_writer(changed: impl Fn(usize) -> bool) -> (StatusWriter, Vec<Arc<PoolEntry>>) {
         let w = StatusWriter::default();
         let waiting: Vec<_> = (0..MAX_WAITING_STATUSES)
             .map(|i| entry(&format!("p{i}")))
             .collect();
-        for e in &waiting {
-            assert!(w.admit(e, true));
-            w.submit(e, status(1), true);
+        for (i, e) in waiting.iter().enumerate() {
+            assert!(w.admit(e, changed(i)));
+            w.submit(e, status(1), changed(i));
         }
+        (w, waiting)
+    }
+
+    #[test]
+    fn a_full_writer_defers_new_pools_and_wakes_them_when_half_is_free() {
+        let (w, waiting) = full_writer(|_| true);
         let late = entry("late");
         assert!(!w.admit(&late, true), "no room for one more pool");
         assert!(!w.admit(&late, true), "deferred once");
@@ -322,13 +329,7 @@ mod tests {
 
     #[test]
     fn a_changed_status_takes_the_place_of_a_waiting_resync_when_full() {
-        let w = StatusWriter::default();
-        let waiting: Vec<_> = (0..MAX_WAITING_STATUSES)
-            .map(|i| entry(&format!("p{i}")))
-            .collect();
-        for (i, e) in waiting.iter().enumerate() {
-            w.submit(e, status(1), i != 3);
-        }
+        let (w, _) = full_writer(|i| i != 3);
         let changed = entry("changed");
         assert!(w.admit(&changed, true), "p3's resync gives way");
         w.submit(&changed, status(2), true);
