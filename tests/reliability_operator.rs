@@ -126,12 +126,13 @@ async fn killed_between_scale_and_status_write_the_restart_keeps_the_rate_policy
         (c.replicas("w") == Some(6)).then_some(())
     })
     .await;
-    let timeline = rec.timeline();
-    let at_six = timeline
-        .iter()
-        .find(|(_, v)| *v == 6)
-        .map(|(t, _)| *t)
-        .unwrap();
+    // The recorder's watch may deliver the 6 a moment after the GET saw it.
+    let at_six = eventually("the replica watch saw 6", T, || async {
+        (rec.timeline().iter())
+            .find(|(_, v)| *v == 6)
+            .map(|(t, _)| *t)
+    })
+    .await;
     assert!(
         at_six >= scaled + Duration::from_millis(7500),
         "scaled 4 -> 6 only {:?} after 2 -> 4; the 8 s Pods policy was lost with the status write",
@@ -193,12 +194,12 @@ async fn a_restart_inside_the_scale_down_window_still_waits_for_the_window() {
         (c.replicas("w") == Some(1)).then_some(())
     })
     .await;
-    let at_one = rec
-        .timeline()
-        .into_iter()
-        .find(|(t, v)| *v == 1 && *t > restarted)
-        .map(|(t, _)| t)
-        .expect("scaled to 1 after the restart");
+    let at_one = eventually("the replica watch saw 1 after the restart", T, || async {
+        (rec.timeline().into_iter())
+            .find(|(t, v)| *v == 1 && *t > restarted)
+            .map(|(t, _)| t)
+    })
+    .await;
     assert!(
         at_one >= restarted + Duration::from_millis(5500),
         "scaled in {:?} after the restart: the 6 s scale-down window restarted empty",
