@@ -39,6 +39,11 @@ use serde_json::json;
 use workerpool_operator::api::Trigger;
 use workerpool_operator::sources::{MetricSource, Sources};
 
+// The shipped binary's allocator (src/main.rs): the reads are measured as
+// the operator makes them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // A crate root resolves `mod x;` next to itself, hence the path.
 #[path = "redis_read_bench/celery.rs"]
 mod celery;

@@ -15,6 +15,7 @@ use super::prepare::Prepared;
 use super::secrets::SecretCache;
 use super::target_cache::TargetCache;
 use super::targets::TargetIndex;
+use super::watched_pool::WatchedPool;
 use crate::api::WorkerPool;
 use crate::decision::History;
 use crate::runtime::metrics::Metrics;
@@ -215,23 +216,33 @@ impl Context {
     /// The entry of `pool`, made on first sight; the watch's latest object
     /// replaces the one it held. True when the pool is new or its spec,
     /// annotations or identity changed (what a poll must see at once).
-    pub fn observe(&self, mut pool: WorkerPool) -> (Arc<PoolEntry>, bool) {
-        let key = super::targets::pool_key(&pool);
-        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = pools.get(&key) {
-            if entry.drops_status.load(Ordering::Acquire) {
-                pool.status = None;
-            }
-            let mut held = entry.held();
-            let changed = held.metadata.generation != pool.metadata.generation
-                || held.metadata.uid != pool.metadata.uid
-                || held.metadata.annotations != pool.metadata.annotations;
-            *held = Arc::new(pool);
-            return (entry.clone(), changed);
+    ///
+    /// The status is parsed only if the entry keeps it (see `watched_pool`);
+    /// only the pool watch calls this, so an entry cannot appear meanwhile.
+    pub fn observe(&self, watched: WatchedPool) -> (Arc<PoolEntry>, bool) {
+        let key = super::targets::pool_key(watched.pool());
+        let Some(entry) = self.entry(&key) else {
+            let entry = Arc::new(PoolEntry::new(Arc::new(watched.with_status())));
+            let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+            pools.insert(key, entry.clone());
+            return (entry, true);
+        };
+        let mut pool = if entry.drops_status.load(Ordering::Acquire) {
+            watched.without_status()
+        } else {
+            watched.with_status()
+        };
+        let mut held = entry.held();
+        // The leader may have started dropping statuses since the check.
+        if entry.drops_status.load(Ordering::Acquire) {
+            pool.status = None;
         }
-        let entry = Arc::new(PoolEntry::new(Arc::new(pool)));
-        pools.insert(key, entry.clone());
-        (entry, true)
+        let changed = held.metadata.generation != pool.metadata.generation
+            || held.metadata.uid != pool.metadata.uid
+            || held.metadata.annotations != pool.metadata.annotations;
+        *held = Arc::new(pool);
+        drop(held);
+        (entry, changed)
     }
 
     /// The entry of a known pool.

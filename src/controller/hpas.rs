@@ -4,7 +4,7 @@
 //! not a scan of every HPA.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -28,6 +28,9 @@ pub struct HpaIndex {
     maps: Mutex<Maps>,
     /// The first list is in.
     synced: AtomicBool,
+    /// Bumped by every event: a poll that found no HPA on its target at
+    /// this version need not look again until it moves.
+    version: AtomicU64,
 }
 
 impl HpaIndex {
@@ -45,6 +48,12 @@ impl HpaIndex {
                 self.synced.store(true, Ordering::Release);
             }
         }
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes with every event taken (see [`super::targets::TargetIndex::version`]).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// Whether the first list of HPAs is in.

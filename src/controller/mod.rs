@@ -21,6 +21,7 @@ pub mod status_writer;
 pub mod target;
 pub mod target_cache;
 pub mod targets;
+pub mod watched_pool;
 
 pub use context::{Context, Settings};
 

@@ -29,6 +29,9 @@ pub struct Prepared {
     pub resolved: Option<ApiResource>,
     /// The target, as the HPA and pool indexes know it.
     pub target_key: super::targets::TargetKey,
+    /// The HPA and pool indexes' versions when this pool last found no
+    /// other autoscaler on its target: while they stay, it need not look.
+    pub unopposed_at: Option<(u64, u64)>,
 }
 
 /// Why a pool cannot be prepared; each is a `Ready=False` reason.
@@ -140,6 +143,7 @@ pub async fn prepare(
             pool.metadata.namespace.as_deref().unwrap_or_default(),
             &spec.scale_target_ref,
         ),
+        unopposed_at: None,
     })
 }
 

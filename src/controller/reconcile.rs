@@ -16,7 +16,7 @@ use super::context::{Context, PoolEntry, PoolState};
 use super::engine::{backoff, on_slot};
 use super::error::{Error, Result};
 use super::pool_metrics::PoolGauges;
-use super::prepare::{prepare, read_secrets, referenced_secrets, PrepareError};
+use super::prepare::{prepare, read_secrets, referenced_secrets, PrepareError, Prepared};
 use super::restore::restore_history;
 use super::spare_busy::ScaleInContext;
 use super::status::{self, PollReport, Writes};
@@ -143,8 +143,7 @@ impl Poll<'_> {
                 // nothing yet.
                 return Ok(now + Duration::from_millis(200));
             }
-            let key = st.prepared.as_ref().map(|p| &p.target_key);
-            if let Some(conflict) = key.and_then(|key| self.conflict(key)) {
+            if let Some(conflict) = st.prepared.as_mut().and_then(|p| self.conflict(p)) {
                 st.next_due = None;
                 return self.stand_down(st, conflict, writes).await;
             }
@@ -295,7 +294,19 @@ impl Poll<'_> {
     }
 
     /// Another autoscaler of the same target: an HPA, or an older WorkerPool.
-    fn conflict(&self, key: &TargetKey) -> Option<StandDown> {
+    /// Another autoscaler on the target, looked up only when the indexes
+    /// changed since this pool last found none (every poll asks).
+    fn conflict(&self, prepared: &mut Prepared) -> Option<StandDown> {
+        let versions = (self.ctx.hpas.version(), self.ctx.targets.version());
+        if prepared.unopposed_at == Some(versions) {
+            return None;
+        }
+        let found = self.find_conflict(&prepared.target_key);
+        prepared.unopposed_at = found.is_none().then_some(versions);
+        found
+    }
+
+    fn find_conflict(&self, key: &TargetKey) -> Option<StandDown> {
         let r = &self.pool.spec.scale_target_ref;
         if let Some(hpa) = self.ctx.hpas.scaling(key) {
             return Some(StandDown {

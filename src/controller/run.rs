@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use super::context::Context;
 use super::target_cache::{Name, Snapshot, TargetCache};
 use super::targets::{pool_key, TargetKey};
+use super::watched_pool::WatchedPool;
 use crate::api::WorkerPool;
 
 /// Where to watch.
@@ -186,17 +187,17 @@ impl PoolWatch {
     /// before any pool polls; a pool whose spec, annotations or identity
     /// changed is polled in the next slot (its own status writes, which
     /// change nothing of those, do not wake it); a deleted pool stops.
-    fn on_event(&mut self, ctx: &Context, event: watcher::Event<WorkerPool>) {
+    fn on_event(&mut self, ctx: &Context, event: watcher::Event<WatchedPool>) {
         ctx.targets.observe(&event);
         match event {
             watcher::Event::Apply(pool) => self.applied(ctx, pool),
             watcher::Event::InitApply(pool) => {
                 if let Some(seen) = self.relisting.as_mut() {
-                    seen.insert(pool_key(&pool));
+                    seen.insert(pool_key(pool.pool()));
                 }
                 self.applied(ctx, pool);
             }
-            watcher::Event::Delete(pool) => ctx.forget(&pool_key(&pool)),
+            watcher::Event::Delete(pool) => ctx.forget(&pool_key(pool.pool())),
             watcher::Event::Init => self.relisting = Some(HashSet::new()),
             watcher::Event::InitDone => {
                 if let Some(seen) = self.relisting.take() {
@@ -206,14 +207,11 @@ impl PoolWatch {
         }
     }
 
-    fn applied(&mut self, ctx: &Context, mut pool: WorkerPool) {
-        if pool.namespace().is_none() {
+    fn applied(&mut self, ctx: &Context, mut pool: WatchedPool) {
+        if pool.pool().namespace().is_none() {
             return; // the CRD is namespaced; never polled
         }
-        trim_pool(&mut pool.metadata);
-        // Deserialized lists grow to four places; a pool has one trigger or two.
-        pool.spec.triggers.shrink_to_fit();
-        pool.spec.schedules.shrink_to_fit();
+        trim_pool(pool.meta_mut());
         let (entry, changed) = ctx.observe(pool);
         if changed {
             ctx.engine.schedule(&entry, Instant::now());
@@ -221,14 +219,11 @@ impl PoolWatch {
     }
 }
 
-/// Drops the metadata a poll never reads: managedFields (a third of a
-/// pool's size), labels, owner references, and every annotation but the
-/// operator's own (a `last-applied-configuration` is the whole manifest
-/// again). The target index has seen the whole object already.
+/// Drops every annotation but the operator's own (a
+/// `last-applied-configuration` is the whole manifest again); the target
+/// index has seen them already. The rest of what a poll never reads is
+/// not decoded at all (see `watched_pool`).
 fn trim_pool(meta: &mut ObjectMeta) {
-    meta.managed_fields = None;
-    meta.labels = None;
-    meta.owner_references = None;
     if let Some(a) = meta.annotations.as_mut() {
         a.retain(|k, _| k.starts_with("workerpool.dev/"));
     }
@@ -247,7 +242,7 @@ pub async fn run(
         return;
     };
     let mut pool_watch = PoolWatch::default();
-    let pools = watcher(scope.api::<WorkerPool>(&client), config())
+    let pools = watcher(scope.api::<WatchedPool>(&client), config())
         .default_backoff()
         .for_each(|event| {
             match event {

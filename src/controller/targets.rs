@@ -10,9 +10,11 @@
 //!
 //! The index lives in memory, fed by the WorkerPool watch's events (so
 //! every pool is known before any of them polls, and a deleted pool's claim
-//! goes at once); the ownership check costs one map look-up per poll
-//! however many pools there are.
+//! goes at once); the ownership check costs one map look-up when the
+//! index has changed since the pool last found itself unopposed, and
+//! nothing otherwise ([`TargetIndex::version`]).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use k8s_openapi::jiff::Timestamp;
@@ -139,7 +141,9 @@ pub struct TargetIndex {
     claims: Mutex<Claims>,
     /// The first full list of pools is in: before it, a pool cannot know
     /// whether an older one names its target, so none may write.
-    synced: std::sync::atomic::AtomicBool,
+    synced: AtomicBool,
+    /// Bumped by every change of the claims.
+    version: AtomicU64,
 }
 
 impl TargetIndex {
@@ -147,19 +151,30 @@ impl TargetIndex {
         self.claims.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Changes whenever a claim may have: an answer of [`Self::other_owner`]
+    /// holds while this stays the same. Read before asking, so a change
+    /// racing the question moves it past what the asker saw.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
     /// Takes one event of the WorkerPool watch.
-    pub fn observe(&self, event: &Event<WorkerPool>) {
+    pub fn observe<P: AsRef<WorkerPool>>(&self, event: &Event<P>) {
         let mut claims = self.lock();
         match event {
             Event::Apply(p) => {
-                if let Some((pool, claim)) = Claim::of(p) {
+                if let Some((pool, claim)) = Claim::of(p.as_ref()) {
                     claims.insert(pool, claim);
                 }
             }
-            Event::Delete(p) => claims.remove(&pool_key(p)),
+            Event::Delete(p) => claims.remove(&pool_key(p.as_ref())),
             Event::Init => claims.relisting = Some(Default::default()),
             Event::InitApply(p) => {
-                if let Some((pool, claim)) = Claim::of(p) {
+                if let Some((pool, claim)) = Claim::of(p.as_ref()) {
                     claims
                         .relisting
                         .get_or_insert_with(Default::default)
@@ -170,20 +185,21 @@ impl TargetIndex {
             Event::InitDone => {
                 let seen = claims.relisting.take().unwrap_or_default();
                 claims.keep_only(&seen);
-                self.synced
-                    .store(true, std::sync::atomic::Ordering::Release);
+                self.synced.store(true, Ordering::Release);
             }
         }
+        self.changed();
     }
 
     /// Whether every pool of the first list is known.
     pub fn synced(&self) -> bool {
-        self.synced.load(std::sync::atomic::Ordering::Acquire)
+        self.synced.load(Ordering::Acquire)
     }
 
     /// Records `claim` for `pool` (tests, and pools known before their event).
     pub fn claim(&self, pool: &ObjectRef<WorkerPool>, claim: &Claim) {
         self.lock().insert(pool.clone(), claim.clone());
+        self.changed();
     }
 
     /// Forgets every pool for which `keep` is false (deleted pools).
@@ -198,6 +214,7 @@ impl TargetIndex {
         for pool in gone {
             claims.remove(&pool);
         }
+        self.changed();
     }
 
     /// Pools that name this target.
@@ -309,13 +326,13 @@ mod tests {
     #[test]
     fn the_watch_feeds_claims_and_a_relist_drops_the_vanished() {
         let idx = TargetIndex::default();
-        idx.observe(&Event::Init);
+        idx.observe(&Event::<WorkerPool>::Init);
         idx.observe(&Event::InitApply(wp("b", "w", "2026-01-01T00:00:00Z")));
         assert!(!idx.synced(), "not every pool is known yet");
         // Claimed at once, even mid-list.
         assert_eq!(idx.owner(&key()), Some(pool("b")));
         idx.observe(&Event::InitApply(wp("a", "w", "2026-01-01T00:00:05Z")));
-        idx.observe(&Event::InitDone);
+        idx.observe(&Event::<WorkerPool>::InitDone);
         assert!(idx.synced());
         assert_eq!(
             idx.owner(&key()),
@@ -324,8 +341,8 @@ mod tests {
         );
         idx.observe(&Event::Delete(wp("b", "w", "2026-01-01T00:00:00Z")));
         assert_eq!(idx.owner(&key()), Some(pool("a")));
-        idx.observe(&Event::Init);
-        idx.observe(&Event::InitDone);
+        idx.observe(&Event::<WorkerPool>::Init);
+        idx.observe(&Event::<WorkerPool>::InitDone);
         assert_eq!(idx.owner(&key()), None, "a re-list without a pool drops it");
     }
 }
