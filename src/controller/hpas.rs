@@ -28,8 +28,9 @@ pub struct HpaIndex {
     maps: Mutex<Maps>,
     /// The first list is in.
     synced: AtomicBool,
-    /// Bumped by every event: a poll that found no HPA on its target at
-    /// this version need not look again until it moves.
+    /// Bumped whenever an HPA's target may have changed (not by its status
+    /// updates): a poll that found no HPA on its target at this version
+    /// need not look again until it moves.
     version: AtomicU64,
 }
 
@@ -37,21 +38,31 @@ impl HpaIndex {
     /// Takes one watch event.
     pub fn apply(&self, event: &Event<HorizontalPodAutoscaler>) {
         let mut maps = self.maps.lock().unwrap_or_else(|e| e.into_inner());
-        match event {
+        let changed = match event {
             Event::Apply(h) => maps.upsert(h),
             Event::Delete(h) => maps.remove(h),
-            Event::Init => maps.relisting = Some(Box::default()),
-            Event::InitApply(h) => maps.relisting.get_or_insert_with(Box::default).upsert(h),
+            Event::Init => {
+                maps.relisting = Some(Box::default());
+                false
+            }
+            Event::InitApply(h) => {
+                maps.relisting.get_or_insert_with(Box::default).upsert(h);
+                false
+            }
             Event::InitDone => {
                 let fresh = maps.relisting.take().unwrap_or_default();
                 *maps = *fresh;
                 self.synced.store(true, Ordering::Release);
+                true
             }
+        };
+        if changed {
+            self.version.fetch_add(1, Ordering::Release);
         }
-        self.version.fetch_add(1, Ordering::Release);
     }
 
-    /// Changes with every event taken (see [`super::targets::TargetIndex::version`]).
+    /// Changes with every change of the index (see
+    /// [`super::targets::TargetIndex::version`]).
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }
@@ -69,22 +80,31 @@ impl HpaIndex {
 }
 
 impl Maps {
-    fn upsert(&mut self, h: &HorizontalPodAutoscaler) {
-        self.remove(h);
-        let (Some(key), Some(target)) = (name_of(h), target_of(h)) else {
-            return;
+    /// False when the HPA already scaled this target (a status update).
+    fn upsert(&mut self, h: &HorizontalPodAutoscaler) -> bool {
+        let (key, target) = (name_of(h), target_of(h));
+        if let (Some(key), Some(target)) = (&key, &target) {
+            if self.target_of.get(key) == Some(target) {
+                return false;
+            }
+        }
+        let removed = self.remove(h);
+        let (Some(key), Some(target)) = (key, target) else {
+            return removed;
         };
         self.by_target
             .entry(target.clone())
             .or_default()
             .insert(key.1.clone());
         self.target_of.insert(key, target);
+        true
     }
 
-    fn remove(&mut self, h: &HorizontalPodAutoscaler) {
-        let Some(key) = name_of(h) else { return };
+    /// False when the HPA was not known.
+    fn remove(&mut self, h: &HorizontalPodAutoscaler) -> bool {
+        let Some(key) = name_of(h) else { return false };
         let Some(target) = self.target_of.remove(&key) else {
-            return;
+            return false;
         };
         if let Some(names) = self.by_target.get_mut(&target) {
             names.remove(&key.1);
@@ -92,6 +112,7 @@ impl Maps {
                 self.by_target.remove(&target);
             }
         }
+        true
     }
 }
 
@@ -129,6 +150,20 @@ mod tests {
             kind: "Deployment".into(),
             name: name.into(),
         }
+    }
+
+    #[test]
+    fn the_version_moves_with_targets_not_with_status_updates() {
+        let idx = HpaIndex::default();
+        idx.apply(&Event::Apply(hpa("h", "w")));
+        let v = idx.version();
+        idx.apply(&Event::Apply(hpa("h", "w")));
+        assert_eq!(idx.version(), v, "same target: a status update");
+        idx.apply(&Event::Apply(hpa("h", "v")));
+        assert_ne!(idx.version(), v, "retargeted");
+        let v = idx.version();
+        idx.apply(&Event::Delete(hpa("h", "v")));
+        assert_ne!(idx.version(), v, "deleted");
     }
 
     #[test]

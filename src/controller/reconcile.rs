@@ -396,7 +396,12 @@ impl Poll<'_> {
             prepared,
             writes: !writes.passive(),
         };
-        scale_in.spare_busy(first, again).await
+        if !scale_in.reads_busy(&first) {
+            return first;
+        }
+        // Boxed: a scale-in is rare next to polls, whose futures would
+        // otherwise all be as large as this one.
+        Box::pin(scale_in.spare_busy(first, again)).await
     }
 
     /// One PATCH of `/scale`; a failure is one Event per episode.

@@ -26,25 +26,45 @@ pub struct ScaleInContext<'a> {
 impl ScaleInContext<'_> {
     /// The decision after the busy pods had their say; `decide` is the
     /// poll's decision with a busy reading (pure, so it can run again).
+    /// Whether `decision` needs the busy pods: a scale-in of a pool with
+    /// `spec.scaleIn` that keeps busy pods or ranks them for deletion.
+    /// Asked first, so the common poll never builds [`Self::spare_busy`]'s
+    /// future.
+    pub fn reads_busy(&self, decision: &Decision) -> bool {
+        let policy = &self.prepared.policy;
+        let (Some(_), Some(si)) = (&self.prepared.busy, &policy.scale_in) else {
+            return false;
+        };
+        decision.wants_busy_signal(policy) && (si.keep_busy || self.ranks_by_cost())
+    }
+
+    /// `deletionCost` applies: only a Deployment's pods carry the annotation.
+    fn ranks_by_cost(&self) -> bool {
+        let ranks = self
+            .prepared
+            .policy
+            .scale_in
+            .as_ref()
+            .is_some_and(|si| si.deletion_cost);
+        ranks && cached_kind(&self.pool.spec.scale_target_ref) == Some(CachedKind::Deployment)
+    }
+
     pub async fn spare_busy(
         &self,
         decision: Decision,
         decide: impl Fn(&Busy) -> Decision,
     ) -> Decision {
-        let policy = &self.prepared.policy;
-        let (Some(source), Some(si)) = (&self.prepared.busy, &policy.scale_in) else {
+        let Some(source) = self.prepared.busy.as_ref() else {
             return decision;
         };
-        let r = &self.pool.spec.scale_target_ref;
-        let costs = si.deletion_cost && cached_kind(r) == Some(CachedKind::Deployment);
-        if !decision.wants_busy_signal(policy) || !(si.keep_busy || costs) {
+        if !self.reads_busy(&decision) {
             return decision;
         }
+        let costs = self.ranks_by_cost();
+        let r = &self.pool.spec.scale_target_ref;
         let resolved = self.prepared.resolved.as_ref();
         let pods = target_pods(self.ctx, r, self.namespace, resolved);
-        // Boxed: a scale-in is rare next to polls, whose futures would
-        // otherwise all be as large as this one.
-        let (busy, pods) = Box::pin(join(source.read(), pods)).await;
+        let (busy, pods) = join(source.read(), pods).await;
         let read = match (busy, pods) {
             (Ok(b), Ok(p)) => Ok((b, p)),
             (Err(e), _) => Err(e.to_string()),

@@ -99,18 +99,24 @@ struct Claims {
 }
 
 impl Claims {
-    fn insert(&mut self, pool: ObjectRef<WorkerPool>, claim: Claim) {
+    /// False when the pool already made this very claim (its status echo).
+    fn insert(&mut self, pool: ObjectRef<WorkerPool>, claim: Claim) -> bool {
+        if self.by_pool.get(&pool) == Some(&claim) {
+            return false;
+        }
         self.remove(&pool);
         // Nearly every target has one pool (two are a conflict).
         let pools =
             (self.by_target.entry(claim.target.clone())).or_insert_with(|| Vec::with_capacity(1));
         pools.push(pool.clone());
         self.by_pool.insert(pool, claim);
+        true
     }
 
-    fn remove(&mut self, pool: &ObjectRef<WorkerPool>) {
+    /// False when the pool made no claim.
+    fn remove(&mut self, pool: &ObjectRef<WorkerPool>) -> bool {
         let Some(old) = self.by_pool.remove(pool) else {
-            return;
+            return false;
         };
         if let Some(pools) = self.by_target.get_mut(&old.target) {
             pools.retain(|p| p != pool);
@@ -118,19 +124,22 @@ impl Claims {
                 self.by_target.remove(&old.target);
             }
         }
+        true
     }
 
-    /// Drops every pool the finished re-list did not deliver.
-    fn keep_only(&mut self, seen: &std::collections::HashSet<ObjectRef<WorkerPool>>) {
+    /// Drops every pool the finished re-list did not deliver; false when
+    /// there was none.
+    fn keep_only(&mut self, seen: &std::collections::HashSet<ObjectRef<WorkerPool>>) -> bool {
         let gone: Vec<_> = self
             .by_pool
             .keys()
             .filter(|p| !seen.contains(p))
             .cloned()
             .collect();
-        for pool in gone {
-            self.remove(&pool);
+        for pool in &gone {
+            self.remove(pool);
         }
+        !gone.is_empty()
     }
 }
 
@@ -165,30 +174,30 @@ impl TargetIndex {
     /// Takes one event of the WorkerPool watch.
     pub fn observe<P: AsRef<WorkerPool>>(&self, event: &Event<P>) {
         let mut claims = self.lock();
-        match event {
+        let changed = match event {
             Event::Apply(p) => {
-                if let Some((pool, claim)) = Claim::of(p.as_ref()) {
-                    claims.insert(pool, claim);
-                }
+                Claim::of(p.as_ref()).is_some_and(|(pool, claim)| claims.insert(pool, claim))
             }
             Event::Delete(p) => claims.remove(&pool_key(p.as_ref())),
-            Event::Init => claims.relisting = Some(Default::default()),
-            Event::InitApply(p) => {
-                if let Some((pool, claim)) = Claim::of(p.as_ref()) {
-                    claims
-                        .relisting
-                        .get_or_insert_with(Default::default)
-                        .insert(pool.clone());
-                    claims.insert(pool, claim);
-                }
+            Event::Init => {
+                claims.relisting = Some(Default::default());
+                false
             }
+            Event::InitApply(p) => Claim::of(p.as_ref()).is_some_and(|(pool, claim)| {
+                let relisting = claims.relisting.get_or_insert_with(Default::default);
+                relisting.insert(pool.clone());
+                claims.insert(pool, claim)
+            }),
             Event::InitDone => {
                 let seen = claims.relisting.take().unwrap_or_default();
-                claims.keep_only(&seen);
+                let dropped = claims.keep_only(&seen);
                 self.synced.store(true, Ordering::Release);
+                dropped
             }
+        };
+        if changed {
+            self.changed();
         }
-        self.changed();
     }
 
     /// Whether every pool of the first list is known.
@@ -198,8 +207,9 @@ impl TargetIndex {
 
     /// Records `claim` for `pool` (tests, and pools known before their event).
     pub fn claim(&self, pool: &ObjectRef<WorkerPool>, claim: &Claim) {
-        self.lock().insert(pool.clone(), claim.clone());
-        self.changed();
+        if self.lock().insert(pool.clone(), claim.clone()) {
+            self.changed();
+        }
     }
 
     /// Forgets every pool for which `keep` is false (deleted pools).
@@ -211,10 +221,12 @@ impl TargetIndex {
             .filter(|p| !keep(p))
             .cloned()
             .collect();
-        for pool in gone {
-            claims.remove(&pool);
+        for pool in &gone {
+            claims.remove(pool);
         }
-        self.changed();
+        if !gone.is_empty() {
+            self.changed();
+        }
     }
 
     /// Pools that name this target.
@@ -321,6 +333,30 @@ mod tests {
                      "triggers": [{"redis": {"url": "redis://r", "list": "q"}, "targetPerReplica": 1}]}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn the_version_moves_with_claims_not_with_status_echoes() {
+        let idx = TargetIndex::default();
+        let v0 = idx.version();
+        idx.observe(&Event::Apply(wp("a", "w", "2026-01-01T00:00:00Z")));
+        let v1 = idx.version();
+        assert_ne!(v0, v1, "a new claim");
+        idx.observe(&Event::Apply(wp("a", "w", "2026-01-01T00:00:00Z")));
+        assert_eq!(
+            idx.version(),
+            v1,
+            "the same claim again (a status write's echo)"
+        );
+        idx.observe(&Event::Apply(wp("a", "v", "2026-01-01T00:00:00Z")));
+        let v2 = idx.version();
+        assert_ne!(v1, v2, "retargeted");
+        idx.observe(&Event::<WorkerPool>::Init);
+        idx.observe(&Event::InitApply(wp("a", "v", "2026-01-01T00:00:00Z")));
+        idx.observe(&Event::<WorkerPool>::InitDone);
+        assert_eq!(idx.version(), v2, "a re-list that finds the same claims");
+        idx.observe(&Event::Delete(wp("a", "v", "2026-01-01T00:00:00Z")));
+        assert_ne!(idx.version(), v2, "deleted");
     }
 
     #[test]
