@@ -357,7 +357,12 @@ impl Poll<'_> {
         let warnings: Vec<_> = sources.iter().map(|s| s.warning()).collect();
         let first = decide(&policy, now_ms, current, &readings, &history);
         let again = |b: &Busy| decide_with_busy(&policy, now_ms, current, &readings, &history, b);
-        let decision = self.spare_busy(st, writes, first, again).await;
+        let decision = match self.scale_in(st, writes) {
+            // Boxed: a scale-in is rare next to polls, whose futures would
+            // otherwise all be as large as this one.
+            Some(s) if s.reads_busy(&first) => Box::pin(s.spare_busy(first, again)).await,
+            _ => first,
+        };
         let applied = !writes.passive() && decision.desired != current;
         if applied {
             if let Err(e) = self.scale(st, current, decision.desired, found).await {
@@ -378,30 +383,16 @@ impl Poll<'_> {
         })
     }
 
-    /// `spec.scaleIn`: a scale-in reads the busy pods and decides `again`.
-    async fn spare_busy(
-        &self,
-        st: &PoolState,
-        writes: Writes,
-        first: Decision,
-        again: impl Fn(&Busy) -> Decision,
-    ) -> Decision {
-        let Some(prepared) = st.prepared.as_ref() else {
-            return first;
-        };
-        let scale_in = ScaleInContext {
+    /// `spec.scaleIn`: what a scale-in needs to read the busy pods and
+    /// decide again.
+    fn scale_in<'a>(&'a self, st: &'a PoolState, writes: Writes) -> Option<ScaleInContext<'a>> {
+        Some(ScaleInContext {
             ctx: self.ctx,
             pool: self.pool,
             namespace: self.ns,
-            prepared,
+            prepared: st.prepared.as_ref()?,
             writes: !writes.passive(),
-        };
-        if !scale_in.reads_busy(&first) {
-            return first;
-        }
-        // Boxed: a scale-in is rare next to polls, whose futures would
-        // otherwise all be as large as this one.
-        Box::pin(scale_in.spare_busy(first, again)).await
+        })
     }
 
     /// One PATCH of `/scale`; a failure is one Event per episode.

@@ -190,16 +190,18 @@ impl Batcher {
         }
     }
 
-    /// Sends `commands` in the endpoint's next pipeline on `conn` (connection
-    /// number `conn_id`) and returns their replies, by `deadline` at the
-    /// latest. An `Err` is never one command's: see [`Replies`].
-    pub(super) async fn query(
+    /// Queues `commands` for the endpoint's next pipeline on `conn`
+    /// (connection number `conn_id`) at once, and returns their replies, by
+    /// `deadline` at the latest. An `Err` is never one command's: see
+    /// [`Replies`]. Not an `async fn`: the returned future holds only the
+    /// answer's receiver, and every read's future holds one of these.
+    pub(super) fn query(
         &self,
         conn_id: u64,
         conn: Arc<MultiplexedConnection>,
         commands: Commands,
         deadline: Instant,
-    ) -> Answer {
+    ) -> impl std::future::Future<Output = Answer> {
         let (reply, answer) = oneshot::channel();
         self.enqueue(Request {
             conn_id,
@@ -208,9 +210,11 @@ impl Batcher {
             deadline,
             reply,
         });
-        answer
-            .await
-            .unwrap_or_else(|_| Err(Unanswered::Redis(batcher_gone())))
+        async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(Unanswered::Redis(batcher_gone())))
+        }
     }
 
     fn enqueue(&self, request: Request) {

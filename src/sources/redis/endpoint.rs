@@ -146,7 +146,8 @@ impl Endpoint {
                 Ok(node.query(&c, cmds.clone(), conn.deadline).await?)
             }
             (Place::Cluster(cluster), _) => {
-                let mut v = cluster.query(cmds, conn.deadline).await?;
+                // Boxed: every read's future would otherwise be this big.
+                let mut v = Box::pin(cluster.query(cmds, conn.deadline)).await?;
                 Ok(match (v.len(), v.pop()) {
                     (1, Some(one)) => Replies::One(one),
                     (_, Some(last)) => {

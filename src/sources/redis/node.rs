@@ -124,16 +124,16 @@ impl Node {
         }
     }
 
-    /// Sends `commands` in this node's next pipeline on `conn`, answered by `deadline`.
-    pub(super) async fn query(
+    /// Queues `commands` for this node's next pipeline on `conn` (see
+    /// [`super::batch::Batcher::query`]), answered by `deadline`.
+    pub(super) fn query(
         &self,
         conn: &NodeConn,
         commands: Commands,
         deadline: Instant,
-    ) -> Result<Replies, Unanswered> {
+    ) -> impl std::future::Future<Output = Result<Replies, Unanswered>> {
         self.batcher
             .query(conn.id, conn.conn.clone(), commands, deadline)
-            .await
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
