@@ -24,7 +24,7 @@ use super::status_memory::StatusMemory;
 use super::target::{self, TargetState};
 use super::targets::TargetKey;
 use crate::api::{WorkerPool, WorkerPoolStatus, PAUSE_ANNOTATION};
-use crate::decision::{decide, decide_with_busy, Busy, Decision, Reading, ScaleEventKind};
+use crate::decision::{decide_unexplained, Busy, Decision, Reading, ScaleEventKind};
 use crate::runtime::metrics::{ErrorLabels, ScaleLabels};
 use crate::sources::SourceError;
 use crate::text::truncate;
@@ -148,8 +148,8 @@ impl Poll<'_> {
                 return self.stand_down(st, conflict, writes).await;
             }
         }
-        let polled = self.poll(st, current, &found, writes, now).await?;
-        self.report(st, &polled, writes);
+        let mut polled = self.poll(st, current, &found, writes, now).await?;
+        self.report(st, &mut polled, writes);
         Ok(self.schedule_next(st, now))
     }
 
@@ -355,12 +355,13 @@ impl Poll<'_> {
             .collect();
         let results: Vec<_> = measured.into_iter().map(|m| m.value).collect();
         let warnings: Vec<_> = sources.iter().map(|s| s.warning()).collect();
-        let first = decide(&policy, now_ms, current, &readings, &history);
-        let again = |b: &Busy| decide_with_busy(&policy, now_ms, current, &readings, &history, b);
+        let decide =
+            |b: &Busy| decide_unexplained(&policy, now_ms, current, &readings, &history, b);
+        let first = decide(&Busy::NotRead);
         let decision = match self.scale_in(st, writes) {
             // Boxed: a scale-in is rare next to polls, whose futures would
             // otherwise all be as large as this one.
-            Some(s) if s.reads_busy(&first) => Box::pin(s.spare_busy(first, again)).await,
+            Some(s) if s.reads_busy(&first) => Box::pin(s.spare_busy(first, decide)).await,
             _ => first,
         };
         let applied = !writes.passive() && decision.desired != current;
@@ -449,7 +450,12 @@ impl Poll<'_> {
     }
 
     /// Log line, Events, metrics and status for a poll.
-    fn report(&self, st: &mut PoolState, p: &Polled, writes: Writes) {
+    fn report(&self, st: &mut PoolState, p: &mut Polled, writes: Writes) {
+        let none = StatusMemory::default();
+        let last = st.last_status.as_ref().unwrap_or(&none);
+        let sig = status::decided_signature(&self.poll_report(last, p, writes));
+        let due = self.status_due(st, sig);
+        self.explain_if_read(st, p, due.is_some());
         self.log_decision(p, writes);
         self.scale_events(p, writes);
         self.trigger_events(st, p);
@@ -457,10 +463,28 @@ impl Poll<'_> {
         st.last_warning = None;
         self.record_metrics(st, p, writes);
         st.expected_replicas = Some(p.current);
-        let none = StatusMemory::default();
-        let report = PollReport {
+        let Some(changed) = due else {
+            return;
+        };
+        let last = st.last_status.as_ref().unwrap_or(&none);
+        let mut status = status::decided(&self.poll_report(last, p, writes));
+        if let Some(prepared) = st.prepared.as_ref() {
+            let windows = &prepared.policy.schedules;
+            status.active_schedules = p.decision.bounds.open.clone();
+            status.next_openings = crate::api::next_openings(windows, p.now_ms);
+        }
+        self.submit_status(st, status, sig, changed);
+    }
+
+    fn poll_report<'a>(
+        &'a self,
+        last: &'a StatusMemory,
+        p: &'a Polled,
+        writes: Writes,
+    ) -> PollReport<'a> {
+        PollReport {
             pool: self.pool,
-            last: st.last_status.as_ref().unwrap_or(&none),
+            last,
             decision: &p.decision,
             results: &p.results,
             warnings: &p.warnings,
@@ -468,18 +492,21 @@ impl Poll<'_> {
             applied: p.applied,
             writes,
             now_ms: p.now_ms,
-        };
-        let sig = status::decided_signature(&report);
-        let Some(changed) = self.status_due(st, sig) else {
-            return;
-        };
-        let mut status = status::decided(&report);
-        if let Some(prepared) = st.prepared.as_ref() {
-            let windows = &prepared.policy.schedules;
-            status.active_schedules = p.decision.bounds.open.clone();
-            status.next_openings = crate::api::next_openings(windows, p.now_ms);
         }
-        self.submit_status(st, status, sig, changed);
+    }
+
+    /// Writes the decision's explanation when something will carry it: a
+    /// status, an Event, an info line (a change), or a debug line when
+    /// debug is on. Most polls of a steady fleet have none of these.
+    fn explain_if_read(&self, st: &PoolState, p: &mut Polled, status_due: bool) {
+        let d = &p.decision;
+        let read = status_due
+            || d.desired != d.current
+            || d.event.is_some()
+            || tracing::enabled!(tracing::Level::DEBUG);
+        if let (true, Some(prepared)) = (read, st.prepared.as_ref()) {
+            p.decision.explain(&prepared.policy);
+        }
     }
 
     /// A line per decision that changes something; the steady state at 1 s

@@ -199,6 +199,16 @@ pub struct Decision {
     pub busy: Busy,
     inactive_since: Option<i64>,
     last_active: Option<i64>,
+    /// What the explanation says beyond the fields above.
+    why: Why,
+}
+
+/// The parts of a decision's explanation not kept in its public fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Why {
+    fallback_target: Option<i32>,
+    zeroed: bool,
+    inactive_ms: Option<i64>,
 }
 
 impl Decision {
@@ -218,6 +228,16 @@ impl Decision {
     pub fn last_active(&self) -> Option<i64> {
         self.last_active
     }
+
+    /// Fills [`Decision::explanation`] (once) for a decision made by
+    /// [`decide_unexplained`] with the same `policy`.
+    pub fn explain(&mut self, policy: &Policy) {
+        if self.explanation.is_empty() {
+            let w = self.why;
+            self.explanation =
+                explain::explain(policy, self, w.fallback_target, w.zeroed, w.inactive_ms);
+        }
+    }
 }
 
 /// Decides desired replicas for one poll. `readings` are in the order of
@@ -236,6 +256,23 @@ pub fn decide(
 
 /// [`decide`], with what the busy signal said (`spec.scaleIn`).
 pub fn decide_with_busy(
+    policy: &Policy,
+    now: i64,
+    current: i32,
+    readings: &[Reading],
+    history: &History,
+    busy: &Busy,
+) -> Decision {
+    let mut decision = decide_unexplained(policy, now, current, readings, history, busy);
+    decision.explain(policy);
+    decision
+}
+
+/// [`decide_with_busy`] with an empty explanation, for a caller that
+/// needs it only sometimes (the controller: for a log line, an Event or a
+/// status, not on the thousands of polls that change nothing) and calls
+/// [`Decision::explain`] then.
+pub fn decide_unexplained(
     policy: &Policy,
     now: i64,
     current: i32,
@@ -275,7 +312,7 @@ pub fn decide_with_busy(
     };
     let (desired, recommendation, limits, zeroed) = step.recommend();
     let event = event_of(&step, desired);
-    let mut decision = Decision {
+    Decision {
         current,
         desired,
         recommendation,
@@ -290,15 +327,12 @@ pub fn decide_with_busy(
         busy: busy.clone(),
         inactive_since,
         last_active,
-    };
-    decision.explanation = explain::explain(
-        policy,
-        &decision,
-        fallback_target,
-        zeroed,
-        inactive_since.map(|s| now.saturating_sub(s)),
-    );
-    decision
+        why: Why {
+            fallback_target,
+            zeroed,
+            inactive_ms: inactive_since.map(|s| now.saturating_sub(s)),
+        },
+    }
 }
 
 /// Every trigger's outcome, and what they say together.

@@ -36,6 +36,38 @@ fn failed() -> Reading {
     Reading::Failed("connection refused".into())
 }
 
+#[test]
+fn an_unexplained_decision_explains_itself_as_decide_would() {
+    let p = Policy {
+        fallback: Some(FallbackPolicy {
+            failure_threshold: 1,
+            replicas: Some(4),
+        }),
+        ..policy(0, 10)
+    };
+    let cases: [(i32, Vec<Reading>, History); 3] = [
+        (2, vec![v(100.0)], History::default()),
+        (3, vec![failed()], History::default()),
+        (
+            2,
+            vec![v(0.0)],
+            History {
+                inactive_since: Some(0),
+                ..History::default()
+            },
+        ),
+    ];
+    for (current, readings, history) in cases {
+        let now = 10_000_000;
+        let told = decide(&p, now, current, &readings, &history);
+        let mut quiet = decide_unexplained(&p, now, current, &readings, &history, &Busy::NotRead);
+        assert!(quiet.explanation.is_empty());
+        quiet.explain(&p);
+        assert!(!told.explanation.is_empty());
+        assert_eq!(quiet, told, "same decision, same words");
+    }
+}
+
 /// Runs polls every `step_ms` and returns desired after each, applying each decision.
 fn run(p: &Policy, start: i32, step_ms: i64, values: &[Vec<Reading>]) -> Vec<i32> {
     let mut h = History::default();
