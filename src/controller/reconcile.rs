@@ -293,7 +293,6 @@ impl Poll<'_> {
         (!fresh && !deferred && now < due && st.expected_replicas == Some(current)).then_some(due)
     }
 
-    /// Another autoscaler of the same target: an HPA, or an older WorkerPool.
     /// Another autoscaler on the target, looked up only when the indexes
     /// changed since this pool last found none (every poll asks).
     fn conflict(&self, prepared: &mut Prepared) -> Option<StandDown> {
@@ -306,6 +305,7 @@ impl Poll<'_> {
         found
     }
 
+    /// Another autoscaler of the same target: an HPA, or an older WorkerPool.
     fn find_conflict(&self, key: &TargetKey) -> Option<StandDown> {
         let r = &self.pool.spec.scale_target_ref;
         if let Some(hpa) = self.ctx.hpas.scaling(key) {

@@ -24,8 +24,6 @@ pub struct ScaleInContext<'a> {
 }
 
 impl ScaleInContext<'_> {
-    /// The decision after the busy pods had their say; `decide` is the
-    /// poll's decision with a busy reading (pure, so it can run again).
     /// Whether `decision` needs the busy pods: a scale-in of a pool with
     /// `spec.scaleIn` that keeps busy pods or ranks them for deletion.
     /// Asked first, so the common poll never builds [`Self::spare_busy`]'s
@@ -49,6 +47,8 @@ impl ScaleInContext<'_> {
         ranks && cached_kind(&self.pool.spec.scale_target_ref) == Some(CachedKind::Deployment)
     }
 
+    /// The decision after the busy pods had their say; `decide` is the
+    /// poll's decision with a busy reading (pure, so it can run again).
     pub async fn spare_busy(
         &self,
         decision: Decision,
