@@ -101,7 +101,7 @@ pub struct WorkerPoolSpec {
     pub schedules: Vec<super::Schedule>,
     /// Scale-in that spares busy workers: keep them, and remove idle pods first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scale_in: Option<super::ScaleIn>,
+    pub scale_in: Option<Box<super::ScaleIn>>,
 }
 
 fn default_min_replicas() -> i32 {

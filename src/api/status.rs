@@ -61,7 +61,7 @@ pub struct WorkerPoolStatus {
     /// Recent recommendations and scale events, kept so stabilization
     /// windows and rate policies survive an operator restart or leader change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub history: Option<History>,
+    pub history: Option<Box<History>>,
 }
 
 /// One trigger's last reading.
@@ -157,7 +157,7 @@ mod tests {
         let mut history = History::default();
         history.drain.insert("payments".into(), track);
         let status = WorkerPoolStatus {
-            history: Some(history.clone()),
+            history: Some(Box::new(history.clone())),
             ..Default::default()
         };
         let json = serde_json::to_value(&status).unwrap();
@@ -166,7 +166,7 @@ mod tests {
             serde_json::json!({"at": "1970-01-01T00:00:00.000Z", "depth": 300.0, "served": 0.0})
         );
         let back: WorkerPoolStatus = serde_json::from_value(json).unwrap();
-        assert_eq!(back.history, Some(history));
+        assert_eq!(back.history, Some(Box::new(history)));
         assert_eq!(whole_seconds(f64::INFINITY), i64::MAX);
         assert_eq!(rate_text(1.23456), "1.235");
     }

@@ -44,8 +44,9 @@ impl Default for Settings {
 #[derive(Default)]
 pub struct PoolState {
     pub prepared: Option<Prepared>,
-    /// The decision's memory (loaded from status.history on first sight).
-    pub history: Option<History>,
+    /// The decision's memory (loaded from status.history on first sight);
+    /// boxed, as a status's is, to keep the entry held for every pool small.
+    pub history: Option<Box<History>>,
     /// What the next status needs from the last one (the leader's only).
     pub last_status: Option<super::status_memory::StatusMemory>,
     /// When the next poll is due.

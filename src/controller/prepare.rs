@@ -25,8 +25,9 @@ pub struct Prepared {
     /// The busy signal of `spec.scaleIn`, read only before a scale-in.
     pub busy: Option<Arc<dyn BusySource>>,
     pub polling: Duration,
-    /// The API resource of a target kind the operator does not cache.
-    pub resolved: Option<ApiResource>,
+    /// The API resource of a target kind the operator does not cache
+    /// (boxed: rare, and five strings in every pool's state).
+    pub resolved: Option<Box<ApiResource>>,
     /// The target, as the HPA and pool indexes know it.
     pub target_key: super::targets::TargetKey,
     /// The HPA and pool indexes' versions when this pool last found no
@@ -170,14 +171,14 @@ fn trigger_error(trigger: &str, e: SourceError) -> PrepareError {
 async fn resolve_target(
     ctx: &Context,
     pool: &WorkerPool,
-) -> Result<Option<ApiResource>, PrepareError> {
+) -> Result<Option<Box<ApiResource>>, PrepareError> {
     let r = &pool.spec.scale_target_ref;
     if target::cached_kind(r).is_some() {
         return Ok(None);
     }
     target::resolve(&ctx.client, r)
         .await
-        .map(Some)
+        .map(|resource| Some(Box::new(resource)))
         .map_err(|e| {
             PrepareError::TargetNotFound(format!(
                 "cannot resolve {} {}: {e}",

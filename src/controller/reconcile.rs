@@ -65,10 +65,10 @@ pub async fn poll_pool(ctx: &Arc<Context>, entry: &Arc<PoolEntry>) -> Instant {
 
 /// The decision's memory on a leader's first poll of a pool: the history
 /// read back from status, handed over from the status memory.
-fn restored_history(st: &mut PoolState, current: i32, now_ms: i64) -> crate::decision::History {
+fn restored_history(st: &mut PoolState, current: i32, now_ms: i64) -> Box<crate::decision::History> {
     let last = st.last_status.get_or_insert_with(StatusMemory::default);
     let recorded = last.kept().current_replicas;
-    restore_history(last.take_history(), recorded, current, now_ms)
+    Box::new(restore_history(last.take_history(), recorded, current, now_ms))
 }
 
 /// The resync period of one pool's status: `base` plus up to 20 % picked by
@@ -250,7 +250,7 @@ impl Poll<'_> {
         let ctx = self.ctx;
         let state = match target::from_cache(r, self.ns, &ctx.deployments, &ctx.statefulsets) {
             Some(s) => s,
-            None => match st.prepared.as_ref().and_then(|p| p.resolved.as_ref()) {
+            None => match st.prepared.as_ref().and_then(|p| p.resolved.as_deref()) {
                 Some(ar) => Box::pin(target::get_scale(&ctx.client, ar, self.ns, &r.name)).await?,
                 None => TargetState::NotFound,
             },
@@ -405,7 +405,7 @@ impl Poll<'_> {
         found: &TargetState,
     ) -> Result<()> {
         let r = &self.pool.spec.scale_target_ref;
-        let resolved = st.prepared.as_ref().and_then(|p| p.resolved.as_ref());
+        let resolved = st.prepared.as_ref().and_then(|p| p.resolved.as_deref());
         // Within the API write limit. The scale stays in the poll (not
         // queued like status) because the decision's history must know
         // whether it landed; the poll runs apart from the clock, so a slow

@@ -20,12 +20,12 @@ use crate::decision::History;
 /// current count counts as a recommendation now: a restart inside a
 /// scale-down window never scales in before a full window has passed.
 pub fn restore_history(
-    read_back: Option<History>,
+    read_back: Option<Box<History>>,
     recorded: Option<i32>,
     current: i32,
     now_ms: i64,
 ) -> History {
-    let mut h = read_back.unwrap_or_default().sanitized(now_ms);
+    let mut h = read_back.map(|h| *h).unwrap_or_default().sanitized(now_ms);
     if h.recommendations.is_empty() {
         return h;
     }

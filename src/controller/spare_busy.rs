@@ -62,7 +62,7 @@ impl ScaleInContext<'_> {
         }
         let costs = self.ranks_by_cost();
         let r = &self.pool.spec.scale_target_ref;
-        let resolved = self.prepared.resolved.as_ref();
+        let resolved = self.prepared.resolved.as_deref();
         let pods = target_pods(self.ctx, r, self.namespace, resolved);
         let (busy, pods) = join(source.read(), pods).await;
         let read = match (busy, pods) {

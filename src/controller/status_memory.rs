@@ -80,7 +80,7 @@ impl StatusMemory {
 
     /// The history read from the API server, handed over once: from then on
     /// the decision's memory holds it.
-    pub fn take_history(&mut self) -> Option<History> {
+    pub fn take_history(&mut self) -> Option<Box<History>> {
         self.kept.history.take()
     }
 
@@ -88,7 +88,7 @@ impl StatusMemory {
     /// types, statuses and times (their reasons and messages are not kept):
     /// what a standby restores from when it leads again before another
     /// leader wrote a newer one.
-    pub fn into_status(self, history: Option<History>) -> WorkerPoolStatus {
+    pub fn into_status(self, history: Option<Box<History>>) -> WorkerPoolStatus {
         let conditions = (self.since.into_iter())
             .map(|s| Condition {
                 type_: s.type_.to_string(),
@@ -146,8 +146,8 @@ mod tests {
         assert!(m.take_history().is_some());
         assert!(m.take_history().is_none());
         let newer = History::default();
-        let status = m.into_status(Some(newer.clone()));
-        assert_eq!(status.history, Some(newer));
+        let status = m.into_status(Some(Box::new(newer.clone())));
+        assert_eq!(status.history, Some(Box::new(newer)));
         assert_eq!(status.conditions.len(), 1);
         assert_eq!(status.conditions[0].status, "False");
     }
