@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, Patch, PatchParams};
 use kube_emulator::{RequestRecord, Verb};
 use serde_json::{json, Value};
-use support::cluster::{eventually, test_settings, Cluster};
+use support::cluster::{eventually, http_get, test_settings, Cluster};
 use support::redis::{fill_list, shared_url};
 use workerpool_operator::runtime::leader::LeaseConfig;
 
@@ -226,6 +226,66 @@ async fn status_write_500s_back_off_without_repeating_the_scale() {
     assert_eq!(c.condition("backoff", "Ready").unwrap().0, "True");
     rec.assert_within(&c, 1, 10).await;
     fill(&k, 0);
+    op.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Whether the operator's /metrics carry a series of pool `name`.
+async fn has_series(op: &workerpool_operator::runtime::Operator, name: &str) -> Option<bool> {
+    let (code, body) = http_get(op.http_addr, "/metrics").await?;
+    (code == 200).then(|| body.contains(&format!("workerpool=\"{name}\"")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_deleted_while_the_watch_was_down_is_forgotten_by_the_relist() {
+    let c = Cluster::start("shop").await;
+    c.deployment("wa", 1).await;
+    c.deployment("wb", 1).await;
+    let (ka, kb) = (key("relist-a"), key("relist-b"));
+    fill(&ka, 30);
+    fill(&kb, 30);
+    c.apply_pool(pool("kept", &ka, json!({"scaleTargetRef": {"name": "wa"}})))
+        .await;
+    c.apply_pool(pool("gone", &kb, json!({"scaleTargetRef": {"name": "wb"}})))
+        .await;
+    let op = c
+        .operator_with(c.client_as(OP), None, test_settings())
+        .await;
+    eventually("both pools scaled", T, || async {
+        (c.replicas("wa") == Some(2) && c.replicas("wb") == Some(2)).then_some(())
+    })
+    .await;
+    assert_eq!(has_series(&op, "gone").await, Some(true));
+
+    // The pool watch is cut and comes back slowly; meanwhile "gone" is
+    // deleted and the history compacted, so the resumed watch gets 410
+    // Gone and re-lists: the list no longer holds "gone".
+    let faults = c.emu.faults();
+    faults.add_latency(Some(Verb::Watch), "/workerpools", Duration::from_secs(1));
+    faults.close_watches();
+    c.delete_pool("gone").await;
+    faults.compact();
+    eventually("the deleted pool forgotten", T, || async {
+        (has_series(&op, "gone").await == Some(false)).then_some(())
+    })
+    .await;
+    let lists = op_requests(&c, "GET", "/workerpools")
+        .into_iter()
+        .filter(|r| r.verb == Some(Verb::List))
+        .count();
+    assert!(lists >= 2, "the operator never re-listed WorkerPools");
+    assert_eq!(
+        has_series(&op, "kept").await,
+        Some(true),
+        "the listed pool is kept"
+    );
+    faults.clear();
+    fill(&ka, 60);
+    eventually("the kept pool still scales", T, || async {
+        (c.replicas("wa") == Some(3)).then_some(())
+    })
+    .await;
+    fill(&ka, 0);
+    fill(&kb, 0);
     op.shutdown(Duration::from_secs(5)).await;
 }
 

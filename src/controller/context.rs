@@ -83,6 +83,9 @@ pub struct PoolEntry {
     pub state: tokio::sync::Mutex<PoolState>,
     /// The slot this pool is queued for in the engine's wheel (0: none).
     pub(super) queued: AtomicU64,
+    /// The number of the last list of pools that delivered this one (see
+    /// [`Context::forget_unlisted`]).
+    listed: AtomicU64,
     /// The pool was deleted: nothing schedules it any more.
     pub(super) gone: AtomicBool,
     /// Failed status writes: the next poll writes again, after a backoff.
@@ -102,11 +105,17 @@ impl PoolEntry {
             pool: Mutex::new(pool),
             state: tokio::sync::Mutex::default(),
             queued: AtomicU64::new(0),
+            listed: AtomicU64::new(0),
             gone: AtomicBool::new(false),
             status_retry: Default::default(),
             drops_status: AtomicBool::new(false),
             status_deferred: AtomicBool::new(false),
         }
+    }
+
+    /// List number `list` delivered this pool.
+    pub(super) fn mark_listed(&self, list: u64) {
+        self.listed.store(list, Ordering::Relaxed);
     }
 
     /// The pool as last seen by the watch.
@@ -273,12 +282,15 @@ impl Context {
         self.pools.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Forgets every pool for which `keep` is false (deleted pools).
-    pub fn retain_pools(&self, keep: impl Fn(&ObjectRef<WorkerPool>) -> bool) {
+    /// Forgets every pool that list number `list` did not deliver (pools
+    /// deleted while the watch was down). Pools are marked as a list
+    /// delivers them rather than collected in a set of names, which would
+    /// hold thousands of them at once while a list comes in.
+    pub fn forget_unlisted(&self, list: u64) {
         let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         let mut gone = Vec::new();
         pools.retain(|k, entry| {
-            let kept = keep(k);
+            let kept = entry.listed.load(Ordering::Relaxed) == list;
             if !kept {
                 gone.push((k.clone(), entry.clone()));
             }
@@ -288,7 +300,6 @@ impl Context {
         for (key, entry) in gone {
             self.drop_entry(key, entry);
         }
-        self.targets.retain(keep);
     }
 
     /// Stops a forgotten pool's polls and removes its metric series.

@@ -65,10 +65,19 @@ pub async fn poll_pool(ctx: &Arc<Context>, entry: &Arc<PoolEntry>) -> Instant {
 
 /// The decision's memory on a leader's first poll of a pool: the history
 /// read back from status, handed over from the status memory.
-fn restored_history(st: &mut PoolState, current: i32, now_ms: i64) -> Box<crate::decision::History> {
+fn restored_history(
+    st: &mut PoolState,
+    current: i32,
+    now_ms: i64,
+) -> Box<crate::decision::History> {
     let last = st.last_status.get_or_insert_with(StatusMemory::default);
     let recorded = last.kept().current_replicas;
-    Box::new(restore_history(last.take_history(), recorded, current, now_ms))
+    Box::new(restore_history(
+        last.take_history(),
+        recorded,
+        current,
+        now_ms,
+    ))
 }
 
 /// The resync period of one pool's status: `base` plus up to 20 % picked by

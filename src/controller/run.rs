@@ -8,7 +8,6 @@
 //! repeat what the engine does, and its store would be a second copy of
 //! every pool.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,7 +16,6 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
@@ -26,7 +24,6 @@ use super::context::Context;
 use super::target_cache::{Name, Snapshot, TargetCache};
 use super::targets::{pool_key, TargetKey};
 use super::watched_pool::WatchedPool;
-use crate::api::WorkerPool;
 
 /// Where to watch.
 #[derive(Clone, Debug, Default)]
@@ -174,11 +171,12 @@ fn wake(ctx: &Context, namespace: String, kind: &str, name: String) {
     }
 }
 
-/// What the pool watch needs between events: the pools seen during a
-/// re-list, to forget those deleted while the watch was down.
+/// What the pool watch needs between events: the number of the latest
+/// (re-)list, with which the pools it delivers are marked, to forget those
+/// deleted while the watch was down.
 #[derive(Default)]
 struct PoolWatch {
-    relisting: Option<HashSet<ObjectRef<WorkerPool>>>,
+    list: u64,
 }
 
 impl PoolWatch {
@@ -190,20 +188,12 @@ impl PoolWatch {
     fn on_event(&mut self, ctx: &Context, event: watcher::Event<WatchedPool>) {
         ctx.targets.observe(&event);
         match event {
-            watcher::Event::Apply(pool) => self.applied(ctx, pool),
-            watcher::Event::InitApply(pool) => {
-                if let Some(seen) = self.relisting.as_mut() {
-                    seen.insert(pool_key(pool.pool()));
-                }
-                self.applied(ctx, pool);
+            watcher::Event::Apply(pool) | watcher::Event::InitApply(pool) => {
+                self.applied(ctx, pool)
             }
             watcher::Event::Delete(pool) => ctx.forget(&pool_key(pool.pool())),
-            watcher::Event::Init => self.relisting = Some(HashSet::new()),
-            watcher::Event::InitDone => {
-                if let Some(seen) = self.relisting.take() {
-                    ctx.retain_pools(|k| seen.contains(k));
-                }
-            }
+            watcher::Event::Init => self.list += 1,
+            watcher::Event::InitDone => ctx.forget_unlisted(self.list),
         }
     }
 
@@ -213,6 +203,7 @@ impl PoolWatch {
         }
         trim_pool(pool.meta_mut());
         let (entry, changed) = ctx.observe(pool);
+        entry.mark_listed(self.list);
         if changed {
             ctx.engine.schedule(&entry, Instant::now());
         }

@@ -89,27 +89,45 @@ impl Claim {
     }
 }
 
+/// A pool's claim, and the list that last delivered the pool.
+struct Held {
+    claim: Claim,
+    listed: u64,
+}
+
 #[derive(Default)]
 struct Claims {
-    by_pool: super::FastMap<ObjectRef<WorkerPool>, Claim>,
+    by_pool: super::FastMap<ObjectRef<WorkerPool>, Held>,
     by_target: super::FastMap<TargetKey, Vec<ObjectRef<WorkerPool>>>,
-    /// A re-list under way: the pools it has delivered so far (each is
-    /// claimed at once; at the end, pools it did not deliver are dropped).
-    relisting: Option<std::collections::HashSet<ObjectRef<WorkerPool>>>,
+    /// The number of the latest (re-)list. A pool it delivers is marked
+    /// with it, and at its end the pools not marked are dropped: no set of
+    /// names is built while thousands of pools are listed.
+    list: u64,
 }
 
 impl Claims {
-    /// False when the pool already made this very claim (its status echo).
+    /// Records the claim of a pool the current list delivered; false when
+    /// the pool already made this very claim (its status echo).
     fn insert(&mut self, pool: ObjectRef<WorkerPool>, claim: Claim) -> bool {
-        if self.by_pool.get(&pool) == Some(&claim) {
-            return false;
+        let list = self.list;
+        if let Some(held) = self.by_pool.get_mut(&pool) {
+            held.listed = list;
+            if held.claim == claim {
+                return false;
+            }
         }
         self.remove(&pool);
         // Nearly every target has one pool (two are a conflict).
         let pools =
             (self.by_target.entry(claim.target.clone())).or_insert_with(|| Vec::with_capacity(1));
         pools.push(pool.clone());
-        self.by_pool.insert(pool, claim);
+        self.by_pool.insert(
+            pool,
+            Held {
+                claim,
+                listed: list,
+            },
+        );
         true
     }
 
@@ -118,23 +136,22 @@ impl Claims {
         let Some(old) = self.by_pool.remove(pool) else {
             return false;
         };
-        if let Some(pools) = self.by_target.get_mut(&old.target) {
+        let target = &old.claim.target;
+        if let Some(pools) = self.by_target.get_mut(target) {
             pools.retain(|p| p != pool);
             if pools.is_empty() {
-                self.by_target.remove(&old.target);
+                self.by_target.remove(target);
             }
         }
         true
     }
 
-    /// Drops every pool the finished re-list did not deliver; false when
+    /// Drops every pool the finished list did not deliver; false when
     /// there was none.
-    fn keep_only(&mut self, seen: &std::collections::HashSet<ObjectRef<WorkerPool>>) -> bool {
-        let gone: Vec<_> = self
-            .by_pool
-            .keys()
-            .filter(|p| !seen.contains(p))
-            .cloned()
+    fn drop_unlisted(&mut self) -> bool {
+        let gone: Vec<_> = (self.by_pool.iter())
+            .filter(|(_, held)| held.listed != self.list)
+            .map(|(pool, _)| pool.clone())
             .collect();
         for pool in &gone {
             self.remove(pool);
@@ -175,22 +192,16 @@ impl TargetIndex {
     pub fn observe<P: AsRef<WorkerPool>>(&self, event: &Event<P>) {
         let mut claims = self.lock();
         let changed = match event {
-            Event::Apply(p) => {
+            Event::Apply(p) | Event::InitApply(p) => {
                 Claim::of(p.as_ref()).is_some_and(|(pool, claim)| claims.insert(pool, claim))
             }
             Event::Delete(p) => claims.remove(&pool_key(p.as_ref())),
             Event::Init => {
-                claims.relisting = Some(Default::default());
+                claims.list += 1;
                 false
             }
-            Event::InitApply(p) => Claim::of(p.as_ref()).is_some_and(|(pool, claim)| {
-                let relisting = claims.relisting.get_or_insert_with(Default::default);
-                relisting.insert(pool.clone());
-                claims.insert(pool, claim)
-            }),
             Event::InitDone => {
-                let seen = claims.relisting.take().unwrap_or_default();
-                let dropped = claims.keep_only(&seen);
+                let dropped = claims.drop_unlisted();
                 self.synced.store(true, Ordering::Release);
                 dropped
             }
@@ -208,23 +219,6 @@ impl TargetIndex {
     /// Records `claim` for `pool` (tests, and pools known before their event).
     pub fn claim(&self, pool: &ObjectRef<WorkerPool>, claim: &Claim) {
         if self.lock().insert(pool.clone(), claim.clone()) {
-            self.changed();
-        }
-    }
-
-    /// Forgets every pool for which `keep` is false (deleted pools).
-    pub fn retain(&self, keep: impl Fn(&ObjectRef<WorkerPool>) -> bool) {
-        let mut claims = self.lock();
-        let gone: Vec<_> = claims
-            .by_pool
-            .keys()
-            .filter(|p| !keep(p))
-            .cloned()
-            .collect();
-        for pool in &gone {
-            claims.remove(pool);
-        }
-        if !gone.is_empty() {
             self.changed();
         }
     }
@@ -256,7 +250,7 @@ impl TargetIndex {
 
     fn owner_in<'a>(claims: &'a Claims, target: &TargetKey) -> Option<&'a ObjectRef<WorkerPool>> {
         let active = claims.by_target.get(target)?.iter().filter_map(|p| {
-            let c = claims.by_pool.get(p)?;
+            let c = &claims.by_pool.get(p)?.claim;
             (!c.passive).then_some((p, c))
         });
         active
@@ -301,7 +295,7 @@ mod tests {
         idx.claim(&pool("c"), &claim(50, true));
         idx.claim(&pool("a"), &claim(100, false));
         assert_eq!(idx.owner(&key()), Some(pool("a")));
-        idx.retain(|p| p.name != "a");
+        idx.lock().remove(&pool("a"));
         assert_eq!(idx.owner(&key()), Some(pool("b")));
     }
 
@@ -380,5 +374,29 @@ mod tests {
         idx.observe(&Event::<WorkerPool>::Init);
         idx.observe(&Event::<WorkerPool>::InitDone);
         assert_eq!(idx.owner(&key()), None, "a re-list without a pool drops it");
+    }
+
+    #[test]
+    fn a_relist_keeps_the_pools_it_delivers_and_drops_the_rest() {
+        let idx = TargetIndex::default();
+        let owner = |target: &str| {
+            let mut k = key();
+            k.name = target.into();
+            idx.owner(&k).map(|p| p.name)
+        };
+        idx.observe(&Event::<WorkerPool>::Init);
+        idx.observe(&Event::InitApply(wp("a", "wa", "2026-01-01T00:00:00Z")));
+        idx.observe(&Event::InitApply(wp("b", "wb", "2026-01-01T00:00:00Z")));
+        idx.observe(&Event::<WorkerPool>::InitDone);
+        idx.observe(&Event::Apply(wp("c", "wc", "2026-01-01T00:00:00Z")));
+        idx.observe(&Event::<WorkerPool>::Init);
+        idx.observe(&Event::InitApply(wp("c", "wc", "2026-01-01T00:00:00Z")));
+        idx.observe(&Event::InitApply(wp("a", "wa", "2026-01-01T00:00:00Z")));
+        let v = idx.version();
+        idx.observe(&Event::<WorkerPool>::InitDone);
+        assert_ne!(idx.version(), v, "b was dropped");
+        assert_eq!(owner("wa").as_deref(), Some("a"));
+        assert_eq!(owner("wb"), None, "deleted while the watch was down");
+        assert_eq!(owner("wc").as_deref(), Some("c"));
     }
 }
