@@ -78,7 +78,8 @@ pub struct PoolState {
 /// One pool as the poll engine knows it: the latest object the watch
 /// delivered, and what the operator remembers between polls.
 pub struct PoolEntry {
-    pub key: ObjectRef<WorkerPool>,
+    /// Shared with the map of pools, which is keyed by it.
+    pub key: Arc<ObjectRef<WorkerPool>>,
     pool: Mutex<Arc<WorkerPool>>,
     pub state: tokio::sync::Mutex<PoolState>,
     /// The slot this pool is queued for in the engine's wheel (0: none).
@@ -101,7 +102,7 @@ pub struct PoolEntry {
 impl PoolEntry {
     pub(super) fn new(pool: Arc<WorkerPool>) -> Self {
         PoolEntry {
-            key: super::targets::pool_key(&pool),
+            key: Arc::new(super::targets::pool_key(&pool)),
             pool: Mutex::new(pool),
             state: tokio::sync::Mutex::default(),
             queued: AtomicU64::new(0),
@@ -178,7 +179,7 @@ pub struct Context {
     pub status_writer: super::status_writer::StatusWriter,
     leader: Arc<AtomicBool>,
     stopping: AtomicBool,
-    pools: Mutex<super::FastMap<ObjectRef<WorkerPool>, Arc<PoolEntry>>>,
+    pools: Mutex<super::FastMap<Arc<ObjectRef<WorkerPool>>, Arc<PoolEntry>>>,
 }
 
 impl Context {
@@ -234,7 +235,7 @@ impl Context {
         let Some(entry) = self.entry(&key) else {
             let entry = Arc::new(PoolEntry::new(Arc::new(watched.with_status())));
             let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-            pools.insert(key, entry.clone());
+            pools.insert(entry.key.clone(), entry.clone());
             return (entry, true);
         };
         let mut pool = if entry.drops_status.load(Ordering::Acquire) {
@@ -267,9 +268,9 @@ impl Context {
             .pools
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-        if let Some(entry) = removed {
-            self.drop_entry(key.clone(), entry);
+            .remove_entry(key);
+        if let Some((key, entry)) = removed {
+            self.drop_entry(key, entry);
         }
     }
 
@@ -303,7 +304,7 @@ impl Context {
     }
 
     /// Stops a forgotten pool's polls and removes its metric series.
-    fn drop_entry(&self, key: ObjectRef<WorkerPool>, entry: Arc<PoolEntry>) {
+    fn drop_entry(&self, key: Arc<ObjectRef<WorkerPool>>, entry: Arc<PoolEntry>) {
         entry.gone.store(true, Ordering::Release);
         // The pool's trigger names are in its state, which a poll still
         // running for it may hold: wait for it off this thread.

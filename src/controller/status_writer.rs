@@ -39,7 +39,7 @@ use super::engine::backoff;
 use super::status::{self, StatusBody};
 use crate::api::WorkerPool;
 
-type Key = ObjectRef<WorkerPool>;
+type Key = Arc<ObjectRef<WorkerPool>>;
 
 /// Most statuses waiting for their write (each ~1.5 KiB of JSON).
 pub const MAX_WAITING_STATUSES: usize = 1024;

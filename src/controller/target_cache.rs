@@ -6,8 +6,7 @@
 //! and a cluster has far more workloads than pools. A snapshot is its
 //! replicas, its resourceVersion and its selector: about a tenth of that.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -31,12 +30,20 @@ pub struct Snapshot {
 /// (namespace, name) of a workload.
 pub type Name = (String, String);
 
+/// A snapshot, and the list that last delivered its workload.
+struct Held {
+    snapshot: Snapshot,
+    listed: u64,
+}
+
 #[derive(Default)]
 struct Inner {
     /// namespace → name → snapshot: looked up by `&str`, without allocating.
-    map: RwLock<super::FastMap<String, super::FastMap<String, Snapshot>>>,
-    /// Names seen since the watch started (re-)listing.
-    relisting: std::sync::Mutex<Option<HashSet<Name>>>,
+    map: RwLock<super::FastMap<String, super::FastMap<String, Held>>>,
+    /// The number of the latest (re-)list. A workload it delivers is
+    /// marked with it, and at its end the workloads not marked are
+    /// forgotten: no set of names is built while thousands are listed.
+    list: AtomicU64,
     synced: AtomicBool,
     ready: Notify,
 }
@@ -59,20 +66,21 @@ impl TargetCache {
         read: impl FnOnce(&Snapshot) -> T,
     ) -> Option<T> {
         let map = self.0.map.read().unwrap_or_else(|p| p.into_inner());
-        map.get(namespace)?.get(name).map(read)
+        map.get(namespace)?
+            .get(name)
+            .map(|held| read(&held.snapshot))
     }
 
     /// Records a workload; true when its replicas or identity changed (or
     /// it is new): what the pools naming it must look at.
     pub fn apply(&self, name: Name, snapshot: Snapshot) -> bool {
-        if let Some(seen) = self.relisting().as_mut() {
-            seen.insert(name.clone());
-        }
         let mut map = self.0.map.write().unwrap_or_else(|p| p.into_inner());
+        let listed = self.0.list.load(Ordering::Relaxed);
         let (namespace, name) = name;
         let (replicas, uid) = (snapshot.replicas, snapshot.uid.clone());
-        let old = map.entry(namespace).or_default().insert(name, snapshot);
-        old.is_none_or(|o| o.replicas != replicas || o.uid != uid)
+        let held = Held { snapshot, listed };
+        let old = map.entry(namespace).or_default().insert(name, held);
+        old.is_none_or(|o| o.snapshot.replicas != replicas || o.snapshot.uid != uid)
     }
 
     pub fn delete(&self, name: &Name) {
@@ -87,23 +95,21 @@ impl TargetCache {
 
     /// The watch starts a full list: what it does not list again is gone.
     pub fn relist_started(&self) {
-        *self.relisting() = Some(HashSet::new());
+        // Under the map's lock, so that no workload is marked with the
+        // number of the list before.
+        let _map = self.0.map.write().unwrap_or_else(|p| p.into_inner());
+        self.0.list.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The full list is in: forgets what it did not hold.
     pub fn relist_done(&self) {
-        if let Some(seen) = self.relisting().take() {
-            let mut map = self.0.map.write().unwrap_or_else(|p| p.into_inner());
-            for (namespace, names) in map.iter_mut() {
-                // A pair to look up by; namespaces are few next to names.
-                let mut key = (namespace.clone(), String::new());
-                names.retain(|name, _| {
-                    key.1.clone_from(name);
-                    seen.contains(&key)
-                });
-            }
-            map.retain(|_, names| !names.is_empty());
+        let mut map = self.0.map.write().unwrap_or_else(|p| p.into_inner());
+        let list = self.0.list.load(Ordering::Relaxed);
+        for names in map.values_mut() {
+            names.retain(|_, held| held.listed == list);
         }
+        map.retain(|_, names| !names.is_empty());
+        drop(map);
         self.0.synced.store(true, Ordering::Release);
         self.0.ready.notify_waiters();
     }
@@ -117,10 +123,6 @@ impl TargetCache {
             }
             ready.await;
         }
-    }
-
-    fn relisting(&self) -> std::sync::MutexGuard<'_, Option<HashSet<Name>>> {
-        self.0.relisting.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

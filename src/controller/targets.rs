@@ -15,7 +15,7 @@
 //! nothing otherwise ([`TargetIndex::version`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
@@ -95,10 +95,13 @@ struct Held {
     listed: u64,
 }
 
+/// A pool's name, shared by the two maps of the claims.
+pub type PoolRef = Arc<ObjectRef<WorkerPool>>;
+
 #[derive(Default)]
 struct Claims {
-    by_pool: super::FastMap<ObjectRef<WorkerPool>, Held>,
-    by_target: super::FastMap<TargetKey, Vec<ObjectRef<WorkerPool>>>,
+    by_pool: super::FastMap<PoolRef, Held>,
+    by_target: super::FastMap<TargetKey, Vec<PoolRef>>,
     /// The number of the latest (re-)list. A pool it delivers is marked
     /// with it, and at its end the pools not marked are dropped: no set of
     /// names is built while thousands of pools are listed.
@@ -117,6 +120,7 @@ impl Claims {
             }
         }
         self.remove(&pool);
+        let pool = Arc::new(pool);
         // Nearly every target has one pool (two are a conflict).
         let pools =
             (self.by_target.entry(claim.target.clone())).or_insert_with(|| Vec::with_capacity(1));
@@ -138,7 +142,7 @@ impl Claims {
         };
         let target = &old.claim.target;
         if let Some(pools) = self.by_target.get_mut(target) {
-            pools.retain(|p| p != pool);
+            pools.retain(|p| **p != *pool);
             if pools.is_empty() {
                 self.by_target.remove(target);
             }
@@ -224,7 +228,7 @@ impl TargetIndex {
     }
 
     /// Pools that name this target.
-    pub fn pools_for(&self, target: &TargetKey) -> Vec<ObjectRef<WorkerPool>> {
+    pub fn pools_for(&self, target: &TargetKey) -> Vec<PoolRef> {
         self.lock()
             .by_target
             .get(target)
@@ -259,7 +263,7 @@ impl TargetIndex {
                 let time = |c: &Claim| (c.created.is_none(), c.created);
                 time(a).cmp(&time(b)).then_with(|| pa.name.cmp(&pb.name))
             })
-            .map(|(p, _)| p)
+            .map(|(p, _)| &**p)
     }
 }
 
@@ -309,7 +313,7 @@ mod tests {
         moved.target.name = "other".into();
         idx.claim(&pool("a"), &moved);
         assert_eq!(idx.owner(&key()), Some(pool("b")));
-        assert_eq!(idx.pools_for(&moved.target), vec![pool("a")]);
+        assert_eq!(idx.pools_for(&moved.target), vec![Arc::new(pool("a"))]);
     }
 
     #[test]
