@@ -1,14 +1,20 @@
 //! The one HTTP port: `/metrics`, `/healthz`, `/readyz`.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use http_body::{Frame, SizeHint};
 
 use super::metrics::Metrics;
 
@@ -29,13 +35,50 @@ pub fn router(health: Health) -> Router {
 }
 
 async fn metrics(State(h): State<Health>) -> impl IntoResponse {
+    let chunks = h.metrics.encode_chunks();
+    let length = chunks.iter().map(|c| c.len() as u64).sum();
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        h.metrics.encode(),
+        Body::new(ReadyChunks {
+            chunks: chunks.into(),
+            remaining: length,
+        }),
     )
+}
+
+/// A body of chunks already in memory, with its exact length (the reply
+/// carries a Content-Length, as a whole String's would) and without
+/// joining them into one buffer.
+struct ReadyChunks {
+    chunks: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl http_body::Body for ReadyChunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let next = self.chunks.pop_front();
+        if let Some(chunk) = &next {
+            self.remaining -= chunk.len() as u64;
+        }
+        Poll::Ready(next.map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
 }
 
 async fn readyz(State(h): State<Health>) -> impl IntoResponse {

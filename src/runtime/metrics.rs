@@ -9,6 +9,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
+use axum::body::Bytes;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub namespace: String,
@@ -262,7 +264,18 @@ impl Metrics {
         }
     }
 
-    /// The registry in the Prometheus text exposition format.
+    /// The registry in the Prometheus text exposition format, as chunks of
+    /// about 64 KiB: at 20,000 pools the text is ~5 MB, and a String grown
+    /// to it by doubling held up to twice that at each scrape, copied once
+    /// per doubling.
+    pub fn encode_chunks(&self) -> Vec<Bytes> {
+        let mut out = Chunks::default();
+        // Writing into memory cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out.finish()
+    }
+
+    /// The whole text at once (tests and tools).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -319,6 +332,36 @@ impl Metrics {
     }
 }
 
+/// Text written in chunks of about `CHUNK` bytes: a piece written never
+/// straddles two, so every chunk is whole UTF-8 text.
+#[derive(Default)]
+struct Chunks {
+    done: Vec<Bytes>,
+    current: Vec<u8>,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl Chunks {
+    fn finish(mut self) -> Vec<Bytes> {
+        if !self.current.is_empty() {
+            self.done.push(Bytes::from(self.current));
+        }
+        self.done
+    }
+}
+
+impl std::fmt::Write for Chunks {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.current.len() + s.len() > CHUNK && !self.current.is_empty() {
+            let full = std::mem::replace(&mut self.current, Vec::with_capacity(CHUNK));
+            self.done.push(Bytes::from(full));
+        }
+        self.current.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +414,26 @@ mod tests {
             !text.contains("workerpool_trigger_drain_seconds{"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_chunked_text_is_the_whole_text_in_pieces_of_about_64_kib() {
+        let m = Metrics::new();
+        for i in 0..3000 {
+            let p = PoolLabels {
+                namespace: "shop".into(),
+                workerpool: format!("pool-{i}-é"),
+            };
+            m.desired_replicas.get_or_create(&p).set(i);
+        }
+        let chunks = m.encode_chunks();
+        assert!(chunks.len() > 1, "{} chunk(s)", chunks.len());
+        let mut joined = String::new();
+        for c in &chunks {
+            assert!(c.len() <= CHUNK + 1024, "a chunk of {} bytes", c.len());
+            joined.push_str(std::str::from_utf8(c).expect("whole UTF-8 text"));
+        }
+        assert_eq!(joined, m.encode());
     }
 
     #[test]
