@@ -154,7 +154,7 @@ pub struct Trigger {
     pub redis: Option<RedisTrigger>,
     /// A Prometheus instant query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prometheus: Option<PrometheusTrigger>,
+    pub prometheus: Option<Box<PrometheusTrigger>>,
     /// Work items one replica should hold; > 0. Exactly one of this and `drain`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0.0").message("targetPerReplica must be > 0"))]
@@ -233,10 +233,10 @@ pub struct RedisTrigger {
     pub cluster: Option<super::topology::RedisCluster>,
     /// Password for AUTH, from a Secret key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_secret_ref: Option<SecretKeyRef>,
+    pub password_secret_ref: Option<Box<SecretKeyRef>>,
     /// ACL user name, from a Secret key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username_secret_ref: Option<SecretKeyRef>,
+    pub username_secret_ref: Option<Box<SecretKeyRef>>,
     /// TLS settings for `rediss://` URLs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Box<RedisTls>>,

@@ -63,7 +63,8 @@ pub fn group_of(api_version: &str) -> &str {
 /// What one pool says about the target it names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
-    pub target: TargetKey,
+    /// Shared with the index's map of targets (a key is four strings).
+    pub target: Arc<TargetKey>,
     pub created: Option<Timestamp>,
     /// Paused or shadow: it writes nothing to the target.
     pub passive: bool,
@@ -81,7 +82,7 @@ impl Claim {
                 .and_then(|a| a.get(PAUSE_ANNOTATION))
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let claim = Claim {
-            target: TargetKey::of(namespace, &pool.spec.scale_target_ref),
+            target: Arc::new(TargetKey::of(namespace, &pool.spec.scale_target_ref)),
             created: pool.metadata.creation_timestamp.as_ref().map(|t| t.0),
             passive: paused || pool.spec.mode.is_shadow(),
         };
@@ -101,7 +102,7 @@ pub type PoolRef = Arc<ObjectRef<WorkerPool>>;
 #[derive(Default)]
 struct Claims {
     by_pool: super::FastMap<PoolRef, Held>,
-    by_target: super::FastMap<TargetKey, Vec<PoolRef>>,
+    by_target: super::FastMap<Arc<TargetKey>, Vec<PoolRef>>,
     /// The number of the latest (re-)list. A pool it delivers is marked
     /// with it, and at its end the pools not marked are dropped: no set of
     /// names is built while thousands of pools are listed.
@@ -140,7 +141,7 @@ impl Claims {
         let Some(old) = self.by_pool.remove(pool) else {
             return false;
         };
-        let target = &old.claim.target;
+        let target = &*old.claim.target;
         if let Some(pools) = self.by_target.get_mut(target) {
             pools.retain(|p| **p != *pool);
             if pools.is_empty() {
@@ -286,7 +287,7 @@ mod tests {
 
     fn claim(secs: i64, passive: bool) -> Claim {
         Claim {
-            target: key(),
+            target: Arc::new(key()),
             created: Timestamp::from_second(secs).ok(),
             passive,
         }
@@ -310,7 +311,7 @@ mod tests {
         idx.claim(&pool("a"), &old);
         idx.claim(&pool("b"), &claim(2, false));
         let mut moved = old.clone();
-        moved.target.name = "other".into();
+        Arc::make_mut(&mut moved.target).name = "other".into();
         idx.claim(&pool("a"), &moved);
         assert_eq!(idx.owner(&key()), Some(pool("b")));
         assert_eq!(idx.pools_for(&moved.target), vec![Arc::new(pool("a"))]);

@@ -133,7 +133,7 @@ impl ConnectionSettings {
 /// A Secret's text, a missing one naming the field that refers to it.
 fn field_secret(
     secrets: &dyn SecretLookup,
-    r: &Option<SecretKeyRef>,
+    r: Option<&SecretKeyRef>,
     field: &str,
 ) -> Result<Option<String>, SourceError> {
     let Some(r) = r else { return Ok(None) };
@@ -184,12 +184,12 @@ fn sentinel_topology(
     let list = addresses(&st.addresses, "redis.sentinel.addresses")?;
     let username = field_secret(
         secrets,
-        &st.sentinel_username_secret_ref,
+        st.sentinel_username_secret_ref.as_ref(),
         "redis.sentinel.sentinelUsernameSecretRef",
     )?;
     let password = field_secret(
         secrets,
-        &st.sentinel_password_secret_ref,
+        st.sentinel_password_secret_ref.as_ref(),
         "redis.sentinel.sentinelPasswordSecretRef",
     )?;
     let display = format!(
@@ -228,8 +228,16 @@ fn resolve_topology(
     let node = NodeSettings {
         policy: EndpointPolicy::open(),
         db,
-        username: field_secret(secrets, &r.username_secret_ref, "redis.usernameSecretRef")?,
-        password: field_secret(secrets, &r.password_secret_ref, "redis.passwordSecretRef")?,
+        username: field_secret(
+            secrets,
+            r.username_secret_ref.as_deref(),
+            "redis.usernameSecretRef",
+        )?,
+        password: field_secret(
+            secrets,
+            r.password_secret_ref.as_deref(),
+            "redis.passwordSecretRef",
+        )?,
         tls,
         insecure,
         ca,
@@ -308,14 +316,22 @@ fn credentials(
         .into_connection_info()
         .map_err(|e| SourceError::Config(format!("redis.url is not usable ({})", e.category())))?;
     let in_url = info.redis_settings();
-    let username = match field_secret(secrets, &r.username_secret_ref, "redis.usernameSecretRef")? {
+    let username = match field_secret(
+        secrets,
+        r.username_secret_ref.as_deref(),
+        "redis.usernameSecretRef",
+    )? {
         Some(u) => Some(u),
         None => in_url
             .username()
             .filter(|u| !u.is_empty())
             .map(str::to_string),
     };
-    let password = match field_secret(secrets, &r.password_secret_ref, "redis.passwordSecretRef")? {
+    let password = match field_secret(
+        secrets,
+        r.password_secret_ref.as_deref(),
+        "redis.passwordSecretRef",
+    )? {
         Some(p) => Some(p),
         None => in_url
             .password()
@@ -441,10 +457,10 @@ mod tests {
         assert!(!url_of(&s).contains("oldpass"), "{}", url_of(&s));
         assert!(!format!("{:?}", s.key).contains("oldpass"));
 
-        t.password_secret_ref = Some(SecretKeyRef {
+        t.password_secret_ref = Some(Box::new(SecretKeyRef {
             name: "auth".into(),
             key: "password".into(),
-        });
+        }));
         let mut secrets = BTreeMap::new();
         secrets.insert(
             ("auth".to_string(), "password".to_string()),
