@@ -20,7 +20,10 @@ pub struct Snapshot {
     /// `spec.replicas` (1 when unset, as the API server defaults it).
     pub replicas: i32,
     pub resource_version: Option<String>,
-    pub uid: Option<String>,
+    /// A fingerprint of the uid: a workload deleted and made again under
+    /// the same name is news to the pools naming it. Only compared, so
+    /// not kept as the 36-character string.
+    pub uid: Option<u64>,
     /// The pod selector as a label selector string (`app=w`), rendered
     /// once: a `LabelSelector`'s map takes a whole B-tree node, half a KiB,
     /// for its one label. Err: why it cannot be rendered.
@@ -77,7 +80,7 @@ impl TargetCache {
         let mut map = self.0.map.write().unwrap_or_else(|p| p.into_inner());
         let listed = self.0.list.load(Ordering::Relaxed);
         let (namespace, name) = name;
-        let (replicas, uid) = (snapshot.replicas, snapshot.uid.clone());
+        let (replicas, uid) = (snapshot.replicas, snapshot.uid);
         let held = Held { snapshot, listed };
         let old = map.entry(namespace).or_default().insert(name, held);
         old.is_none_or(|o| o.snapshot.replicas != replicas || o.snapshot.uid != uid)
@@ -139,10 +142,15 @@ impl Snapshot {
         Snapshot {
             replicas: replicas.unwrap_or(DEFAULT_REPLICAS),
             resource_version: meta.resource_version.take(),
-            uid: meta.uid.take(),
+            uid: meta.uid.as_deref().map(fingerprint),
             selector: rendered,
         }
     }
+}
+
+fn fingerprint(uid: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::default().hash_one(uid)
 }
 
 #[cfg(test)]
@@ -153,7 +161,7 @@ mod tests {
         Snapshot {
             replicas,
             resource_version: Some(rv.into()),
-            uid: Some("u".into()),
+            uid: Some(fingerprint("u")),
             selector: None,
         }
     }
@@ -168,9 +176,12 @@ mod tests {
         assert!(c.apply(name("a"), snap(1, "1")), "new");
         assert!(!c.apply(name("a"), snap(1, "2")), "status churn");
         assert!(c.apply(name("a"), snap(3, "3")), "replicas");
+        let mut remade = snap(3, "4");
+        remade.uid = Some(fingerprint("another uid"));
+        assert!(c.apply(name("a"), remade), "deleted and made again");
         assert_eq!(
             c.get("ns", "a").map(|s| s.resource_version),
-            Some(Some("3".into()))
+            Some(Some("4".into()))
         );
     }
 
