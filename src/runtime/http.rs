@@ -14,7 +14,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use http_body::{Frame, SizeHint};
+use http_body::Frame;
 
 use super::metrics::Metrics;
 
@@ -35,29 +35,30 @@ pub fn router(health: Health) -> Router {
 }
 
 async fn metrics(State(h): State<Health>) -> impl IntoResponse {
-    let chunks = h.metrics.encode_chunks();
-    let length = chunks.iter().map(|c| c.len() as u64).sum();
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        Body::new(ReadyChunks {
-            chunks: chunks.into(),
-            remaining: length,
+        Body::new(MetricsText {
+            metrics: h.metrics,
+            next_part: 0,
+            ready: VecDeque::new(),
         }),
     )
 }
 
-/// A body of chunks already in memory, with its exact length (the reply
-/// carries a Content-Length, as a whole String's would) and without
-/// joining them into one buffer.
-struct ReadyChunks {
-    chunks: VecDeque<Bytes>,
-    remaining: u64,
+/// The metrics' text, encoded a part at a time as the connection takes it
+/// (see `Metrics::encode_part`): a scrape at 20,000 pools holds ~1.5 MB,
+/// not the whole ~5 MB. The length is not known ahead, so HTTP/1.1
+/// replies are chunked.
+struct MetricsText {
+    metrics: Arc<Metrics>,
+    next_part: usize,
+    ready: VecDeque<Bytes>,
 }
 
-impl http_body::Body for ReadyChunks {
+impl http_body::Body for MetricsText {
     type Data = Bytes;
     type Error = Infallible;
 
@@ -65,19 +66,16 @@ impl http_body::Body for ReadyChunks {
         mut self: Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let next = self.chunks.pop_front();
-        if let Some(chunk) = &next {
-            self.remaining -= chunk.len() as u64;
+        loop {
+            if let Some(chunk) = self.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            }
+            let Some(part) = self.metrics.encode_part(self.next_part) else {
+                return Poll::Ready(None);
+            };
+            self.next_part += 1;
+            self.ready = part.into();
         }
-        Poll::Ready(next.map(|chunk| Ok(Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
     }
 }
 

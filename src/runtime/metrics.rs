@@ -6,7 +6,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::sync::atomic::AtomicU64;
 
 use axum::body::Bytes;
@@ -60,7 +60,10 @@ fn latency_histogram() -> Histogram {
 /// Every metric the operator exports. Names are listed in README and used by
 /// the chart's Grafana dashboard.
 pub struct Metrics {
-    registry: Registry,
+    /// Each family with a series per pool in a registry of its own, the
+    /// operator's own metrics in the last: a scrape encodes them one at a
+    /// time (see [`Metrics::encode_part`]).
+    registries: Vec<Registry>,
     pub desired_replicas: Family<PoolLabels, Gauge>,
     pub shadow_desired_replicas: Family<PoolLabels, Gauge>,
     pub current_replicas: Family<PoolLabels, Gauge>,
@@ -88,7 +91,6 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::default();
         let m = Metrics {
             desired_replicas: Family::default(),
             shadow_desired_replicas: Family::default(),
@@ -107,16 +109,20 @@ impl Metrics {
             poll_lag: latency_histogram(),
             is_leader: Gauge::default(),
             pools: Gauge::default(),
-            registry: Registry::default(),
+            registries: Vec::new(),
         };
-        m.register_pool_metrics(&mut registry);
-        m.register_trigger_metrics(&mut registry);
-        m.register_engine_metrics(&mut registry);
-        Metrics { registry, ..m }
+        let mut per_pool = PerPool::default();
+        m.register_pool_metrics(&mut per_pool);
+        m.register_trigger_metrics(&mut per_pool);
+        let mut registries = per_pool.0;
+        let mut engine = Registry::default();
+        m.register_engine_metrics(&mut engine);
+        registries.push(engine);
+        Metrics { registries, ..m }
     }
 
     /// Per pool: replicas wanted and seen.
-    fn register_pool_metrics(&self, registry: &mut Registry) {
+    fn register_pool_metrics(&self, registry: &mut PerPool) {
         registry.register(
             "workerpool_desired_replicas",
             "Replicas the last decision wanted",
@@ -136,7 +142,7 @@ impl Metrics {
 
     /// Per trigger: values, drain estimates, read errors; then per pool:
     /// scales and open schedule windows.
-    fn register_trigger_metrics(&self, registry: &mut Registry) {
+    fn register_trigger_metrics(&self, registry: &mut PerPool) {
         registry.register(
             "workerpool_trigger_value",
             "Last value read from a trigger",
@@ -264,23 +270,32 @@ impl Metrics {
         }
     }
 
-    /// The registry in the Prometheus text exposition format, as chunks of
-    /// about 64 KiB: at 20,000 pools the text is ~5 MB, and a String grown
-    /// to it by doubling held up to twice that at each scrape, copied once
-    /// per doubling.
-    pub fn encode_chunks(&self) -> Vec<Bytes> {
+    /// Part `i` of the Prometheus text exposition format, in chunks of
+    /// about 64 KiB: one family with a series per pool, the operator's own
+    /// metrics, then the closing `# EOF`; None past the end. At 20,000
+    /// pools the whole text is ~5 MB: a scrape sends it part by part, so
+    /// it never holds more than one family's text (~1.5 MB) — a String of
+    /// the whole, grown by doubling, held up to twice the whole.
+    pub fn encode_part(&self, i: usize) -> Option<Vec<Bytes>> {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = Chunks::default();
         // Writing into memory cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out.finish()
+        let _ = match self.registries.get(i) {
+            Some(registry) => encode_registry(&mut out, registry),
+            None if i == self.registries.len() => encode_eof(&mut out),
+            None => return None,
+        };
+        Some(out.finish())
     }
 
     /// The whole text at once (tests and tools).
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        let mut text = String::new();
+        for chunk in (0..).map_while(|i| self.encode_part(i)).flatten() {
+            // Every chunk is whole UTF-8 text (see `Chunks`).
+            text.push_str(std::str::from_utf8(&chunk).unwrap_or_default());
+        }
+        text
     }
 
     /// Forgets a deleted pool's series (gauges and counters, as
@@ -329,6 +344,18 @@ impl Metrics {
                 schedule: s.clone(),
             });
         }
+    }
+}
+
+/// Registers each family in a registry of its own.
+#[derive(Default)]
+struct PerPool(Vec<Registry>);
+
+impl PerPool {
+    fn register(&mut self, name: &str, help: &str, metric: impl Metric) {
+        let mut registry = Registry::default();
+        registry.register(name, help, metric);
+        self.0.push(registry);
     }
 }
 
@@ -417,7 +444,7 @@ mod tests {
     }
 
     #[test]
-    fn the_chunked_text_is_the_whole_text_in_pieces_of_about_64_kib() {
+    fn the_text_comes_in_parts_of_small_chunks_and_ends_once_with_eof() {
         let m = Metrics::new();
         for i in 0..3000 {
             let p = PoolLabels {
@@ -425,15 +452,36 @@ mod tests {
                 workerpool: format!("pool-{i}-é"),
             };
             m.desired_replicas.get_or_create(&p).set(i);
+            m.current_replicas.get_or_create(&p).set(i);
         }
-        let chunks = m.encode_chunks();
-        assert!(chunks.len() > 1, "{} chunk(s)", chunks.len());
-        let mut joined = String::new();
-        for c in &chunks {
-            assert!(c.len() <= CHUNK + 1024, "a chunk of {} bytes", c.len());
-            joined.push_str(std::str::from_utf8(c).expect("whole UTF-8 text"));
+        let parts: Vec<Vec<Bytes>> = (0..).map_while(|i| m.encode_part(i)).collect();
+        assert!(parts.len() > 2, "{} part(s)", parts.len());
+        assert!(
+            parts[0].len() > 1,
+            "a family of 3,000 series is several chunks"
+        );
+        let mut text = String::new();
+        for chunk in parts.iter().flatten() {
+            assert!(
+                chunk.len() <= CHUNK + 1024,
+                "a chunk of {} bytes",
+                chunk.len()
+            );
+            text.push_str(std::str::from_utf8(chunk).expect("whole UTF-8 text"));
         }
-        assert_eq!(joined, m.encode());
+        assert_eq!(text, m.encode());
+        assert!(text.ends_with("# EOF\n"));
+        assert_eq!(text.matches("# EOF").count(), 1);
+        for family in ["workerpool_desired_replicas", "workerpool_polls"] {
+            assert_eq!(
+                text.matches(&format!("# TYPE {family} ")).count(),
+                1,
+                "{family}"
+            );
+        }
+        assert!(text.contains(
+            "workerpool_current_replicas{namespace=\"shop\",workerpool=\"pool-2999-é\"} 2999"
+        ));
     }
 
     #[test]
