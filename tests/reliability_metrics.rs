@@ -259,12 +259,21 @@ struct PrometheusProcess {
 
 impl PrometheusProcess {
     fn start() -> Self {
+        Self::start_with("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
+    }
+
+    /// A Prometheus that scrapes `target`'s /metrics every second as job
+    /// `operator`.
+    fn scraping(target: SocketAddr) -> Self {
+        Self::start_with(&format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: operator\n    \
+             static_configs:\n      - targets: ['{target}']\n"
+        ))
+    }
+
+    fn start_with(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("prometheus.yml"),
-            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         let mut p = PrometheusProcess {
             port: free_port(),
             dir,
@@ -347,6 +356,53 @@ async fn prometheus_down_holds_then_falls_back_then_recovers() {
     .await;
     assert!(message.contains("query vector(50)"), "{message}");
     rec.assert_within(&c, MIN, MAX).await;
+    op.shutdown(Duration::from_secs(5)).await;
+}
+
+/// The value of the one series `query` gives on the real Prometheus at
+/// `url` (None: no answer, or not exactly one series).
+async fn instant_value(url: &str, query: &str) -> Option<f64> {
+    let answer: Value = reqwest::Client::new()
+        .get(format!("{url}/api/v1/query"))
+        .query(&[("query", query)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    match answer["data"]["result"].as_array()?.as_slice() {
+        [one] => one["value"][1].as_str()?.parse().ok(),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_the_operators_metrics() {
+    let c = Cluster::start("shop").await;
+    let op = c.operator(None).await;
+    let list = format!("reliability-metrics-scraped-{}", std::process::id());
+    fill_list(&shared_url(), &list, 50);
+    steady(&c, "scraped", redis_trigger(&shared_url(), &list)).await;
+    // /metrics is sent a family at a time, chunked: the scrape must still
+    // parse whole, from the first family to the operator's own counters.
+    let prom = PrometheusProcess::scraping(op.http_addr);
+    let url = prom.url();
+    for (query, want) in [
+        (r#"up{job="operator"}"#, 1.0),
+        (r#"workerpool_current_replicas{workerpool="scraped"}"#, 5.0),
+        (
+            r#"workerpool_trigger_value{workerpool="scraped",trigger="src"}"#,
+            50.0,
+        ),
+        (r#"workerpool_pools{job="operator"}"#, 1.0),
+    ] {
+        eventually(&format!("{query} = {want} in Prometheus"), T, || async {
+            (instant_value(&url, query).await == Some(want)).then_some(())
+        })
+        .await;
+    }
+    fill_list(&shared_url(), &list, 0);
     op.shutdown(Duration::from_secs(5)).await;
 }
 
