@@ -100,9 +100,11 @@ pub struct PoolEntry {
 }
 
 impl PoolEntry {
-    pub(super) fn new(pool: Arc<WorkerPool>) -> Self {
+    /// The entry of `pool`, whose key (`targets::pool_key`) the caller
+    /// has made already to look it up.
+    pub(super) fn new(pool: Arc<WorkerPool>, key: ObjectRef<WorkerPool>) -> Self {
         PoolEntry {
-            key: Arc::new(super::targets::pool_key(&pool)),
+            key: Arc::new(key),
             pool: Mutex::new(pool),
             state: tokio::sync::Mutex::default(),
             queued: AtomicU64::new(0),
@@ -233,7 +235,7 @@ impl Context {
     pub fn observe(&self, watched: WatchedPool) -> (Arc<PoolEntry>, bool) {
         let key = super::targets::pool_key(watched.pool());
         let Some(entry) = self.entry(&key) else {
-            let entry = Arc::new(PoolEntry::new(Arc::new(watched.with_status())));
+            let entry = Arc::new(PoolEntry::new(Arc::new(watched.with_status()), key));
             let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
             pools.insert(entry.key.clone(), entry.clone());
             return (entry, true);
@@ -356,7 +358,11 @@ mod tests {
 
     #[test]
     fn a_leader_drops_the_watched_status_and_a_standby_holds_its_last_one() {
-        let entry = PoolEntry::new(Arc::new(pool_with_status(3)));
+        let pool = pool_with_status(3);
+        let entry = PoolEntry::new(
+            Arc::new(pool.clone()),
+            super::super::targets::pool_key(&pool),
+        );
         entry.drop_watched_status();
         assert!(entry.pool().status.is_none());
         assert!(entry.drops_status.load(Ordering::Acquire));

@@ -246,7 +246,8 @@ mod tests {
         .unwrap();
         let mut pool = WorkerPool::new(name, spec);
         pool.metadata.namespace = Some("ns".into());
-        Arc::new(PoolEntry::new(Arc::new(pool)))
+        let key = super::super::targets::pool_key(&pool);
+        Arc::new(PoolEntry::new(Arc::new(pool), key))
     }
 
     fn status(desired: i32) -> StatusBody {

@@ -429,18 +429,21 @@ mod tests {
         let est = crate::decision::estimate_drain(&p, Some(&track), 10_000, 200.0, 8, None);
         m.record_drain(&labels, Some(&est));
         let text = m.encode();
-        assert!(
-            text.contains("workerpool_trigger_arrival_rate{namespace=\"shop\",workerpool=\"payments\",trigger=\"payments\"} 10.0"),
-            "{text}"
+        let (rate, drain) = (
+            payments_series("workerpool_trigger_arrival_rate"),
+            payments_series("workerpool_trigger_drain_seconds"),
         );
-        assert!(text.contains("workerpool_trigger_drain_seconds{"), "{text}");
+        assert!(text.contains(&format!("{rate} 10.0")), "{text}");
+        assert!(text.contains(&drain), "{text}");
         m.record_drain(&labels, Some(&first));
         let text = m.encode();
-        assert!(!text.contains("workerpool_trigger_arrival_rate{"), "{text}");
-        assert!(
-            !text.contains("workerpool_trigger_drain_seconds{"),
-            "{text}"
-        );
+        assert!(!text.contains(&rate), "{text}");
+        assert!(!text.contains(&drain), "{text}");
+    }
+
+    /// The series of `family` for the payments trigger, as exposed.
+    fn payments_series(family: &str) -> String {
+        format!("{family}{{namespace=\"shop\",workerpool=\"payments\",trigger=\"payments\"}}")
     }
 
     #[test]
