@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::PostParams;
 use kube::runtime::events::EventType;
 use kube::Client;
 use prometheus_client::metrics::counter::Counter;
@@ -154,15 +154,25 @@ impl EventSender {
             reporting_instance: Some(self.instance.clone()),
             ..Event::default()
         };
+        // Waiting for a permit, the Event is held as its JSON text (a few
+        // hundred bytes), not as the object (~1.7 KiB with its strings):
+        // up to `MAX_WAITING_EVENTS` wait when a burst of scales meets a
+        // slow API server.
+        let body = match serde_json::to_vec(&event) {
+            Ok(body) => body,
+            Err(e) => {
+                warn!(workerpool = %object, error = %e, "could not encode event");
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        drop(event);
         let sender = self.clone();
         tokio::spawn(async move {
             if let Ok(_permit) = sender.permits.acquire().await {
-                let api: Api<Event> = Api::namespaced(sender.client.clone(), &namespace);
-                // Boxed: a waiting Event's task holds only the Event, not
-                // room for a request in flight (a few KiB, times up to
-                // `MAX_WAITING_EVENTS` when a burst of scales meets a slow
-                // API server).
-                let created = Box::pin(api.create(&PostParams::default(), &event)).await;
+                // Boxed: a waiting Event's task holds only its text, not
+                // room for a request in flight.
+                let created = Box::pin(create(&sender.client, &namespace, body)).await;
                 if let Err(e) = created {
                     warn!(workerpool = %object, error = %e, "could not publish event");
                 }
@@ -170,6 +180,18 @@ impl EventSender {
             sender.waiting.fetch_sub(1, Ordering::Relaxed);
         });
     }
+}
+
+/// POSTs an Event's JSON text. The answer (the Event again) is not parsed:
+/// nothing reads it.
+async fn create(client: &Client, namespace: &str, body: Vec<u8>) -> Result<(), kube::Error> {
+    use kube::Resource;
+    let url = Event::url_path(&(), Some(namespace));
+    let request = kube::core::Request::new(url)
+        .create(&PostParams::default(), body)
+        .map_err(kube::Error::BuildRequest)?;
+    client.request_text(request).await?;
+    Ok(())
 }
 
 #[cfg(test)]

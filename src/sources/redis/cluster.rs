@@ -256,18 +256,19 @@ impl Cluster {
             .inspect_err(|_| {
                 self.stale.store(true, Ordering::Relaxed);
             })?;
-        match node.query(&c, cmds, deadline).await {
+        let id = c.id;
+        match node.query(c, cmds, deadline).await {
             Ok(Replies::One(v)) => Ok(vec![v]),
             Ok(Replies::Group(v)) => Ok(v),
             Err(Unanswered::Redis(e)) => {
                 if connection_lost(&e) {
-                    node.drop_connection(c.id);
+                    node.drop_connection(id);
                     self.stale.store(true, Ordering::Relaxed);
                 }
                 Err(OpError::Redis(e))
             }
             Err(Unanswered::TimedOut) => {
-                node.drop_connection(c.id);
+                node.drop_connection(id);
                 Err(OpError::TimedOut)
             }
         }

@@ -143,7 +143,7 @@ impl Endpoint {
     async fn replies(&self, conn: Conn, cmds: &Commands) -> Result<Replies, OpError> {
         match (&self.place, conn.link) {
             (Place::Single(node), Link::Node(c)) => {
-                Ok(node.query(&c, cmds.clone(), conn.deadline).await?)
+                Ok(node.query(c, cmds.clone(), conn.deadline).await?)
             }
             (Place::Cluster(cluster), _) => {
                 // Boxed: every read's future would otherwise be this big.

@@ -125,15 +125,16 @@ impl Node {
     }
 
     /// Queues `commands` for this node's next pipeline on `conn` (see
-    /// [`super::batch::Batcher::query`]), answered by `deadline`.
+    /// [`super::batch::Batcher::query`]), answered by `deadline`. Takes the
+    /// connection handed to the read: the request carries it without
+    /// another count on the shared connection's reference.
     pub(super) fn query(
         &self,
-        conn: &NodeConn,
+        conn: NodeConn,
         commands: Commands,
         deadline: Instant,
     ) -> impl std::future::Future<Output = Result<Replies, Unanswered>> {
-        self.batcher
-            .query(conn.id, conn.conn.clone(), commands, deadline)
+        self.batcher.query(conn.id, conn.conn, commands, deadline)
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
