@@ -414,11 +414,9 @@ async fn drive(args: Args) -> anyhow::Result<()> {
         log_summary,
     );
     let ours_per_1000 = 1000.0 * cpu / polls.max(1.0);
+    // Printed for scale, not a target: a poll does far more than an LLEN
+    // (#15 judges the read path alone with examples/redis_read_bench.rs).
     print_floor(floor.as_ref(), &args, k, ours_per_1000);
-    let floor_ratio = floor
-        .as_ref()
-        .filter(|(f, _, _)| f.cpu_s > 0.0)
-        .map(|(f, _, _)| ours_per_1000 / (1000.0 * f.cpu_s / (f.llens.max(1)) as f64));
     let slow_api = (args.write_latency_ms > 0).then_some((connections.peak, unsettled.pools));
     let figures = targets::Figures {
         n,
@@ -434,7 +432,6 @@ async fn drive(args: Args) -> anyhow::Result<()> {
         peak_rss_mib: b.rss.hwm as f64 / 1024.0,
         round_trips_per_s: round_trips::busiest_operator_per_s(&trips),
         status_beyond_changes_per_s: per_s(status.saturating_sub(scales)),
-        floor_ratio,
         slow_api,
     };
     print_extras(

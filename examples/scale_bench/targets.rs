@@ -15,8 +15,6 @@ pub struct Figures {
     /// The busiest endpoint, by the operator's own count.
     pub round_trips_per_s: Option<f64>,
     pub status_beyond_changes_per_s: f64,
-    /// Ours/floor CPU per 1,000 reads, when the floor ran.
-    pub floor_ratio: Option<f64>,
     /// Slow-API mode: (most connections open at once, writes lost).
     pub slow_api: Option<(usize, usize)>,
 }
@@ -108,9 +106,6 @@ fn tier_rows(f: &Figures) -> Vec<Row> {
             "/s",
         ));
     }
-    if let Some(ratio) = f.floor_ratio {
-        rows.push(at_most("cpu vs raw floor", Some(ratio), 3.0, "x"));
-    }
     rows
 }
 
@@ -178,7 +173,6 @@ mod test {
             peak_rss_mib: 50.0,
             round_trips_per_s: Some(10.0),
             status_beyond_changes_per_s: 0.0,
-            floor_ratio: None,
             slow_api: None,
         }
     }

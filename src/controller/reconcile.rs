@@ -658,7 +658,11 @@ impl Poll<'_> {
         let changed = st.last_status_signature != Some(sig);
         let due = retry == Some(true)
             || st.last_status_write.is_none_or(|t| {
-                t.elapsed() >= resync_period(self.ctx.settings.status_resync, &self.entry.key)
+                // The period is never shorter than its base: most polls
+                // are within it and need not hash the pool's name.
+                let base = self.ctx.settings.status_resync;
+                let elapsed = t.elapsed();
+                elapsed >= base && elapsed >= resync_period(base, &self.entry.key)
             });
         (changed || due).then_some(changed || retry.is_some())
     }
