@@ -115,45 +115,11 @@ impl EventSender {
         let Some(namespace) = regarding.namespace.clone() else {
             return;
         };
-        if self.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING_EVENTS {
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
-            if self.dropped.inc().is_multiple_of(100) {
-                warn!(reason, "the API server is slow: Events are being dropped");
-            }
+        if !self.admit(reason) {
             return;
         }
-        let now = Timestamp::now();
         let object = regarding.name.clone().unwrap_or_default();
-        // As client-go names Events: the object's name and a unique suffix
-        // (the name cut so that the whole stays a 253-character DNS name).
-        let stem: String = object.chars().take(200).collect();
-        let name = format!(
-            "{stem}.{:x}{:04x}",
-            now.as_nanosecond(),
-            self.sequence.fetch_add(1, Ordering::Relaxed) & 0xffff
-        );
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(name),
-                namespace: Some(namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            action: Some(action.to_string()),
-            reason: Some(reason.to_string()),
-            note: Some(note),
-            type_: Some(
-                match kind {
-                    EventType::Normal => "Normal",
-                    EventType::Warning => "Warning",
-                }
-                .to_string(),
-            ),
-            event_time: Some(MicroTime(now)),
-            regarding: Some(regarding),
-            reporting_controller: Some(self.controller.clone()),
-            reporting_instance: Some(self.instance.clone()),
-            ..Event::default()
-        };
+        let event = self.event(regarding, &namespace, kind, reason, action, note);
         // Waiting for a permit, the Event is held as its JSON text (a few
         // hundred bytes), not as the object (~1.7 KiB with its strings):
         // up to `MAX_WAITING_EVENTS` wait when a burst of scales meets a
@@ -179,6 +145,66 @@ impl EventSender {
             }
             sender.waiting.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+
+    /// Counts one more Event waiting, or drops it (false) when
+    /// `MAX_WAITING_EVENTS` wait already.
+    fn admit(&self, reason: &str) -> bool {
+        if self.waiting.fetch_add(1, Ordering::Relaxed) < MAX_WAITING_EVENTS {
+            return true;
+        }
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        if self.dropped.inc().is_multiple_of(100) {
+            warn!(reason, "the API server is slow: Events are being dropped");
+        }
+        false
+    }
+
+    /// The Event, named as client-go names them: the object's name and a
+    /// unique suffix (the name cut so that the whole stays a 253-character
+    /// DNS name).
+    fn event(
+        &self,
+        regarding: ObjectReference,
+        namespace: &str,
+        kind: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> Event {
+        let now = Timestamp::now();
+        let stem: String = regarding
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .chars()
+            .take(200)
+            .collect();
+        let name = format!(
+            "{stem}.{:x}{:04x}",
+            now.as_nanosecond(),
+            self.sequence.fetch_add(1, Ordering::Relaxed) & 0xffff
+        );
+        let type_ = match kind {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        };
+        Event {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(namespace.to_string()),
+                ..ObjectMeta::default()
+            },
+            action: Some(action.to_string()),
+            reason: Some(reason.to_string()),
+            note: Some(note),
+            type_: Some(type_.to_string()),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Event::default()
+        }
     }
 }
 
