@@ -97,6 +97,18 @@ pub struct PoolEntry {
     /// The leader keeps what it needs of this pool's status in its state
     /// (`StatusMemory`): the status in the watch's objects is dropped.
     drops_status: AtomicBool,
+    /// How much longer than the base this pool's status resync period is,
+    /// in thousandths of a fifth of it (see [`PoolEntry::resync_period`]).
+    resync_spread: u16,
+}
+
+/// A pool's [`PoolEntry::resync_spread`], picked by its name: the same on
+/// every poll and in every replica of the operator.
+fn resync_spread(key: &ObjectRef<WorkerPool>) -> u16 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % 1000) as u16
 }
 
 impl PoolEntry {
@@ -104,6 +116,7 @@ impl PoolEntry {
     /// has made already to look it up.
     pub(super) fn new(pool: Arc<WorkerPool>, key: ObjectRef<WorkerPool>) -> Self {
         PoolEntry {
+            resync_spread: resync_spread(&key),
             key: Arc::new(key),
             pool: Mutex::new(pool),
             state: tokio::sync::Mutex::default(),
@@ -114,6 +127,14 @@ impl PoolEntry {
             drops_status: AtomicBool::new(false),
             status_deferred: AtomicBool::new(false),
         }
+    }
+
+    /// The resync period of this pool's status: `base` plus up to 20 %
+    /// picked by the pool's name, so pools created together do not all
+    /// rewrite their status in the same second forever after. The name is
+    /// hashed once, when the entry is made: a poll only multiplies.
+    pub(super) fn resync_period(&self, base: Duration) -> Duration {
+        base + base.mul_f64(f64::from(self.resync_spread) / 5000.0)
     }
 
     /// List number `list` delivered this pool.
@@ -354,6 +375,32 @@ mod tests {
             .status
             .as_ref()
             .and_then(|s| s.current_replicas)
+    }
+
+    #[test]
+    fn resync_periods_are_spread_over_a_fifth_by_name_and_stable() {
+        let base = Duration::from_secs(30);
+        let periods: Vec<Duration> = (0..200)
+            .map(|i| {
+                let mut pool = pool_with_status(1);
+                pool.metadata.name = Some(format!("p{i}"));
+                let key = super::super::targets::pool_key(&pool);
+                PoolEntry::new(Arc::new(pool), key).resync_period(base)
+            })
+            .collect();
+        assert!(periods.iter().all(|p| *p >= base && *p < base.mul_f64(1.2)));
+        let spread = periods
+            .iter()
+            .max()
+            .unwrap()
+            .saturating_sub(*periods.iter().min().unwrap());
+        assert!(spread > Duration::from_secs(3), "spread {spread:?}");
+        let pool = pool_with_status(1);
+        let again = |p: &WorkerPool| {
+            PoolEntry::new(Arc::new(p.clone()), super::super::targets::pool_key(p))
+                .resync_period(base)
+        };
+        assert_eq!(again(&pool), again(&pool));
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
@@ -78,16 +77,6 @@ fn restored_history(
         current,
         now_ms,
     ))
-}
-
-/// The resync period of one pool's status: `base` plus up to 20 % picked by
-/// the pool's name, so pools created together do not all rewrite their
-/// status in the same second forever after.
-fn resync_period(base: Duration, key: &ObjectRef<WorkerPool>) -> Duration {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut h);
-    base + base.mul_f64((h.finish() % 1000) as f64 / 5000.0)
 }
 
 /// Why a pool is not polled this time; each is a `Ready=False` reason.
@@ -658,11 +647,7 @@ impl Poll<'_> {
         let changed = st.last_status_signature != Some(sig);
         let due = retry == Some(true)
             || st.last_status_write.is_none_or(|t| {
-                // The period is never shorter than its base: most polls
-                // are within it and need not hash the pool's name.
-                let base = self.ctx.settings.status_resync;
-                let elapsed = t.elapsed();
-                elapsed >= base && elapsed >= resync_period(base, &self.entry.key)
+                t.elapsed() >= self.entry.resync_period(self.ctx.settings.status_resync)
             });
         (changed || due).then_some(changed || retry.is_some())
     }
