@@ -1,29 +1,29 @@
 //! Explicit batching of the reads on one Redis endpoint.
 //!
 //! # Why
-//! A multiplexed connection lets concurrent commands share one socket, but
-//! redis-rs still carries each command on its own: a oneshot, a hop through
-//! the connection's channel and its reply routed back, per command. With
-//! 5,000 pools reading one Redis, that per-command overhead, not Redis, was
-//! most of a tick's cost (examples/redis_read_bench.rs: 7x the
-//! `redis-benchmark -P` floor), and how many requests reached Redis was up
-//! to the socket's timing, not to us.
+//! Concurrent reads sharing one socket, each sent on its own, carry a
+//! per-command overhead (a channel hop and a routed reply each). With 5,000
+//! pools reading one Redis through redis-rs's multiplexed connection that
+//! overhead, not Redis, was most of a tick's cost
+//! (examples/redis_read_bench.rs: 7x the `redis-benchmark -P` floor), and
+//! how many requests reached Redis was up to the socket's timing, not to us.
 //!
 //! # How
 //! A read hands its commands (one `LLEN`, or a group answered together,
 //! such as a `lists` trigger's `LLEN`s) to its endpoint's batcher task and
 //! waits for their replies. The batcher takes the first request, then the
 //! requests that join it, up to [`FULL`] commands, and sends them as
-//! one pipeline on the endpoint's shared connection, on a task of its own
-//! that hands each read its replies. A batch stays open while reads keep
+//! one pipeline on the endpoint's shared connection (each read's commands
+//! are packed in RESP once, when its source is built: the batch copies
+//! their bytes, see [`super::wire`]), on a task of its own that hands each
+//! read its replies. A batch stays open while reads keep
 //! joining it, so the reads of one tick leave together ([`batch_loop`]);
 //! pipelines of different batches may be in flight at once.
 //!
 //! # Errors
-//! The pipeline is sent with `ignore_errors()`: a command the server
-//! refuses (`WRONGTYPE`, `NOPERM`) comes back as that command's
-//! `Value::ServerError` and fails only the read that sent it, with the
-//! error the command alone would have given. A connection error fails
+//! A command the server refuses (`WRONGTYPE`, `NOPERM`) comes back as that
+//! command's `Value::ServerError` and fails only the read that sent it,
+//! with the error the command alone would have given. A connection error fails
 //! every read in the pipeline; each then reconnects and retries as a lone
 //! read would ([`super::redis::Endpoint::run`]), sharing one reconnect.
 //!
@@ -33,7 +33,7 @@
 //! waiting, and answers [`Unanswered::TimedOut`] to those whose deadline
 //! passes first. A timer per read instead (`tokio::time::timeout`) cost a
 //! tenth of a read. Once no read waits any longer the task drops the
-//! pipeline and its clone of the connection, so a connection that went
+//! pipeline and its handle on the connection, so a connection that went
 //! silent (half-open) is not kept open by it.
 //!
 //! # Lifetime
@@ -46,10 +46,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ::redis::aio::MultiplexedConnection;
 use ::redis::{Cmd, RedisError, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+
+use super::node::SharedConnection;
 
 /// Most commands in one pipeline: a read bigger than this (a `lists`
 /// trigger of thousands of lists) goes in a pipeline of its own.
@@ -139,10 +140,59 @@ impl RoundTrips {
     }
 }
 
-/// What one read sends, answered together and in order. Built once per
-/// source and shared by its reads: the batcher copies the commands into
-/// its pipeline, on its own task rather than on the task polling the reads.
-pub(super) type Commands = Arc<[Cmd]>;
+/// What one read sends, answered together and in order: the commands, and
+/// their RESP bytes, packed once when the list is made. Built once per
+/// source and shared by its reads (a clone is a reference count); the
+/// batcher copies the bytes into its pipeline, on its own task rather than
+/// on the task polling the reads.
+#[derive(Clone, Debug)]
+pub(super) struct Commands(Arc<CommandList>);
+
+#[derive(Debug)]
+struct CommandList {
+    commands: Box<[Cmd]>,
+    packed: Box<[u8]>,
+}
+
+impl Commands {
+    /// The commands in RESP, as they are written to the connection.
+    pub(super) fn packed(&self) -> &[u8] {
+        &self.0.packed
+    }
+}
+
+impl std::ops::Deref for Commands {
+    type Target = [Cmd];
+
+    fn deref(&self) -> &[Cmd] {
+        &self.0.commands
+    }
+}
+
+impl From<Vec<Cmd>> for Commands {
+    fn from(commands: Vec<Cmd>) -> Self {
+        let mut packed = Vec::new();
+        for c in &commands {
+            c.write_packed_command(&mut packed);
+        }
+        Commands(Arc::new(CommandList {
+            commands: commands.into(),
+            packed: packed.into(),
+        }))
+    }
+}
+
+impl<const N: usize> From<[Cmd; N]> for Commands {
+    fn from(commands: [Cmd; N]) -> Self {
+        Vec::from(commands).into()
+    }
+}
+
+impl FromIterator<Cmd> for Commands {
+    fn from_iter<I: IntoIterator<Item = Cmd>>(commands: I) -> Self {
+        commands.into_iter().collect::<Vec<_>>().into()
+    }
+}
 
 /// The replies to [`Commands`], in the same order; a command the server
 /// refused is a `Value::ServerError`.
@@ -168,7 +218,7 @@ struct Request {
     /// Which connection the read was given (see `Endpoint::connection`):
     /// requests on different connections never share a pipeline.
     conn_id: u64,
-    conn: Arc<MultiplexedConnection>,
+    conn: SharedConnection,
     commands: Commands,
     /// When the read stops waiting.
     deadline: Instant,
@@ -198,7 +248,7 @@ impl Batcher {
     pub(super) fn query(
         &self,
         conn_id: u64,
-        conn: Arc<MultiplexedConnection>,
+        conn: SharedConnection,
         commands: Commands,
         deadline: Instant,
     ) -> impl std::future::Future<Output = Answer> {
@@ -285,8 +335,9 @@ async fn batch_loop(mut queue: mpsc::UnboundedReceiver<Request>, trips: Arc<Roun
 #[derive(Default)]
 struct Batch {
     /// The connection of its first request, with its number.
-    conn: Option<(u64, Arc<MultiplexedConnection>)>,
-    pipe: ::redis::Pipeline,
+    conn: Option<(u64, SharedConnection)>,
+    /// The commands, in RESP, as they are written to the connection.
+    bytes: Vec<u8>,
     commands: usize,
     /// Per request: how many replies are its, until when, and where they go.
     waiters: Vec<Waiter>,
@@ -384,9 +435,7 @@ impl Batch {
                 drop(r.conn);
             }
         }
-        for c in r.commands.iter() {
-            self.pipe.add_command(c.clone());
-        }
+        self.bytes.extend_from_slice(r.commands.packed());
         self.commands += r.commands.len();
         self.waiters.push(Waiter {
             count: r.commands.len(),
@@ -400,7 +449,7 @@ impl Batch {
     fn send(self, trips: &Arc<RoundTrips>) {
         let Batch {
             conn,
-            mut pipe,
+            bytes,
             commands,
             mut waiters,
         } = self;
@@ -410,13 +459,10 @@ impl Batch {
         if waiters.is_empty() {
             return;
         }
-        pipe.ignore_errors();
         let trips = trips.clone();
         tokio::spawn(async move {
             trips.add();
-            let mut conn = MultiplexedConnection::clone(&shared);
-            drop(shared);
-            let query = pipe.query_async::<Vec<Value>>(&mut conn);
+            let query = shared.send(bytes, commands);
             tokio::pin!(query);
             let result = loop {
                 let Some(earliest) = waiters

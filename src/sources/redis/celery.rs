@@ -170,7 +170,7 @@ impl CelerySource {
             timeout,
             script,
             llens,
-            evalsha: Arc::new([evalsha]),
+            evalsha: Commands::from([evalsha]),
             script_denied: AtomicBool::new(false),
             index,
             route: route.into_bytes(),

@@ -362,7 +362,7 @@ impl Cleanup {
         delete.arg(&queue.priority_lists());
         Cleanup {
             endpoint: inspector.endpoint.clone(),
-            commands: Arc::new([unbind, delete]),
+            commands: super::batch::Commands::from([unbind, delete]),
             timeout: inspector.timeout,
             what: inspector.what.clone(),
             armed: true,

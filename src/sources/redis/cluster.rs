@@ -27,10 +27,12 @@ use futures::future::join_all;
 use tokio::time::Instant;
 
 use super::batch::{Commands, Replies, RoundTrips, Unanswered};
+use super::dial::Target;
 use super::errors::{connection_lost, has_code, OpError};
-use super::node::{node_client, Connector, Node};
+use super::node::{Connector, Node};
 use super::settings::{check_discovered, NodeSettings};
 use super::slots::{command_slot, redirect, Address, Redirect, SlotMap};
+use super::wire::WireConnection;
 use crate::sources::{Redactor, SourceError};
 
 /// Most redirections one command follows before the read fails.
@@ -84,9 +86,9 @@ impl Cluster {
         if let Some(n) = nodes.get(addr) {
             return Ok(n.clone());
         }
-        let client = node_client(&self.node, &addr.0, addr.1, &self.display)?;
+        let target = Target::at(&self.node, &addr.0, addr.1);
         let n = Arc::new(Node::new(
-            Connector::Fixed(Box::new(client), self.node.policy.clone()),
+            Connector::Fixed(Box::new(target), self.node.policy.clone()),
             self.redact.clone(),
             self.trips.clone(),
         ));
@@ -146,7 +148,10 @@ impl Cluster {
     async fn ask_slots(&self, addr: &Address, deadline: Instant) -> Result<SlotMap, OpError> {
         let node = self.node_at(addr).map_err(OpError::Source)?;
         let c = node.connection(&self.display, deadline).await?;
-        let mut conn = ::redis::aio::MultiplexedConnection::clone(&c.conn);
+        let mut conn = WireConnection {
+            wire: c.conn,
+            db: 0,
+        };
         self.trips.add();
         let mut slots = ::redis::cmd("CLUSTER");
         slots.arg("SLOTS");
@@ -291,14 +296,14 @@ impl Cluster {
                     check_discovered(&self.node.policy, &addr.0, addr.1)
                         .map_err(OpError::Source)?;
                     let mut r = self
-                        .send_to(&addr, Arc::from([cmd.clone()]), deadline)
+                        .send_to(&addr, Commands::from([cmd.clone()]), deadline)
                         .await?;
                     r.pop().unwrap_or(Value::Nil)
                 }
                 Redirect::Ask(addr) => {
                     check_discovered(&self.node.policy, &addr.0, addr.1)
                         .map_err(OpError::Source)?;
-                    let asking: Commands = Arc::from([::redis::cmd("ASKING"), cmd.clone()]);
+                    let asking = Commands::from([::redis::cmd("ASKING"), cmd.clone()]);
                     let mut r = self.send_to(&addr, asking, deadline).await?;
                     r.pop().unwrap_or(Value::Nil)
                 }

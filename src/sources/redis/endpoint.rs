@@ -8,16 +8,18 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionLike, MultiplexedConnection};
+use ::redis::aio::ConnectionLike;
 use ::redis::{Cmd, FromRedisValue, RedisError, RedisFuture, Value};
 use tokio::time::Instant;
 
 use super::batch::{Commands, Replies, RoundTrips, SlotGate};
 use super::cluster::Cluster;
+use super::dial::Target;
 use super::errors::*;
-use super::node::{client_for, Connector, Node, NodeConn};
+use super::node::{Connector, Node, NodeConn};
 use super::sentinel::SentinelResolver;
 use super::settings::{ConnectionSettings, Topology};
+use super::wire::WireConnection;
 use crate::sources::policy::EndpointPolicy;
 use crate::sources::{Redactor, SourceError};
 
@@ -88,16 +90,15 @@ impl Endpoint {
         let db = node.db;
         let place = match topology {
             Topology::Url(url) => {
-                let client = client_for(&url, &node, &display)?;
+                let target = Target::from_url(&url, &node, &display)?;
                 Place::Single(Node::new(
-                    Connector::Fixed(Box::new(client), node.policy.clone()),
+                    Connector::Fixed(Box::new(target), node.policy.clone()),
                     redact.clone(),
                     trips.clone(),
                 ))
             }
             Topology::Sentinel(sentinels) => {
-                let resolver =
-                    SentinelResolver::new(sentinels, node, redact.clone(), display.clone());
+                let resolver = SentinelResolver::new(sentinels, node, redact.clone());
                 let connector = Connector::Sentinel(Arc::new(resolver));
                 Place::Single(Node::new(connector, redact.clone(), trips.clone()))
             }
@@ -219,9 +220,10 @@ impl Endpoint {
 
     pub(super) fn direct(&self, conn: Conn) -> Counted<'_> {
         let to = match (&self.place, conn.link) {
-            (Place::Single(_), Link::Node(c)) => {
-                Direct::Node(MultiplexedConnection::clone(&c.conn))
-            }
+            (Place::Single(_), Link::Node(c)) => Direct::Node(WireConnection {
+                wire: c.conn,
+                db: self.db,
+            }),
             (Place::Cluster(cluster), _) => Direct::Cluster(cluster),
             (Place::Single(_), Link::Cluster) => Direct::Mismatch,
         };
@@ -242,6 +244,16 @@ impl Endpoint {
             Place::Cluster(_) => Link::Cluster,
         };
         Ok(Conn { link, deadline })
+    }
+
+    /// The connection if it is up (on a cluster, always: nodes are
+    /// connected as commands reach them).
+    fn ready(&self, deadline: Instant) -> Option<Conn> {
+        let link = match &self.place {
+            Place::Single(node) => Link::Node(node.ready()?),
+            Place::Cluster(_) => Link::Cluster,
+        };
+        Some(Conn { link, deadline })
     }
 
     /// Forgets the single server's connection `id` (if it is still the
@@ -275,7 +287,12 @@ impl Endpoint {
             after: timeout,
         };
         for _ in 0..2 {
-            let c = match self.connection(what, deadline).await {
+            // Most reads find the connection up: no connect future for them.
+            let c = match self.ready(deadline) {
+                Some(c) => Ok(c),
+                None => self.connection(what, deadline).await,
+            };
+            let c = match c {
                 Ok(c) => c,
                 Err(OpError::TimedOut) => return Err(timed_out()),
                 Err(OpError::Source(e)) => return Err(e),
@@ -342,7 +359,7 @@ pub(super) struct Counted<'a> {
 }
 
 enum Direct<'a> {
-    Node(MultiplexedConnection),
+    Node(WireConnection),
     Cluster(&'a Cluster),
     /// A cluster read's [`Conn`] handed to a single server's endpoint (a bug).
     Mismatch,
@@ -383,7 +400,7 @@ impl ConnectionLike for Counted<'_> {
                 let (cluster, deadline) = (*cluster, self.deadline);
                 Box::pin(async move {
                     let mut v =
-                        Self::on_cluster(cluster, Arc::from([cmd.clone()]), deadline).await?;
+                        Self::on_cluster(cluster, Commands::from([cmd.clone()]), deadline).await?;
                     let one = v.pop().unwrap_or(Value::Nil);
                     match one {
                         Value::ServerError(e) => Err(e.into()),

@@ -122,7 +122,7 @@ impl FrameworkSource {
             measure,
             include,
             script,
-            evalsha: Arc::new([c]),
+            evalsha: Commands::from([c]),
             timeout,
             what,
         }

@@ -152,11 +152,11 @@ fn commands(measure: &Measure) -> Commands {
         c
     }
     match measure {
-        Measure::List(k) => Arc::new([cmd("LLEN", &[k])]),
+        Measure::List(k) => Commands::from([cmd("LLEN", &[k])]),
         Measure::Lists(ks) => ks.iter().map(|k| cmd("LLEN", &[k])).collect(),
-        Measure::SortedSet { key, .. } => Arc::new([cmd("ZCARD", &[key])]),
-        Measure::StreamLength(k) => Arc::new([cmd("TYPE", &[k]), cmd("XLEN", &[k])]),
-        Measure::StreamGroup { stream, .. } => Arc::new([cmd("XINFO", &["GROUPS", stream])]),
+        Measure::SortedSet { key, .. } => Commands::from([cmd("ZCARD", &[key])]),
+        Measure::StreamLength(k) => Commands::from([cmd("TYPE", &[k]), cmd("XLEN", &[k])]),
+        Measure::StreamGroup { stream, .. } => Commands::from([cmd("XINFO", &["GROUPS", stream])]),
     }
 }
 
@@ -191,7 +191,7 @@ impl RedisSource {
                         .unwrap_or(0.0);
                     let mut c = ::redis::cmd("ZCOUNT");
                     c.arg(key).arg("-inf").arg(format!("{now:.3}"));
-                    ep.query_one(conn, &Arc::from([c])).await
+                    ep.query_one(conn, &Commands::from([c])).await
                 } else {
                     ep.query_one(conn, &self.commands).await
                 };

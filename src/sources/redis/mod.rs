@@ -5,14 +5,16 @@
 //! Files: [`settings`] turns a trigger into connection settings (URL,
 //! Sentinel or Cluster, Secrets, TLS); [`endpoint`] is what the measures
 //! read through, whatever the topology; [`node`] owns one server's shared
-//! connection; [`sentinel`] finds the master; [`cluster`] and [`slots`]
-//! route keys to cluster nodes; [`batch`] sends the reads of one slot as
-//! one pipeline (per node); [`errors`] classifies replies.
+//! connection, made by [`dial`] (TCP, [`tls`], `AUTH`, `SELECT`) and driven
+//! by [`wire`] (our own pipelined RESP connection); [`sentinel`] finds the
+//! master; [`cluster`] and [`slots`] route keys to cluster nodes; [`batch`]
+//! sends the reads of one slot as one pipeline (per node); [`errors`]
+//! classifies replies.
 //!
 //! # One connection per endpoint
 //! An endpoint is everything that makes a connection different: the URL
 //! (scheme, host, port, db), user, password and TLS settings. Every source
-//! naming the same endpoint shares one multiplexed connection, so concurrent
+//! naming the same endpoint shares one pipelined connection, so concurrent
 //! reads from many pools are pipelined over it: round trips per tick scale
 //! with the number of Redis servers, not the number of pools.
 //!
@@ -30,9 +32,10 @@
 //! (pool deleted, spec or Secret changed), its connection closes.
 //!
 //! # One pipeline per batch of reads
-//! Sharing the connection is not enough by itself: redis-rs carries each
-//! command separately (its own oneshot and reply routing), which cost more
-//! than Redis did at 5,000 pools. So reads are batched explicitly: every
+//! Sharing the connection is not enough by itself: a client that carries
+//! each command separately (its own oneshot and reply routing, as redis-rs's
+//! multiplexed connection does) cost more than Redis did at 5,000 pools.
+//! So reads are batched explicitly: every
 //! read's commands go through the endpoint's batcher
 //! ([`batch`]), which sends the reads queued together as one
 //! pipeline and hands each read its own replies (a command the server
@@ -53,6 +56,7 @@ mod celery;
 mod celery_index;
 pub(super) mod celery_inspect;
 mod cluster;
+mod dial;
 mod dramatiq;
 mod endpoint;
 mod errors;
@@ -69,6 +73,8 @@ mod sidekiq;
 mod sidekiq_processes;
 mod slots;
 mod stream_groups;
+mod tls;
+mod wire;
 mod worker_registry;
 
 use std::collections::HashMap;

@@ -5,21 +5,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncConnectionConfig, Client, IntoConnectionInfo};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::time::Instant;
 
 use super::batch::{Batcher, Commands, Replies, RoundTrips, Unanswered};
+use super::dial::{dial, SharedWire, Target};
 use super::errors::*;
 use super::sentinel::SentinelResolver;
-use super::settings::NodeSettings;
 use crate::sources::policy::EndpointPolicy;
 use crate::sources::{Redactor, SourceError};
 
-/// The connection is shared as an `Arc`: handing it to a read is one
-/// reference count, not the several a `MultiplexedConnection` clone takes.
-pub(super) type SharedConnection = Arc<MultiplexedConnection>;
+/// The connection, shared by every read on the node.
+pub(super) type SharedConnection = SharedWire;
 
 type Connecting = Shared<BoxFuture<'static, Result<SharedConnection, SourceError>>>;
 
@@ -33,7 +30,7 @@ enum Slot {
 pub(super) enum Connector {
     /// A server at a known address; every address its name resolves to is
     /// checked against the endpoint policy before each connection.
-    Fixed(Box<Client>, EndpointPolicy),
+    Fixed(Box<Target>, EndpointPolicy),
     /// Whatever master the sentinels name at connect time.
     Sentinel(Arc<SentinelResolver>),
 }
@@ -58,59 +55,6 @@ pub(super) struct Node {
     redact: Redactor,
     /// Sends the reads queued together as one pipeline.
     batcher: Batcher,
-}
-
-/// A client for a data node at `host:port` with the trigger's credentials and TLS.
-pub(super) fn node_client(
-    node: &NodeSettings,
-    host: &str,
-    port: u16,
-    display: &str,
-) -> Result<Client, SourceError> {
-    client_for(&node.url(host, port), node, display)
-}
-
-/// A client for `url` with `node`'s credentials and CA bundle.
-pub(super) fn client_for(
-    url: &str,
-    node: &NodeSettings,
-    display: &str,
-) -> Result<Client, SourceError> {
-    let mut info = url
-        .into_connection_info()
-        .map_err(|e| SourceError::Config(format!("{display}: {}", e.category())))?;
-    let mut rs = info.redis_settings().clone();
-    if let Some(u) = &node.username {
-        rs = rs.set_username(u);
-    }
-    if let Some(p) = &node.password {
-        rs = rs.set_password(p);
-    }
-    info = info.set_redis_settings(rs);
-    match &node.ca {
-        Some(pem) if !node.insecure => Client::build_with_tls(
-            info,
-            ::redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.clone()),
-            },
-        ),
-        _ => Client::open(info),
-    }
-    .map_err(|e| {
-        SourceError::Config(format!(
-            "{display}: cannot set up the client ({})",
-            e.category()
-        ))
-    })
-}
-
-/// The config every connection is made with.
-pub(super) fn connection_config() -> AsyncConnectionConfig {
-    AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        // Each read has its own timeout; the connection must not add another.
-        .set_response_timeout(None)
 }
 
 impl Node {
@@ -161,7 +105,7 @@ impl Node {
     }
 
     /// The shared connection if it is up.
-    fn ready(&self) -> Option<NodeConn> {
+    pub(super) fn ready(&self) -> Option<NodeConn> {
         match &*self.slot() {
             Slot::Ready(id, c) => Some(NodeConn {
                 id: *id,
@@ -217,15 +161,14 @@ impl Node {
         let redact = self.redact.clone();
         let task = tokio::spawn(async move {
             match &*connector {
-                Connector::Fixed(client, policy) => {
-                    check_resolved(policy, client.get_connection_info().addr()).await?;
-                    client
-                        .get_multiplexed_async_connection_with_config(&connection_config())
+                Connector::Fixed(target, policy) => {
+                    check_resolved(policy, &target.host, target.port).await?;
+                    dial(target)
                         .await
                         .map(Arc::new)
                         .map_err(|e| connect_error(&redact, &e))
                 }
-                Connector::Sentinel(resolver) => resolver.connect_master().await.map(Arc::new),
+                Connector::Sentinel(resolver) => resolver.connect_master().await,
             }
         });
         async move {
@@ -253,15 +196,7 @@ impl Node {
 /// to, made before each connection (the connect resolves the name again;
 /// a name whose answer changes in between is the one gap, and the reason
 /// the policy also matches names).
-async fn check_resolved(
-    policy: &EndpointPolicy,
-    addr: &::redis::ConnectionAddr,
-) -> Result<(), SourceError> {
-    let (host, port) = match addr {
-        ::redis::ConnectionAddr::Tcp(host, port) => (host, *port),
-        ::redis::ConnectionAddr::TcpTls { host, port, .. } => (host, *port),
-        _ => return Ok(()),
-    };
+async fn check_resolved(policy: &EndpointPolicy, host: &str, port: u16) -> Result<(), SourceError> {
     let what = format!("{host}:{port}");
     if host
         .trim_start_matches('[')
@@ -271,7 +206,7 @@ async fn check_resolved(
     {
         return Ok(()); // an address as written or handed back was checked already
     }
-    let addrs = tokio::net::lookup_host((host.as_str(), port))
+    let addrs = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| SourceError::Connection(format!("cannot resolve {what}: {e}")))?;
     for a in addrs {

@@ -21,12 +21,12 @@
 
 use std::time::Duration;
 
-use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncConnectionConfig, RedisError, Value};
+use ::redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Value};
 
+use super::dial::{dial, Target};
 use super::errors::connect_error;
-use super::node::{client_for, node_client, CONNECT_TIMEOUT};
 use super::settings::{check_discovered, NodeSettings, SentinelSettings};
+use super::wire::{Wire, WireConnection};
 use crate::sources::{Redactor, SourceError};
 
 /// How long one sentinel may take to connect and answer before the next is
@@ -39,7 +39,6 @@ pub(super) struct SentinelResolver {
     /// How to talk to the master (and, for TLS, to the sentinels).
     node: NodeSettings,
     redact: Redactor,
-    display: String,
 }
 
 /// What asking every sentinel gave, when none named the master.
@@ -52,17 +51,11 @@ struct Failures {
 }
 
 impl SentinelResolver {
-    pub(super) fn new(
-        sentinels: SentinelSettings,
-        node: NodeSettings,
-        redact: Redactor,
-        display: String,
-    ) -> Self {
+    pub(super) fn new(sentinels: SentinelSettings, node: NodeSettings, redact: Redactor) -> Self {
         SentinelResolver {
             sentinels,
             node,
             redact,
-            display,
         }
     }
 
@@ -143,26 +136,26 @@ impl SentinelResolver {
     }
 
     /// Connects to the master the sentinels name, once it says it is one.
-    pub(super) async fn connect_master(&self) -> Result<MultiplexedConnection, SourceError> {
+    pub(super) async fn connect_master(&self) -> Result<std::sync::Arc<Wire>, SourceError> {
         let (host, port) = self.master_address().await?;
         check_discovered(&self.node.policy, &host, port)?;
-        let client = node_client(&self.node, &host, port, &self.display)?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(None);
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| match connect_error(&self.redact, &e) {
-                SourceError::Connection(m) => {
-                    SourceError::Connection(format!("master {host}:{port}: {m}"))
-                }
-                other => other,
-            })?;
+        let wire =
+            dial(&Target::at(&self.node, &host, port))
+                .await
+                .map_err(|e| match connect_error(&self.redact, &e) {
+                    SourceError::Connection(m) => {
+                        SourceError::Connection(format!("master {host}:{port}: {m}"))
+                    }
+                    other => other,
+                })?;
+        let mut conn = WireConnection {
+            wire: std::sync::Arc::new(wire),
+            db: self.node.db,
+        };
         let role =
             tokio::time::timeout(PER_SENTINEL, ::redis::cmd("ROLE").query_async(&mut conn)).await;
         match role {
-            Ok(Ok(Value::Array(items))) if is_master(items.first()) => Ok(conn),
+            Ok(Ok(Value::Array(items))) if is_master(items.first()) => Ok(conn.wire),
             Ok(Err(e)) => Err(connect_error(&self.redact, &e)),
             Err(_) => Err(SourceError::Connection(format!(
                 "master {host}:{port}: no answer to ROLE"
@@ -179,4 +172,37 @@ impl SentinelResolver {
 fn is_master(first: Option<&Value>) -> bool {
     matches!(first, Some(Value::BulkString(b)) if b == b"master")
         || matches!(first, Some(Value::SimpleString(s)) if s == "master")
+}
+
+/// A redis-rs client for a sentinel at `url`, with `node`'s credentials
+/// and CA bundle (a sentinel is asked one question per connect: the
+/// shared pipelined connection is for data nodes).
+fn client_for(url: &str, node: &NodeSettings, display: &str) -> Result<Client, SourceError> {
+    let mut info = url
+        .into_connection_info()
+        .map_err(|e| SourceError::Config(format!("{display}: {}", e.category())))?;
+    let mut rs = info.redis_settings().clone();
+    if let Some(u) = &node.username {
+        rs = rs.set_username(u);
+    }
+    if let Some(p) = &node.password {
+        rs = rs.set_password(p);
+    }
+    info = info.set_redis_settings(rs);
+    match &node.ca {
+        Some(pem) if !node.insecure => Client::build_with_tls(
+            info,
+            ::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            },
+        ),
+        _ => Client::open(info),
+    }
+    .map_err(|e| {
+        SourceError::Config(format!(
+            "{display}: cannot set up the client ({})",
+            e.category()
+        ))
+    })
 }

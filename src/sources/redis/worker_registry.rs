@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use ::redis::{Cmd, Value};
 
+use super::batch::Commands;
 use super::endpoint::{Conn, Endpoint};
 use super::errors::{reply, OpError};
 use crate::sources::{BusyFuture, BusyPods, BusySource, SourceError, MAX_WORKERS};
@@ -56,8 +57,7 @@ impl RegistrySource {
 
     async fn read_once(&self, conn: Conn) -> Result<BusyPods, OpError> {
         let deadline = conn.deadline;
-        let smembers: Arc<[Cmd]> =
-            Arc::new([::redis::cmd("SMEMBERS").arg(&self.registry.set).clone()]);
+        let smembers = Commands::from([::redis::cmd("SMEMBERS").arg(&self.registry.set).clone()]);
         let members: Vec<String> = self.endpoint.query_one(conn, &smembers).await?;
         if members.len() > MAX_WORKERS {
             return Err(self.bad(format!(
@@ -69,7 +69,7 @@ impl RegistrySource {
             return Ok(BusyPods::default());
         }
         let per = (self.registry.record)("").len();
-        let cmds: Arc<[Cmd]> = members
+        let cmds: Commands = members
             .iter()
             .flat_map(|m| (self.registry.record)(m))
             .collect();
