@@ -15,11 +15,14 @@
 //!
 //! Each round reads `--keys` list lengths concurrently, each through its own
 //! source built by the real `Sources::build` (as `--keys` WorkerPools naming
-//! one Redis would), all sharing one connection. Uses `$REDIS_URL`, or
-//! starts a `redis-server` of its own on a free port. Prints one line for
-//! ours, the requests ours sent per round and its CPU
-//! (`Sources::redis_round_trips`: reads issued together leave as pipelines
-//! of up to about 1,000 commands), one line for the floor, and their ratio.
+//! one Redis would), all sharing one connection, driven unordered as the
+//! poll engine drives a slot's polls. Uses `$REDIS_URL`, or starts a
+//! `redis-server` of its own on a free port. Ours and the floor run in
+//! alternating blocks (the machine's speed drifts over a run), each over a
+//! fifth of the rounds. Prints one line for ours (the median round), the
+//! requests ours sent per round and its CPU (`Sources::redis_round_trips`:
+//! reads issued together leave as pipelines of up to about 1,000
+//! commands), one line for the floor (the median block), and their ratio.
 //!
 //! `--celery` measures something else: what counting Celery's in-flight
 //! work costs Redis (see `redis_read_bench/celery.rs`):
@@ -37,7 +40,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use serde_json::json;
 use workerpool_operator::api::Trigger;
-use workerpool_operator::sources::{MetricSource, Sources};
+use workerpool_operator::sources::{MetricSource, SourceError, Sources};
 
 // The shipped binary's allocator (src/main.rs): the reads are measured as
 // the operator makes them.
@@ -151,6 +154,25 @@ fn summary(rounds: &[Duration]) -> (Duration, Duration) {
     (median, mean)
 }
 
+/// Reads every source once, concurrently, and returns each source's value
+/// in `sources`' order. Unordered, as the operator's poll engine reads the
+/// pools of one slot (src/controller/engine.rs): `join_all` would also keep
+/// the answers in order, a heap the operator does not have.
+async fn read_round(sources: &[Arc<dyn MetricSource>]) -> Vec<Result<f64, SourceError>> {
+    use futures::StreamExt;
+    let mut reads: futures::stream::FuturesUnordered<_> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| async move { (i, s.read().await) })
+        .collect();
+    let mut values = Vec::with_capacity(sources.len());
+    values.resize_with(sources.len(), || Ok(f64::NAN));
+    while let Some((i, v)) = reads.next().await {
+        values[i] = v;
+    }
+    values
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
@@ -224,6 +246,123 @@ async fn pipelined(url: &str, names: &[String], rounds: usize) -> anyhow::Result
     Ok(times)
 }
 
+/// Timings of ours and of the floor, taken in alternating blocks.
+struct Measured {
+    ours: Vec<Duration>,
+    /// Requests (pipelines) ours sent, and the CPU it used, over `ours`.
+    trips: u64,
+    cpu: Option<Duration>,
+    floor_name: String,
+    /// The floor's time per round, one per block.
+    floor: Vec<Duration>,
+}
+
+/// Blocks ours and the floor alternate in: the machine's speed drifts
+/// over a run (a virtual machine's neighbours), and one floor measured
+/// after all of ours moved the ratio by a third between runs.
+const BLOCKS: usize = 5;
+
+/// Reads every source `args.rounds` times (after one warm-up round),
+/// checking each value, in [`BLOCKS`] blocks, each followed by the floor
+/// over as many pipelines.
+async fn measure(
+    args: &Args,
+    url: &str,
+    prefix: &str,
+    names: &[String],
+    sources: &Sources,
+    triggers: &[Arc<dyn MetricSource>],
+) -> anyhow::Result<Measured> {
+    check_round(&read_round(triggers).await, names, 0)?; // connects, warms up
+    let mut m = Measured {
+        ours: Vec::with_capacity(args.rounds),
+        trips: 0,
+        cpu: Some(Duration::ZERO),
+        floor_name: format!("redis-benchmark -c 1 -P {} LLEN", args.keys),
+        floor: Vec::with_capacity(BLOCKS),
+    };
+    let per_block = args.rounds.div_ceil(BLOCKS);
+    let mut round = 1;
+    while round <= args.rounds {
+        let block = per_block.min(args.rounds + 1 - round);
+        let (trips, cpu) = (sources.redis_round_trips(), process_cpu());
+        for _ in 0..block {
+            let t0 = Instant::now();
+            let values = read_round(triggers).await;
+            m.ours.push(t0.elapsed());
+            check_round(&values, names, round)?;
+            round += 1;
+        }
+        m.trips += sources.redis_round_trips() - trips;
+        m.cpu = m
+            .cpu
+            .zip(process_cpu().zip(cpu))
+            .map(|(sum, (after, before))| sum + after.saturating_sub(before));
+        match redis_benchmark(url, prefix, args.keys, block)? {
+            Some(per_round) => m.floor.push(per_round),
+            None => {
+                m.floor_name = "redis crate pipeline (no redis-benchmark)".to_string();
+                m.floor
+                    .push(summary(&pipelined(url, names, block).await?).0);
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// Each list's length is its index modulo 10.
+fn check_round(
+    values: &[Result<f64, SourceError>],
+    names: &[String],
+    round: usize,
+) -> anyhow::Result<()> {
+    for (i, v) in values.iter().enumerate() {
+        let v = v
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("round {round}, {}: {e}", names[i]))?;
+        if *v != (i % 10) as f64 {
+            bail!("round {round}: {} read {v}, want {}", names[i], i % 10);
+        }
+    }
+    Ok(())
+}
+
+fn report(args: &Args, m: &Measured) {
+    let (median, mean) = summary(&m.ours);
+    let (floor, _) = summary(&m.floor);
+    let per_read = |d: Duration| d.as_secs_f64() * 1e9 / args.keys as f64;
+    let rounds = u32::try_from(args.rounds).unwrap_or(u32::MAX);
+    println!(
+        "ours:  {} sources, 1 shared connection: {} per {} reads (median of {} rounds; mean {}), {:.0} ns/read",
+        args.keys,
+        ms(median),
+        args.keys,
+        args.rounds,
+        ms(mean),
+        per_read(median)
+    );
+    println!(
+        "ours:  {:.1} requests (pipelines) to Redis per round of {} reads, {} CPU per round (all threads)",
+        m.trips as f64 / args.rounds as f64,
+        args.keys,
+        m.cpu.map_or_else(|| "?".to_string(), |c| ms(c / rounds)),
+    );
+    let blocks: Vec<String> = m.floor.iter().map(|d| ms(*d)).collect();
+    println!(
+        "floor: {}: {} per {} reads (median of {} blocks between ours: {}), {:.0} ns/read",
+        m.floor_name,
+        ms(floor),
+        args.keys,
+        m.floor.len(),
+        blocks.join(", "),
+        per_read(floor)
+    );
+    println!(
+        "ratio: ours/floor = {:.2}",
+        median.as_secs_f64() / floor.as_secs_f64()
+    );
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -282,76 +421,11 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
 
-    let mut ours = Vec::with_capacity(args.rounds);
-    let mut trips_before = 0;
-    let mut cpu_before = None;
-    for round in 0..=args.rounds {
-        if round == 1 {
-            trips_before = sources.redis_round_trips();
-            cpu_before = process_cpu();
-        }
-        let t0 = Instant::now();
-        let values = futures::future::join_all(triggers.iter().map(|s| s.read())).await;
-        let took = t0.elapsed();
-        for (i, v) in values.into_iter().enumerate() {
-            let v = v.with_context(|| format!("round {round}, {}", names[i]))?;
-            if v != (i % 10) as f64 {
-                bail!("round {round}: {} read {v}, want {}", names[i], i % 10);
-            }
-        }
-        if round > 0 {
-            ours.push(took); // round 0 connects and warms up
-        }
-    }
-    let trips = sources.redis_round_trips() - trips_before;
-    let cpu = process_cpu().zip(cpu_before).map(|(after, before)| {
-        (after.saturating_sub(before)) / u32::try_from(args.rounds).unwrap_or(u32::MAX)
-    });
+    let m = measure(&args, &url, &prefix, &names, &sources, &triggers).await?;
     if sources.redis_endpoints() != 1 {
         bail!("{} endpoints for one Redis", sources.redis_endpoints());
     }
-
-    let (floor_name, floor) = match redis_benchmark(&url, &prefix, args.keys, args.rounds)? {
-        Some(per_round) => (
-            format!("redis-benchmark -c 1 -P {} LLEN", args.keys),
-            per_round,
-        ),
-        None => {
-            let times = pipelined(&url, &names, args.rounds).await?;
-            (
-                "redis crate pipeline (no redis-benchmark)".to_string(),
-                summary(&times).0,
-            )
-        }
-    };
-    let (median, mean) = summary(&ours);
-    let per_read = |d: Duration| d.as_secs_f64() * 1e9 / args.keys as f64;
-    println!(
-        "ours:  {} sources, 1 shared connection: {} per {} reads (median of {} rounds; mean {}), {:.0} ns/read",
-        args.keys,
-        ms(median),
-        args.keys,
-        args.rounds,
-        ms(mean),
-        per_read(median)
-    );
-    println!(
-        "ours:  {:.1} requests (pipelines) to Redis per round of {} reads, {} CPU per round (all threads)",
-        trips as f64 / args.rounds as f64,
-        args.keys,
-        cpu.map_or_else(|| "?".to_string(), ms),
-    );
-    println!(
-        "floor: {floor_name}: {} per {} reads ({} requests), {:.0} ns/read",
-        ms(floor),
-        args.keys,
-        args.keys * args.rounds,
-        per_read(floor)
-    );
-    println!(
-        "ratio: ours/floor = {:.2}",
-        median.as_secs_f64() / floor.as_secs_f64()
-    );
+    report(&args, &m);
 
     let mut clean = redis::pipe();
     for k in &names {

@@ -10,7 +10,7 @@ use serde_json::json;
 use workerpool_operator::api::Trigger;
 use workerpool_operator::sources::{MetricSource, Sources};
 
-use super::{ms, process_cpu, start_redis_with, summary, Args, OwnRedis};
+use super::{ms, process_cpu, read_round, start_redis_with, summary, Args, OwnRedis};
 
 /// Starts `masters` cluster-enabled servers and joins them into a cluster.
 fn start_cluster(masters: usize) -> anyhow::Result<(Vec<u16>, Vec<OwnRedis>, tempfile::TempDir)> {
@@ -178,7 +178,7 @@ pub async fn run(args: &Args, masters: usize) -> anyhow::Result<()> {
             cpu_before = process_cpu();
         }
         let t0 = Instant::now();
-        let values = futures::future::join_all(triggers.iter().map(|s| s.read())).await;
+        let values = read_round(&triggers).await;
         let took = t0.elapsed();
         for (i, v) in values.into_iter().enumerate() {
             let v = v.with_context(|| format!("round {round}, {}", names[i]))?;
