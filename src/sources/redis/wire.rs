@@ -32,6 +32,12 @@ use tokio::sync::{mpsc, oneshot};
 /// Deepest nesting of arrays accepted in a reply.
 const MAX_DEPTH: usize = 100;
 
+/// The read buffer's size. A buffer that grew past [`KEEP_AT_MOST`] for a
+/// large reply (or the write buffer, for a large batch) is given back once
+/// it is empty again.
+const READ_BUFFER: usize = 64 * 1024;
+const KEEP_AT_MOST: usize = 1024 * 1024;
+
 /// A byte stream to a server: TCP, or TLS over TCP.
 pub(super) trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
@@ -137,7 +143,11 @@ async fn write_requests(
             }
         }
         writer.write_all(&out).await?;
-        out.clear();
+        if out.capacity() > KEEP_AT_MOST {
+            out = Vec::new();
+        } else {
+            out.clear();
+        }
     }
     Ok(())
 }
@@ -148,8 +158,11 @@ async fn read_replies(
     mut reader: tokio::io::ReadHalf<Box<dyn Stream>>,
     in_flight: &Mutex<VecDeque<InFlight>>,
 ) -> RedisError {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
     loop {
+        if buf.is_empty() && buf.capacity() > KEEP_AT_MOST {
+            buf = BytesMut::with_capacity(READ_BUFFER);
+        }
         match reader.read_buf(&mut buf).await {
             Ok(0) => return lost("the server closed the connection"),
             Ok(_) => {}
@@ -357,6 +370,68 @@ mod tests {
         let (_, used) = parse_reply(&two).unwrap().unwrap();
         assert_eq!(used, reply.len());
         assert_eq!(parse_reply(&two[used..]).unwrap().unwrap().0, Value::Int(5));
+    }
+
+    const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+
+    /// A wire to a fake server, and the server's end.
+    fn fake_server() -> (Wire, tokio::io::DuplexStream) {
+        let (client, server) = tokio::io::duplex(4096);
+        (Wire::start(Box::new(client)), server)
+    }
+
+    async fn expect_request(server: &mut tokio::io::DuplexStream, bytes: &[u8]) {
+        let mut got = vec![0u8; bytes.len()];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, bytes);
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_get_their_own_replies_however_the_bytes_arrive() {
+        let (wire, mut server) = fake_server();
+        let wire = Arc::new(wire);
+        let (w1, w2) = (wire.clone(), wire.clone());
+        let first = tokio::spawn(async move { w1.send(PING.repeat(2), 2).await });
+        expect_request(&mut server, &PING.repeat(2)).await;
+        let second = tokio::spawn(async move { w2.send(PING.to_vec(), 1).await });
+        expect_request(&mut server, PING).await;
+        for b in b":1\r\n$2\r\nok\r\n-ERR no\r\n" {
+            server.write_all(&[*b]).await.unwrap();
+        }
+        let first = first.await.unwrap().unwrap();
+        assert_eq!(
+            first[..],
+            [Value::Int(1), Value::BulkString(b"ok".to_vec())]
+        );
+        let second = second.await.unwrap().unwrap();
+        assert!(matches!(&second[..], [Value::ServerError(e)] if e.code() == "ERR"));
+    }
+
+    #[tokio::test]
+    async fn a_garbled_reply_fails_the_request_and_the_connection_is_gone() {
+        let (wire, mut server) = fake_server();
+        let wire = Arc::new(wire);
+        let w = wire.clone();
+        let asked = tokio::spawn(async move { w.send(PING.to_vec(), 1).await });
+        expect_request(&mut server, PING).await;
+        server.write_all(b"?what\r\n").await.unwrap();
+        let e = asked.await.unwrap().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Parse, "{e}");
+        let again = wire.send(PING.to_vec(), 1).await.unwrap_err();
+        assert!(again.is_io_error(), "{again}");
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_fails_every_request_in_flight_as_lost() {
+        let (wire, mut server) = fake_server();
+        let wire = Arc::new(wire);
+        let w = wire.clone();
+        let asked = tokio::spawn(async move { w.send(PING.repeat(3), 3).await });
+        expect_request(&mut server, &PING.repeat(3)).await;
+        server.write_all(b":1\r\n").await.unwrap();
+        drop(server);
+        let e = asked.await.unwrap().unwrap_err();
+        assert!(e.is_io_error(), "{e}");
     }
 
     #[test]
