@@ -222,17 +222,20 @@ async fn five_second_polling_reacts_within_one_interval() {
             (c.replicas("reports-worker") == Some(want)).then_some(())
         })
         .await;
-        let patch = c
-            .emu
-            .requests()
-            .all()
-            .into_iter()
-            .filter(|q| {
-                q.method == "PATCH" && q.path.ends_with("/deployments/reports-worker/scale")
-            })
-            .map(|q| q.at)
-            .find(|t| *t >= pushed)
-            .expect("a /scale PATCH after the push");
+        // The emulator logs a request once it has answered it, just after
+        // the store changed: the new replica count can be read first.
+        let patch = eventually("a /scale PATCH after the push", T, || async {
+            c.emu
+                .requests()
+                .all()
+                .into_iter()
+                .filter(|q| {
+                    q.method == "PATCH" && q.path.ends_with("/deployments/reports-worker/scale")
+                })
+                .map(|q| q.at)
+                .find(|t| *t >= pushed)
+        })
+        .await;
         reactions.push(patch - pushed);
     }
     eprintln!("reaction (queue jump -> /scale PATCH) at 5 s polling: {reactions:?}");
