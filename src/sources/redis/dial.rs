@@ -3,8 +3,6 @@
 //! Failures are `RedisError`s shaped as redis-rs's (an I/O error, or an
 //! authentication failure), so [`super::errors::connect_error`] words them.
 
-use std::sync::Arc;
-
 use ::redis::{ErrorKind, IntoConnectionInfo, RedisError, Value};
 use tokio::net::TcpStream;
 
@@ -110,7 +108,6 @@ async fn authenticate(wire: &Wire, user: Option<&str>, password: &str) -> Result
             .await
             .map(|_| ())
             .map_err(refused),
-        Err(e) if e.is_io_error() => Err(e),
         Err(e) => Err(refused(e)),
     }
 }
@@ -143,6 +140,3 @@ async fn only_reply(wire: &Wire, cmd: &::redis::Cmd) -> Result<Value, RedisError
         ))),
     }
 }
-
-/// A connection's wire, shared by its readers.
-pub(super) type SharedWire = Arc<Wire>;

@@ -9,14 +9,14 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::time::Instant;
 
 use super::batch::{Batcher, Commands, Replies, RoundTrips, Unanswered};
-use super::dial::{dial, SharedWire, Target};
+use super::dial::{dial, Target};
 use super::errors::*;
 use super::sentinel::SentinelResolver;
 use crate::sources::policy::EndpointPolicy;
 use crate::sources::{Redactor, SourceError};
 
 /// The connection, shared by every read on the node.
-pub(super) type SharedConnection = SharedWire;
+pub(super) type SharedConnection = Arc<super::wire::Wire>;
 
 type Connecting = Shared<BoxFuture<'static, Result<SharedConnection, SourceError>>>;
 

@@ -33,8 +33,8 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_DEPTH: usize = 100;
 
 /// The read buffer's size. A buffer that grew past [`KEEP_AT_MOST`] for a
-/// large reply (or the write buffer, for a large batch) is given back once
-/// it is empty again.
+/// large reply is given back once it is empty again (what is written is
+/// the requests' own bytes, dropped once written).
 const READ_BUFFER: usize = 64 * 1024;
 const KEEP_AT_MOST: usize = 1024 * 1024;
 
@@ -123,8 +123,9 @@ async fn write_requests(
     mut queue: mpsc::UnboundedReceiver<Request>,
     in_flight: &Mutex<VecDeque<InFlight>>,
 ) -> Result<(), RedisError> {
-    let mut out: Vec<u8> = Vec::new();
     while let Some(first) = queue.recv().await {
+        // The first request's bytes, with those queued behind it appended.
+        let mut out = Vec::new();
         let mut next = Some(first);
         {
             let mut waiting = in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -143,11 +144,6 @@ async fn write_requests(
             }
         }
         writer.write_all(&out).await?;
-        if out.capacity() > KEEP_AT_MOST {
-            out = Vec::new();
-        } else {
-            out.clear();
-        }
     }
     Ok(())
 }
